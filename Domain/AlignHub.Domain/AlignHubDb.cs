@@ -1,0 +1,57 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace AlignHub.Domain;
+
+/// <summary>The jobs table is the source of truth; Hangfire only carries ids.</summary>
+public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext(options)
+{
+    public DbSet<FileRecord> Files => Set<FileRecord>();
+    public DbSet<ModelRecord> Models => Set<ModelRecord>();
+    public DbSet<FineTuningJob> Jobs => Set<FineTuningJob>();
+    public DbSet<JobEvent> Events => Set<JobEvent>();
+    public DbSet<JobMetric> Metrics => Set<JobMetric>();
+    public DbSet<JobCheckpoint> Checkpoints => Set<JobCheckpoint>();
+
+    protected override void OnModelCreating(ModelBuilder b)
+    {
+        b.Entity<FileRecord>(e =>
+        {
+            e.ToTable("files");
+            e.Property(x => x.Id).HasMaxLength(64);
+            e.Property(x => x.Filename).HasMaxLength(256);
+            e.Property(x => x.Purpose).HasMaxLength(32);
+            e.HasIndex(x => x.CreatedAt);
+        });
+        b.Entity<ModelRecord>(e =>
+        {
+            e.ToTable("models");
+            e.Property(x => x.Id).HasMaxLength(256);
+        });
+        b.Entity<FineTuningJob>(e =>
+        {
+            e.ToTable("fine_tuning_jobs");
+            e.Property(x => x.Id).HasMaxLength(64);
+            e.Property(x => x.Status).HasMaxLength(32);
+            e.HasIndex(x => new { x.CreatedAtMs, x.Id });
+            e.HasIndex(x => x.Status);
+        });
+        b.Entity<JobEvent>(e =>
+        {
+            e.ToTable("job_events");
+            e.HasIndex(x => new { x.JobId, x.Id });
+        });
+        b.Entity<JobMetric>(e =>
+        {
+            e.ToTable("job_metrics");
+            // A step's metric is written once: a resumed job cannot duplicate it.
+            e.HasIndex(x => new { x.JobId, x.Name, x.Step }).IsUnique();
+            e.HasIndex(x => new { x.JobId, x.Step });
+        });
+        b.Entity<JobCheckpoint>(e =>
+        {
+            e.ToTable("job_checkpoints");
+            e.Property(x => x.Id).HasMaxLength(64);
+            e.HasIndex(x => new { x.JobId, x.Step }).IsUnique();
+        });
+    }
+}

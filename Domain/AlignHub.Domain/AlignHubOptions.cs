@@ -1,0 +1,25 @@
+namespace AlignHub.Domain;
+
+/// <summary>Settings under <c>AlignHub</c> (environment: <c>AlignHub__Name</c>).</summary>
+public sealed class AlignHubOptions
+{
+    /// <summary>Folder for the embedded default: SQLite database, uploaded files, checkpoints.</summary>
+    public string DataDir { get; set; } = "./data";
+    /// <summary>Comma-separated roles of this process: api, web, worker.</summary>
+    public string Roles { get; set; } = "api,web,worker";
+    /// <summary>Training jobs one worker process runs at once.</summary>
+    public int WorkerCount { get; set; } = 1;
+    /// <summary>A running job whose worker has not written a heartbeat for this long is taken back and re-queued.</summary>
+    public int LeaseSeconds { get; set; } = 60;
+    /// <summary>Largest accepted upload.</summary>
+    public long MaxUploadBytes { get; set; } = 512L * 1024 * 1024;
+    /// <summary>Torch intra-op threads per training job (0: the library's default).</summary>
+    public int TorchThreads { get; set; }
+
+    public bool HasRole(string role) =>
+        Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+             .Contains(role, StringComparer.OrdinalIgnoreCase);
+
+    public string FullDataDir => Path.GetFullPath(DataDir);
+    public string Resolve(string relative) => Path.GetFullPath(Path.Combine(FullDataDir, relative));
+}

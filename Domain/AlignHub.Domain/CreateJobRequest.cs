@@ -1,0 +1,67 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace AlignHub.Domain;
+
+/// <summary>Body of <c>POST /v1/fine_tuning/jobs</c>, as OpenAI's fine-tuning API defines it plus AlignHub's fields.</summary>
+public sealed record CreateJobRequest
+{
+    /// <summary>A registered model, e.g. <c>alignhub/tiny</c>.</summary>
+    public string? Model { get; init; }
+    /// <summary>Id of an uploaded file (<c>file-...</c>).</summary>
+    public string? TrainingFile { get; init; }
+    public string? ValidationFile { get; init; }
+    public int? Seed { get; init; }
+    /// <summary>Up to 64 characters added to the fine-tuned model name.</summary>
+    public string? Suffix { get; init; }
+    public Dictionary<string, string>? Metadata { get; init; }
+    public MethodRequest? Method { get; init; }
+    /// <summary>OpenAI's older top-level form; used when <c>method</c> is absent.</summary>
+    public HyperparametersRequest? Hyperparameters { get; init; }
+}
+
+public sealed record MethodRequest
+{
+    /// <summary><c>supervised</c> (more method types arrive with their trainers).</summary>
+    public string? Type { get; init; }
+    public SupervisedMethodRequest? Supervised { get; init; }
+}
+
+public sealed record SupervisedMethodRequest
+{
+    public HyperparametersRequest? Hyperparameters { get; init; }
+}
+
+/// <summary>
+/// OpenAI's fields accept a number or <c>"auto"</c>; the rest are AlignHub's (null: the documented default of <see cref="SftConfig"/>).
+/// </summary>
+public sealed record HyperparametersRequest
+{
+    public JsonElement? NEpochs { get; init; }
+    public JsonElement? BatchSize { get; init; }
+    public JsonElement? LearningRateMultiplier { get; init; }
+    public double? LearningRate { get; init; }
+    public int? MaxSteps { get; init; }
+    public double? WarmupRatio { get; init; }
+    public double? WeightDecay { get; init; }
+    public double? MaxGradNorm { get; init; }
+    public int? LoggingSteps { get; init; }
+    public int? SaveSteps { get; init; }
+    public int? MaxSeqLength { get; init; }
+}
+
+public static class ApiJson
+{
+    /// <summary>snake_case everywhere, as OpenAI's API.</summary>
+    public static readonly JsonSerializerOptions Options = Configure(new JsonSerializerOptions(JsonSerializerDefaults.Web));
+
+    public static JsonSerializerOptions Configure(JsonSerializerOptions o)
+    {
+        o.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+        o.DictionaryKeyPolicy = null;
+        o.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
+        o.MaxDepth = 32;
+        o.UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip;
+        return o;
+    }
+}

@@ -1,0 +1,112 @@
+namespace AlignHub.Domain;
+
+/// <summary>Status names as OpenAI's fine-tuning API spells them.</summary>
+public static class JobStatus
+{
+    public const string ValidatingFiles = "validating_files";
+    public const string Queued = "queued";
+    public const string Running = "running";
+    public const string Succeeded = "succeeded";
+    public const string Failed = "failed";
+    public const string Cancelled = "cancelled";
+
+    public static bool IsTerminal(string status) => status is Succeeded or Failed or Cancelled;
+}
+
+/// <summary>An uploaded file (JSONL rows), stored under the data folder, never in a served folder.</summary>
+public sealed class FileRecord
+{
+    public required string Id { get; set; }
+    public required string Filename { get; set; }
+    public required string Purpose { get; set; }
+    public long Bytes { get; set; }
+    public long CreatedAt { get; set; }
+    /// <summary>Path relative to the data folder.</summary>
+    public required string StoragePath { get; set; }
+    public int LineCount { get; set; }
+    /// <summary>Row format found on upload, e.g. <c>prompt_completion</c>, <c>messages</c>.</summary>
+    public required string Format { get; set; }
+}
+
+/// <summary>A model that jobs can name: a built-in preset or a fine-tuned result.</summary>
+public sealed class ModelRecord
+{
+    public required string Id { get; set; }
+    public long CreatedAt { get; set; }
+    public required string OwnedBy { get; set; }
+    public required string Architecture { get; set; }
+    /// <summary>HF-style config.json of the architecture.</summary>
+    public required string ConfigJson { get; set; }
+    public required string Tokenizer { get; set; }
+    /// <summary>Folder (relative to the data folder) holding the weights; null: random initialisation from the seed.</summary>
+    public string? WeightsPath { get; set; }
+    public string? ParentJobId { get; set; }
+    public long Parameters { get; set; }
+}
+
+public sealed class FineTuningJob
+{
+    public required string Id { get; set; }
+    public required string Model { get; set; }
+    public required string TrainingFile { get; set; }
+    public string? ValidationFile { get; set; }
+    public int Seed { get; set; }
+    public string? Suffix { get; set; }
+    public string? MetadataJson { get; set; }
+    public required string MethodType { get; set; }
+    /// <summary>The resolved config (every default filled in), as JSON; copied into every checkpoint.</summary>
+    public required string ConfigJson { get; set; }
+    public required string Status { get; set; }
+    public long CreatedAt { get; set; }
+    /// <summary>Milliseconds; orders the job list.</summary>
+    public long CreatedAtMs { get; set; }
+    public long? StartedAt { get; set; }
+    public long? FinishedAt { get; set; }
+    public string? FineTunedModel { get; set; }
+    public string? ErrorCode { get; set; }
+    public string? ErrorMessage { get; set; }
+    public string? ErrorParam { get; set; }
+    public int StepsCompleted { get; set; }
+    public int TotalSteps { get; set; }
+    public int EpochsCompleted { get; set; }
+    public long TrainedTokens { get; set; }
+    public long? EstimatedFinish { get; set; }
+    /// <summary>Worker that holds the job while it runs; with <see cref="HeartbeatAtMs"/> it forms a lease.</summary>
+    public string? LeaseOwner { get; set; }
+    public long? HeartbeatAtMs { get; set; }
+    /// <summary>How many times a worker has started (or resumed) this job.</summary>
+    public int Attempts { get; set; }
+}
+
+public sealed class JobEvent
+{
+    public long Id { get; set; }
+    public required string JobId { get; set; }
+    public long CreatedAt { get; set; }
+    public required string Level { get; set; }
+    public required string Type { get; set; }
+    public required string Message { get; set; }
+    public string? DataJson { get; set; }
+}
+
+public sealed class JobMetric
+{
+    public long Id { get; set; }
+    public required string JobId { get; set; }
+    public int Step { get; set; }
+    public required string Name { get; set; }
+    public double Value { get; set; }
+    public long CreatedAt { get; set; }
+}
+
+public sealed class JobCheckpoint
+{
+    public required string Id { get; set; }
+    public required string JobId { get; set; }
+    public int Step { get; set; }
+    public long CreatedAt { get; set; }
+    /// <summary>Folder relative to the data folder.</summary>
+    public required string StoragePath { get; set; }
+    public required string MetricsJson { get; set; }
+    public required string ModelName { get; set; }
+}

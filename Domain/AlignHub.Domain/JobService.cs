@@ -1,0 +1,184 @@
+using System.Text.Json;
+using Hangfire;
+using Microsoft.EntityFrameworkCore;
+
+namespace AlignHub.Domain;
+
+/// <summary>Creates, cancels and re-queues fine-tuning jobs. The row is written first; Hangfire carries only its id.</summary>
+public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJobClient hangfire)
+{
+    public static readonly string[] MethodTypes = ["supervised"];
+
+    public abstract record CreateResult;
+    public sealed record Created(FineTuningJob Job) : CreateResult;
+    public sealed record Invalid(Dictionary<string, string[]> Errors) : CreateResult;
+
+    public async Task<CreateResult> CreateAsync(CreateJobRequest req, CancellationToken ct)
+    {
+        var errors = new Dictionary<string, string[]>();
+        void Err(string field, string message) =>
+            errors[field] = errors.TryGetValue(field, out var m) ? [.. m, message] : [message];
+
+        var methodType = req.Method?.Type ?? "supervised";
+        if (!MethodTypes.Contains(methodType))
+            Err("method.type", $"unknown method type \"{methodType}\"; supported: {string.Join(", ", MethodTypes)}");
+        var hp = req.Method?.Supervised?.Hyperparameters ?? req.Hyperparameters;
+        var config = ResolveSft(hp, req.Seed, Err);
+
+        if (req.Seed is < 0) Err("seed", "seed must be >= 0");
+        if (req.Suffix is { Length: > 64 }) Err("suffix", "suffix must be at most 64 characters");
+        if (req.Suffix is { } s && s.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+            Err("suffix", "suffix may hold only letters, digits, '-', '_' and '.'");
+        if (req.Metadata is { Count: > 16 }) Err("metadata", "at most 16 metadata keys");
+
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        ModelRecord? model = null;
+        if (string.IsNullOrWhiteSpace(req.Model)) Err("model", "model is required");
+        else if ((model = await db.Models.FindAsync([req.Model], ct)) is null)
+            Err("model", $"model \"{req.Model}\" is not registered (GET /v1/models lists them)");
+        if (string.IsNullOrWhiteSpace(req.TrainingFile)) Err("training_file", "training_file is required");
+        else await CheckFile(db, req.TrainingFile, "training_file", Err, ct);
+        if (req.ValidationFile is not null) await CheckFile(db, req.ValidationFile, "validation_file", Err, ct);
+        if (model is not null && config.MaxSeqLength is int msl)
+        {
+            var positions = JsonDocument.Parse(model.ConfigJson).RootElement.TryGetProperty("n_positions", out var p) ? p.GetInt32() : int.MaxValue;
+            if (msl > positions) Err("method.supervised.hyperparameters.max_seq_length", $"must be at most the model's context length {positions}");
+        }
+        if (errors.Count > 0) return new Invalid(errors);
+
+        var now = Ids.NowMs();
+        var job = new FineTuningJob
+        {
+            Id = Ids.New("ftjob-"),
+            Model = req.Model!,
+            TrainingFile = req.TrainingFile!,
+            ValidationFile = req.ValidationFile,
+            Seed = config.Seed,
+            Suffix = req.Suffix,
+            MetadataJson = req.Metadata is null ? null : JsonSerializer.Serialize(req.Metadata),
+            MethodType = methodType,
+            ConfigJson = config.ToJson(),
+            Status = JobStatus.Queued,
+            CreatedAt = now / 1000,
+            CreatedAtMs = now,
+        };
+        db.Jobs.Add(job);
+        db.Events.Add(new JobEvent { JobId = job.Id, CreatedAt = job.CreatedAt, Level = "info", Type = "message", Message = $"Created fine-tuning job {job.Id}" });
+        await db.SaveChangesAsync(ct);
+        Enqueue(job.Id);
+        return new Created(job);
+    }
+
+    static async Task CheckFile(AlignHubDb db, string id, string field, Action<string, string> err, CancellationToken ct)
+    {
+        var f = await db.Files.FindAsync([id], ct);
+        if (f is null) err(field, $"file \"{id}\" does not exist");
+        else if (f.Purpose != "fine-tune") err(field, $"file \"{id}\" has purpose \"{f.Purpose}\", not \"fine-tune\"");
+        else if (f.Format != JsonlRows.Supervised) err(field, $"file \"{id}\" holds {f.Format} rows; supervised needs prompt/completion or messages rows");
+    }
+
+    /// <summary>Fills every default of <see cref="SftConfig"/> and checks ranges; errors name the field.</summary>
+    public static SftConfig ResolveSft(HyperparametersRequest? hp, int? seed, Action<string, string> err)
+    {
+        const string P = "method.supervised.hyperparameters.";
+        var c = new SftConfig { Seed = seed ?? Random.Shared.Next(0, int.MaxValue) };
+        if (hp is null) return c;
+        int? nEpochs = AutoInt(hp.NEpochs, P + "n_epochs", 1, 100, err);
+        int? batch = AutoInt(hp.BatchSize, P + "batch_size", 1, 1024, err);
+        double? mult = AutoDouble(hp.LearningRateMultiplier, P + "learning_rate_multiplier", 1e-6, 100, err);
+        void Range(double? v, string name, double lo, double hi)
+        {
+            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
+        }
+        Range(hp.LearningRate, "learning_rate", 1e-8, 1);
+        Range(hp.MaxSteps, "max_steps", 1, 10_000_000);
+        Range(hp.WarmupRatio, "warmup_ratio", 0, 1);
+        Range(hp.WeightDecay, "weight_decay", 0, 10);
+        Range(hp.MaxGradNorm, "max_grad_norm", 1e-6, 1e6);
+        Range(hp.LoggingSteps, "logging_steps", 1, 1_000_000);
+        Range(hp.SaveSteps, "save_steps", 1, 10_000_000);
+        Range(hp.MaxSeqLength, "max_seq_length", 2, 1_000_000);
+        return c with
+        {
+            NEpochs = nEpochs ?? c.NEpochs,
+            BatchSize = batch ?? c.BatchSize,
+            LearningRateMultiplier = mult ?? c.LearningRateMultiplier,
+            LearningRate = hp.LearningRate ?? c.LearningRate,
+            MaxSteps = hp.MaxSteps ?? c.MaxSteps,
+            WarmupRatio = hp.WarmupRatio ?? c.WarmupRatio,
+            WeightDecay = hp.WeightDecay ?? c.WeightDecay,
+            MaxGradNorm = hp.MaxGradNorm ?? c.MaxGradNorm,
+            LoggingSteps = hp.LoggingSteps ?? c.LoggingSteps,
+            SaveSteps = hp.SaveSteps ?? c.SaveSteps,
+            MaxSeqLength = hp.MaxSeqLength ?? c.MaxSeqLength,
+        };
+    }
+
+    static int? AutoInt(JsonElement? v, string field, int lo, int hi, Action<string, string> err)
+    {
+        if (v is not JsonElement e || e.ValueKind == JsonValueKind.Null) return null;
+        if (e.ValueKind == JsonValueKind.String && e.GetString() == "auto") return null;
+        if (e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var i) && i >= lo && i <= hi) return i;
+        err(field, $"must be \"auto\" or an integer from {lo} to {hi}");
+        return null;
+    }
+
+    static double? AutoDouble(JsonElement? v, string field, double lo, double hi, Action<string, string> err)
+    {
+        if (v is not JsonElement e || e.ValueKind == JsonValueKind.Null) return null;
+        if (e.ValueKind == JsonValueKind.String && e.GetString() == "auto") return null;
+        if (e.ValueKind == JsonValueKind.Number && e.TryGetDouble(out var d) && double.IsFinite(d) && d >= lo && d <= hi) return d;
+        err(field, $"must be \"auto\" or a number from {lo} to {hi}");
+        return null;
+    }
+
+    public enum CancelOutcome { Cancelled, NotFound, AlreadyFinished }
+
+    /// <summary>Marks a queued or running job cancelled; its worker sees that within one step and stops.</summary>
+    public async Task<(CancelOutcome, FineTuningJob?)> CancelAsync(string id, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var now = Ids.Now();
+        var n = await db.Jobs
+            .Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobStatus.ValidatingFiles))
+            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Cancelled).SetProperty(j => j.FinishedAt, now), ct);
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        if (job is null) return (CancelOutcome.NotFound, null);
+        if (n == 0) return (CancelOutcome.AlreadyFinished, job);
+        db.Events.Add(new JobEvent { JobId = id, CreatedAt = now, Level = "info", Type = "message", Message = "Job cancelled by request" });
+        await db.SaveChangesAsync(ct);
+        return (CancelOutcome.Cancelled, job);
+    }
+
+    public void Enqueue(string jobId) =>
+        hangfire.Enqueue<ITrainingJob>(ITrainingJob.Queue, j => j.Run(jobId, CancellationToken.None));
+
+    /// <summary>
+    /// Puts jobs back on the queue that a dead process left behind. <paramref name="all"/> (the embedded default at
+    /// start-up, where no other process can hold a job): every queued or running job. Otherwise: running jobs whose
+    /// lease has expired. The conditional update makes exactly one process re-queue each job.
+    /// </summary>
+    public async Task<int> RequeueOrphansAsync(bool all, TimeSpan lease, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var staleBefore = Ids.NowMs() - (long)lease.TotalMilliseconds;
+        var candidates = all
+            ? await db.Jobs.Where(j => j.Status == JobStatus.Queued || j.Status == JobStatus.Running).Select(j => j.Id).ToListAsync(ct)
+            : await db.Jobs.Where(j => j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore).Select(j => j.Id).ToListAsync(ct);
+        int count = 0;
+        foreach (var id in candidates)
+        {
+            int n = all
+                ? await db.Jobs.Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running))
+                    .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null), ct)
+                : await db.Jobs.Where(j => j.Id == id && j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore)
+                    .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null), ct);
+            if (n == 0) continue;
+            db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "warn", Type = "message", Message = "Worker lost; job re-queued to resume from its last checkpoint" });
+            await db.SaveChangesAsync(ct);
+            Enqueue(id);
+            count++;
+        }
+        return count;
+    }
+}
