@@ -34,7 +34,7 @@ public sealed record SftConfig
     /// <summary>Seeds the initialisation of preset models and the data order.</summary>
     public int Seed { get; init; }
 
-    public double PeakLearningRate => LearningRate * LearningRateMultiplier;
+    [JsonIgnore] public double PeakLearningRate => LearningRate * LearningRateMultiplier;
 
     public static readonly JsonSerializerOptions Json = new()
     {

@@ -1,0 +1,76 @@
+using System.Text.Json;
+using AlignHub.Domain;
+
+namespace AlignHub.Api.Endpoints;
+
+/// <summary>OpenAI's list shape.</summary>
+public sealed record ListObject<T>(IReadOnlyList<T> Data, bool HasMore, string? FirstId = null, string? LastId = null)
+{
+    public string Object => "list";
+}
+
+public sealed record FileObject(string Id, long Bytes, long CreatedAt, string Filename, string Purpose, string Status, int LineCount, string Format)
+{
+    public string Object => "file";
+    public static FileObject From(FileRecord f) => new(f.Id, f.Bytes, f.CreatedAt, f.Filename, f.Purpose, "processed", f.LineCount, f.Format);
+}
+
+public sealed record JobError(string Code, string Message, string? Param);
+
+/// <summary>OpenAI's <c>fine_tuning.job</c>, plus Together-style progress fields.</summary>
+public sealed record JobObject(
+    string Id, long CreatedAt, long? FinishedAt, string Model, string? FineTunedModel, string OrganizationId,
+    string Status, string TrainingFile, string? ValidationFile, IReadOnlyList<string> ResultFiles, long? TrainedTokens,
+    JobError? Error, int Seed, long? EstimatedFinish, JsonElement Method, IReadOnlyDictionary<string, string>? Metadata,
+    string? Suffix, int StepsCompleted, int TotalSteps, int EpochsCompleted, long? SecondsRemaining, JsonElement Config)
+{
+    public string Object => "fine_tuning.job";
+
+    public static JobObject From(FineTuningJob j)
+    {
+        var config = SftConfig.FromJson(j.ConfigJson);
+        var method = JsonSerializer.SerializeToElement(new Dictionary<string, object>
+        {
+            ["type"] = j.MethodType,
+            [j.MethodType] = new Dictionary<string, object>
+            {
+                ["hyperparameters"] = new Dictionary<string, object?>
+                {
+                    ["n_epochs"] = config.NEpochs,
+                    ["batch_size"] = config.BatchSize,
+                    ["learning_rate_multiplier"] = config.LearningRateMultiplier,
+                },
+            },
+        });
+        long? remaining = j.EstimatedFinish is long ef && j.Status == JobStatus.Running ? Math.Max(0, ef - Ids.Now()) : null;
+        return new JobObject(j.Id, j.CreatedAt, j.FinishedAt, j.Model, j.FineTunedModel, "org-alignhub", j.Status,
+            j.TrainingFile, j.ValidationFile, [], j.TrainedTokens == 0 ? null : j.TrainedTokens,
+            j.ErrorMessage is null ? null : new JobError(j.ErrorCode ?? "error", j.ErrorMessage, j.ErrorParam),
+            j.Seed, j.EstimatedFinish, method,
+            j.MetadataJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(j.MetadataJson),
+            j.Suffix, j.StepsCompleted, j.TotalSteps, j.EpochsCompleted, remaining,
+            JsonSerializer.SerializeToElement(config, SftConfig.Json));
+    }
+}
+
+public sealed record EventObject(string Id, long CreatedAt, string Level, string Message, string Type, JsonElement? Data)
+{
+    public string Object => "fine_tuning.job.event";
+    public static EventObject From(JobEvent e) => new("ftevent-" + e.Id, e.CreatedAt, e.Level, e.Message, e.Type,
+        e.DataJson is null ? null : JsonSerializer.Deserialize<JsonElement>(e.DataJson));
+}
+
+public sealed record CheckpointObject(string Id, long CreatedAt, string FineTuningJobId, string FineTunedModelCheckpoint, int StepNumber, JsonElement Metrics)
+{
+    public string Object => "fine_tuning.job.checkpoint";
+    public static CheckpointObject From(JobCheckpoint c) => new(c.Id, c.CreatedAt, c.JobId, c.ModelName, c.Step,
+        JsonSerializer.Deserialize<JsonElement>(c.MetricsJson));
+}
+
+public sealed record MetricObject(int Step, string Name, double Value, long CreatedAt);
+
+public sealed record ModelObject(string Id, long Created, string OwnedBy, string Architecture, long Parameters, string Tokenizer, string? ParentJob)
+{
+    public string Object => "model";
+    public static ModelObject From(ModelRecord m) => new(m.Id, m.CreatedAt, m.OwnedBy, m.Architecture, m.Parameters, m.Tokenizer, m.ParentJobId);
+}

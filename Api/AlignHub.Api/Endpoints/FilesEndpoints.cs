@@ -1,0 +1,58 @@
+using AlignHub.Domain;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+
+namespace AlignHub.Api.Endpoints;
+
+public static class FilesEndpoints
+{
+    public static void MapFiles(this RouteGroupBuilder v1)
+    {
+        var g = v1.MapGroup("/files").WithTags("Files");
+        g.MapPost("/", Upload).DisableAntiforgery()
+            .WithSummary("Upload a JSONL file (multipart: file, purpose=fine-tune); every line is validated");
+        g.MapGet("/", List).WithSummary("List files");
+        g.MapGet("/{id}", Get).WithSummary("Retrieve a file");
+        g.MapGet("/{id}/content", Content).WithSummary("Download a file's content");
+    }
+
+    public static async Task<Results<Ok<FileObject>, ValidationProblem>> Upload(HttpRequest request, FileService files, CancellationToken ct)
+    {
+        if (!request.HasFormContentType)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["file"] = ["send multipart/form-data with fields file and purpose"] });
+        var form = await request.ReadFormAsync(ct);
+        var file = form.Files.GetFile("file");
+        if (file is null)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["file"] = ["file is required"] });
+        await using var stream = file.OpenReadStream();
+        return await files.UploadAsync(stream, file.FileName, form["purpose"].ToString(), ct) switch
+        {
+            FileService.Stored s => TypedResults.Ok(FileObject.From(s.File)),
+            FileService.Invalid i => TypedResults.ValidationProblem(new Dictionary<string, string[]> { [i.Field] = [i.Message] }, detail: i.Message),
+            _ => throw new InvalidOperationException(),
+        };
+    }
+
+    public static async Task<Ok<ListObject<FileObject>>> List(IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var files = await db.Files.AsNoTracking().OrderByDescending(f => f.CreatedAt).ThenBy(f => f.Id).ToListAsync(ct);
+        return TypedResults.Ok(new ListObject<FileObject>(files.Select(FileObject.From).ToList(), false));
+    }
+
+    public static async Task<Results<Ok<FileObject>, ProblemHttpResult>> Get(string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var f = await db.Files.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        return f is null ? ProblemShape.NotFound("file", id) : TypedResults.Ok(FileObject.From(f));
+    }
+
+    public static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> Content(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var f = await db.Files.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        if (f is null) return ProblemShape.NotFound("file", id);
+        return TypedResults.File(File.OpenRead(options.Resolve(f.StoragePath)), "application/jsonl", f.Filename);
+    }
+}

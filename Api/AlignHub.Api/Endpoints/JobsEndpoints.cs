@@ -1,0 +1,123 @@
+using System.Text.Json;
+using AlignHub.Domain;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace AlignHub.Api.Endpoints;
+
+public static class JobsEndpoints
+{
+    public static void MapFineTuningJobs(this RouteGroupBuilder v1)
+    {
+        var g = v1.MapGroup("/fine_tuning/jobs").WithTags("Fine-tuning jobs");
+        g.MapPost("/", Create).Accepts<CreateJobRequest>("application/json")
+            .WithSummary("Create a fine-tuning job (OpenAI's shape; method.type = supervised)");
+        g.MapGet("/", List).WithSummary("List jobs, newest first (after = a job id, limit <= 100)");
+        g.MapGet("/{id}", Get).WithSummary("Retrieve a job");
+        g.MapPost("/{id}/cancel", Cancel).WithSummary("Cancel a queued or running job (409 once it has finished)");
+        g.MapGet("/{id}/events", Events).WithSummary("A job's events, newest first");
+        g.MapGet("/{id}/checkpoints", Checkpoints).WithSummary("A job's checkpoints, newest first");
+        g.MapGet("/{id}/metrics", Metrics).WithSummary("AlignHub: a job's metric rows (step, name, value)");
+    }
+
+    public static async Task<Results<Ok<JobObject>, ValidationProblem>> Create(HttpRequest request, JobService jobs, CancellationToken ct)
+    {
+        CreateJobRequest? body;
+        try
+        {
+            body = await JsonSerializer.DeserializeAsync<CreateJobRequest>(request.Body, ApiJson.Options, ct);
+        }
+        catch (JsonException e)
+        {
+            var field = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "body" : e.Path.TrimStart('$', '.');
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = ["invalid JSON or wrong type at this field"] });
+        }
+        if (body is null)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["body"] = ["a JSON object is required"] });
+        return await jobs.CreateAsync(body, ct) switch
+        {
+            JobService.Created c => TypedResults.Ok(JobObject.From(c.Job)),
+            JobService.Invalid i => TypedResults.ValidationProblem(i.Errors),
+            _ => throw new InvalidOperationException(),
+        };
+    }
+
+    public static async Task<Results<Ok<ListObject<JobObject>>, ValidationProblem>> List(
+        IDbContextFactory<AlignHubDb> dbs, string? after, int? limit, CancellationToken ct)
+    {
+        int take = limit ?? 20;
+        if (take is < 1 or > 100)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["limit must be between 1 and 100"] });
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var q = db.Jobs.AsNoTracking();
+        if (!string.IsNullOrEmpty(after))
+        {
+            var cursor = await db.Jobs.AsNoTracking().Where(j => j.Id == after).Select(j => new { j.CreatedAtMs, j.Id }).FirstOrDefaultAsync(ct);
+            if (cursor is null)
+                return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = [$"job \"{after}\" does not exist"] });
+            q = q.Where(j => j.CreatedAtMs < cursor.CreatedAtMs || (j.CreatedAtMs == cursor.CreatedAtMs && string.Compare(j.Id, cursor.Id) < 0));
+        }
+        var page = await q.OrderByDescending(j => j.CreatedAtMs).ThenByDescending(j => j.Id).Take(take + 1).ToListAsync(ct);
+        var data = page.Take(take).Select(JobObject.From).ToList();
+        return TypedResults.Ok(new ListObject<JobObject>(data, page.Count > take, data.FirstOrDefault()?.Id, data.LastOrDefault()?.Id));
+    }
+
+    public static async Task<Results<Ok<JobObject>, ProblemHttpResult>> Get(string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var j = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        return j is null ? ProblemShape.NotFound("fine-tuning job", id) : TypedResults.Ok(JobObject.From(j));
+    }
+
+    public static async Task<Results<Ok<JobObject>, ProblemHttpResult>> Cancel(string id, JobService jobs, CancellationToken ct)
+    {
+        var (outcome, job) = await jobs.CancelAsync(id, ct);
+        return outcome switch
+        {
+            JobService.CancelOutcome.NotFound => ProblemShape.NotFound("fine-tuning job", id),
+            JobService.CancelOutcome.AlreadyFinished => ProblemShape.Conflict($"job {id} is {job!.Status}; only queued or running jobs can be cancelled"),
+            _ => TypedResults.Ok(JobObject.From(job!)),
+        };
+    }
+
+    public static async Task<Results<Ok<ListObject<EventObject>>, ProblemHttpResult, ValidationProblem>> Events(
+        string id, IDbContextFactory<AlignHubDb> dbs, string? after, int? limit, CancellationToken ct)
+    {
+        int take = limit ?? 20;
+        if (take is < 1 or > 1000)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["limit must be between 1 and 1000"] });
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var q = db.Events.AsNoTracking().Where(e => e.JobId == id);
+        if (!string.IsNullOrEmpty(after))
+        {
+            if (!after.StartsWith("ftevent-") || !long.TryParse(after["ftevent-".Length..], out var cursor))
+                return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["after must be an event id (ftevent-...)"] });
+            q = q.Where(e => e.Id < cursor);
+        }
+        var page = await q.OrderByDescending(e => e.Id).Take(take + 1).ToListAsync(ct);
+        return TypedResults.Ok(new ListObject<EventObject>(page.Take(take).Select(EventObject.From).ToList(), page.Count > take));
+    }
+
+    public static async Task<Results<Ok<ListObject<CheckpointObject>>, ProblemHttpResult>> Checkpoints(
+        string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var rows = await db.Checkpoints.AsNoTracking().Where(c => c.JobId == id).OrderByDescending(c => c.Step).ToListAsync(ct);
+        return TypedResults.Ok(new ListObject<CheckpointObject>(rows.Select(CheckpointObject.From).ToList(), false,
+            rows.FirstOrDefault()?.Id, rows.LastOrDefault()?.Id));
+    }
+
+    public static async Task<Results<Ok<ListObject<MetricObject>>, ProblemHttpResult>> Metrics(
+        string id, IDbContextFactory<AlignHubDb> dbs, string? name, int? afterStep, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var q = db.Metrics.AsNoTracking().Where(m => m.JobId == id);
+        if (!string.IsNullOrEmpty(name)) q = q.Where(m => m.Name == name);
+        if (afterStep is int s) q = q.Where(m => m.Step > s);
+        var rows = await q.OrderBy(m => m.Step).ThenBy(m => m.Name).ToListAsync(ct);
+        return TypedResults.Ok(new ListObject<MetricObject>(rows.Select(m => new MetricObject(m.Step, m.Name, m.Value, m.CreatedAt)).ToList(), false));
+    }
+}

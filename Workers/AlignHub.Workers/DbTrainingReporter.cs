@@ -1,0 +1,121 @@
+using System.Text.Json;
+using AlignHub.Domain;
+using AlignHub.Training;
+using Microsoft.EntityFrameworkCore;
+
+namespace AlignHub.Workers;
+
+/// <summary>
+/// Writes a trainer's progress, metrics, events and checkpoints to the database, and holds the job's lease:
+/// a timer renews the heartbeat while the job runs, and every step asks whether the job was cancelled or
+/// taken over (the lease lost), so cancellation is honoured within one step.
+/// </summary>
+public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
+{
+    readonly IDbContextFactory<AlignHubDb> dbs;
+    readonly AlignHubDb db;
+    readonly FineTuningJob job;
+    readonly string workerId;
+    readonly AlignHubOptions options;
+    readonly Timer heartbeat;
+    public bool LeaseLost { get; private set; }
+
+    public DbTrainingReporter(IDbContextFactory<AlignHubDb> dbs, FineTuningJob job, string workerId, AlignHubOptions options)
+    {
+        this.dbs = dbs;
+        this.job = job;
+        this.workerId = workerId;
+        this.options = options;
+        db = dbs.CreateDbContext();
+        var every = TimeSpan.FromSeconds(Math.Max(1, options.LeaseSeconds / 4.0));
+        heartbeat = new Timer(_ => Beat(), null, every, every);
+    }
+
+    void Beat()
+    {
+        try
+        {
+            using var hb = dbs.CreateDbContext();
+            var now = Ids.NowMs();
+            int n = hb.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == workerId)
+                .ExecuteUpdate(s => s.SetProperty(j => j.HeartbeatAtMs, now));
+            if (n == 0) LeaseLost = true;
+        }
+        catch { /* a missed beat is retried on the next tick */ }
+    }
+
+    public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null)
+    {
+        db.Events.Add(new JobEvent
+        {
+            JobId = job.Id, CreatedAt = Ids.Now(), Level = level, Type = "message", Message = message,
+            DataJson = data is null ? null : JsonSerializer.Serialize(data),
+        });
+        Save();
+    }
+
+    public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? metrics)
+    {
+        var now = Ids.Now();
+        if (metrics is not null)
+        {
+            foreach (var (name, value) in metrics)
+                db.Metrics.Add(new JobMetric { JobId = job.Id, Step = p.Step, Name = name, Value = value, CreatedAt = now });
+            db.Events.Add(new JobEvent
+            {
+                JobId = job.Id, CreatedAt = now, Level = "info", Type = "metrics",
+                Message = $"Step {p.Step}/{p.TotalSteps}: " + string.Join(", ", metrics.Select(m => $"{m.Key}={m.Value:G4}")),
+                DataJson = JsonSerializer.Serialize(new Dictionary<string, double>(metrics) { ["step"] = p.Step, ["total_steps"] = p.TotalSteps }),
+            });
+            Save();
+        }
+        long? eta = p.SecondsRemaining is double s ? now + (long)Math.Ceiling(s) : null;
+        int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == workerId).ExecuteUpdate(u => u
+            .SetProperty(j => j.StepsCompleted, p.Step)
+            .SetProperty(j => j.TotalSteps, p.TotalSteps)
+            .SetProperty(j => j.EpochsCompleted, p.EpochsCompleted)
+            .SetProperty(j => j.TrainedTokens, p.TrainedTokens)
+            .SetProperty(j => j.EstimatedFinish, eta)
+            .SetProperty(j => j.HeartbeatAtMs, Ids.NowMs()));
+        if (n == 0) LeaseLost = true;
+    }
+
+    public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics)
+    {
+        var relative = Path.GetRelativePath(options.FullDataDir, directory);
+        if (db.Checkpoints.Any(c => c.JobId == job.Id && c.Step == step)) return;
+        var suffix = job.Suffix is null ? "" : job.Suffix + ":";
+        db.Checkpoints.Add(new JobCheckpoint
+        {
+            Id = Ids.New("ftckpt-"), JobId = job.Id, Step = step, CreatedAt = Ids.Now(), StoragePath = relative,
+            MetricsJson = JsonSerializer.Serialize(metrics),
+            ModelName = $"ft:{job.Model}:{suffix}{job.Id}:ckpt-step-{step}",
+        });
+        db.Events.Add(new JobEvent
+        {
+            JobId = job.Id, CreatedAt = Ids.Now(), Level = "info", Type = "message",
+            Message = $"Checkpoint saved at step {step}", DataJson = JsonSerializer.Serialize(new { step }),
+        });
+        Save();
+    }
+
+    public bool CancelRequested()
+    {
+        if (LeaseLost) return true;
+        var row = db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.Status, j.LeaseOwner }).Single();
+        if (row.LeaseOwner != workerId) LeaseLost = true;
+        return row.Status != JobStatus.Running || LeaseLost;
+    }
+
+    void Save()
+    {
+        db.SaveChanges();
+        db.ChangeTracker.Clear();
+    }
+
+    public void Dispose()
+    {
+        heartbeat.Dispose();
+        db.Dispose();
+    }
+}

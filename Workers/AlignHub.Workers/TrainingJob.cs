@@ -1,0 +1,152 @@
+using AlignHub.Domain;
+using AlignHub.Training;
+using AlignHub.Training.Sft;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
+
+namespace AlignHub.Workers;
+
+/// <summary>
+/// Runs one fine-tuning job on the Hangfire worker thread (synchronously: TorchSharp dispose scopes are per thread).
+/// Safe to run again: it claims the job with a conditional update (queued, or running with an expired lease), so a
+/// job runs in one place at a time, and it resumes from the job's last checkpoint.
+/// </summary>
+public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobService jobs, ILogger<TrainingJob> log) : ITrainingJob
+{
+    public static readonly string WorkerId = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
+    static readonly object TorchInit = new();
+    static bool torchConfigured;
+
+    public void Run(string jobId, CancellationToken cancellationToken)
+    {
+        using var db = dbs.CreateDbContext();
+        var now = Ids.NowMs();
+        var staleBefore = now - options.LeaseSeconds * 1000L;
+        int claimed = db.Jobs
+            .Where(j => j.Id == jobId && (j.Status == JobStatus.Queued || (j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore)))
+            .ExecuteUpdate(s => s
+                .SetProperty(j => j.Status, JobStatus.Running)
+                .SetProperty(j => j.LeaseOwner, WorkerId)
+                .SetProperty(j => j.HeartbeatAtMs, now)
+                .SetProperty(j => j.Attempts, j => j.Attempts + 1)
+                .SetProperty(j => j.StartedAt, j => j.StartedAt ?? now / 1000));
+        if (claimed == 0)
+        {
+            log.LogInformation("Job {JobId} is not claimable (finished, cancelled or running elsewhere); nothing to do", jobId);
+            return;
+        }
+        var job = db.Jobs.AsNoTracking().Single(j => j.Id == jobId);
+        using var reporter = new DbTrainingReporter(dbs, job, WorkerId, options);
+        try
+        {
+            ConfigureTorch();
+            var run = PrepareRun(db, job, reporter);
+            var result = SftTrainer.Train(run, reporter, cancellationToken);
+            Finish(db, job, result, reporter);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            log.LogError(e, "Job {JobId} failed", jobId);
+            var message = e is InvalidDataException or InvalidOperationException or FileNotFoundException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            int n = db.Jobs.Where(j => j.Id == jobId && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
+                .ExecuteUpdate(s => s
+                    .SetProperty(j => j.Status, JobStatus.Failed)
+                    .SetProperty(j => j.FinishedAt, Ids.Now())
+                    .SetProperty(j => j.ErrorCode, "training_error")
+                    .SetProperty(j => j.ErrorMessage, message)
+                    .SetProperty(j => j.LeaseOwner, (string?)null));
+            if (n > 0) reporter.Event("error", $"Job failed: {message}");
+        }
+    }
+
+    void ConfigureTorch()
+    {
+        lock (TorchInit)
+        {
+            if (torchConfigured) return;
+            if (options.TorchThreads > 0) TorchSharp.torch.set_num_threads(options.TorchThreads);
+            torchConfigured = true;
+        }
+    }
+
+    SftRun PrepareRun(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
+    {
+        var model = db.Models.AsNoTracking().SingleOrDefault(m => m.Id == job.Model)
+            ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        var config = SftConfig.FromJson(job.ConfigJson);
+        var train = LoadFile(db, job.TrainingFile);
+        var valid = job.ValidationFile is null ? null : LoadFile(db, job.ValidationFile);
+
+        var ckpt = db.Checkpoints.AsNoTracking().Where(c => c.JobId == job.Id).OrderByDescending(c => c.Step).FirstOrDefault();
+        string? resume = ckpt is not null && Directory.Exists(options.Resolve(ckpt.StoragePath)) ? options.Resolve(ckpt.StoragePath) : null;
+        int resumeStep = resume is null ? 0 : ckpt!.Step;
+        // Steps after the checkpoint are trained again: drop what they wrote so no step is recorded twice.
+        db.Metrics.Where(m => m.JobId == job.Id && m.Step > resumeStep).ExecuteDelete();
+        db.Checkpoints.Where(c => c.JobId == job.Id && c.Step > resumeStep).ExecuteDelete();
+
+        var attempt = db.Jobs.Where(j => j.Id == job.Id).Select(j => j.Attempts).Single();
+        reporter.Event("info", attempt == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {attempt})",
+            new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = attempt });
+
+        return new SftRun(
+            model.ConfigJson,
+            model.WeightsPath is null ? null : Path.Combine(options.Resolve(model.WeightsPath), Checkpoints.Weights),
+            train, valid, config,
+            options.Resolve(Path.Combine("checkpoints", job.Id)),
+            resume);
+    }
+
+    List<SupervisedExample> LoadFile(AlignHubDb db, string fileId)
+    {
+        var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId)
+            ?? throw new InvalidDataException($"file \"{fileId}\" no longer exists");
+        return JsonlRows.LoadSupervised(options.Resolve(file.StoragePath)).ToList();
+    }
+
+    void Finish(AlignHubDb db, FineTuningJob job, TrainingResult result, DbTrainingReporter reporter)
+    {
+        switch (result.Outcome)
+        {
+            case TrainingOutcome.Completed:
+            {
+                var name = $"ft:{job.Model}:{(job.Suffix is null ? "" : job.Suffix + ":")}{job.Id}";
+                var baseModel = db.Models.AsNoTracking().Single(m => m.Id == job.Model);
+                if (!db.Models.Any(m => m.Id == name))
+                {
+                    db.Models.Add(new ModelRecord
+                    {
+                        Id = name, CreatedAt = Ids.Now(), OwnedBy = "user", Architecture = baseModel.Architecture,
+                        ConfigJson = baseModel.ConfigJson, Tokenizer = baseModel.Tokenizer,
+                        WeightsPath = Path.GetRelativePath(options.FullDataDir, result.LastCheckpoint!),
+                        ParentJobId = job.Id, Parameters = baseModel.Parameters,
+                    });
+                    db.SaveChanges();
+                }
+                int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
+                    .ExecuteUpdate(s => s
+                        .SetProperty(j => j.Status, JobStatus.Succeeded)
+                        .SetProperty(j => j.FinishedAt, Ids.Now())
+                        .SetProperty(j => j.FineTunedModel, name)
+                        .SetProperty(j => j.TrainedTokens, result.TrainedTokens)
+                        .SetProperty(j => j.EstimatedFinish, (long?)null)
+                        .SetProperty(j => j.LeaseOwner, (string?)null));
+                if (n > 0) reporter.Event("info", $"Job succeeded: fine-tuned model {name}", new Dictionary<string, object> { ["fine_tuned_model"] = name });
+                break;
+            }
+            case TrainingOutcome.Cancelled:
+                reporter.Event("info", reporter.LeaseLost ? $"Worker {WorkerId} lost the job's lease at step {result.Step} and stopped" : $"Training stopped at step {result.Step}: job cancelled");
+                break;
+            case TrainingOutcome.Interrupted:
+            {
+                int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
+                    .ExecuteUpdate(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null));
+                if (n > 0)
+                {
+                    reporter.Event("warn", $"Worker shutting down: checkpoint saved at step {result.Step}; job re-queued");
+                    jobs.Enqueue(job.Id);
+                }
+                break;
+            }
+        }
+    }
+}
