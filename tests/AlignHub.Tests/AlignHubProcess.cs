@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text.Json;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>A real AlignHub host process (the built AlignHub.Api), started with environment settings as a user would.</summary>
+public sealed class AlignHubProcess : IAsyncDisposable
+{
+    public static string RepoRoot { get; } = FindRepoRoot();
+    public int Port { get; }
+    public string LogPath { get; }
+    public HttpClient Http { get; }
+    Process process;
+    readonly ProcessStartInfo start;
+
+    AlignHubProcess(ProcessStartInfo start, int port, string logPath)
+    {
+        this.start = start;
+        Port = port;
+        LogPath = logPath;
+        Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        process = Launch();
+    }
+
+    public static async Task<AlignHubProcess> StartAsync(string dataDir, string roles = "api,web,worker", string? postgres = null,
+        int leaseSeconds = 60, bool waitReady = true)
+    {
+        int port = FreePort();
+        var config = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name; // bin/<Configuration>/net10.0
+        var dll = Path.Combine(RepoRoot, "Api", "AlignHub.Api", "bin", config, "net10.0", "AlignHub.Api.dll");
+        if (!File.Exists(dll)) throw new FileNotFoundException("build the solution first (dotnet test AlignHub.sln builds it)", dll);
+        var psi = new ProcessStartInfo("dotnet", [dll])
+        {
+            WorkingDirectory = Path.GetDirectoryName(dll)!,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+        psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Development";
+        psi.Environment["AlignHub__DataDir"] = dataDir;
+        psi.Environment["AlignHub__Roles"] = roles;
+        psi.Environment["AlignHub__LeaseSeconds"] = leaseSeconds.ToString();
+        psi.Environment["AlignHub__TorchThreads"] = "1";
+        psi.Environment["ConnectionStrings__AlignHub"] = postgres ?? "";
+        psi.Environment["Logging__LogLevel__Default"] = "Warning";
+        Directory.CreateDirectory(dataDir);
+        var log = Path.Combine(dataDir, $"process-{roles.Replace(',', '-')}-{port}.log");
+        var p = new AlignHubProcess(psi, port, log);
+        if (waitReady) await p.WaitReadyAsync();
+        return p;
+    }
+
+    Process Launch()
+    {
+        var p = Process.Start(start)!;
+        var writer = new StreamWriter(LogPath, append: true) { AutoFlush = true };
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    public async Task WaitReadyAsync()
+    {
+        var until = DateTime.UtcNow.AddSeconds(90);
+        while (DateTime.UtcNow < until)
+        {
+            if (process.HasExited) throw new Xunit.Sdk.XunitException($"AlignHub exited with {process.ExitCode}:\n{Log()}");
+            try
+            {
+                if ((await Http.GetAsync("/healthz")).IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException) { }
+            await Task.Delay(250);
+        }
+        throw new Xunit.Sdk.XunitException("AlignHub did not become ready:\n" + Log());
+    }
+
+    /// <summary>SIGKILL: no shutdown hook runs.</summary>
+    public void Kill()
+    {
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+    }
+
+    /// <summary>Starts the same command again (same port, data folder and settings).</summary>
+    public async Task RestartAsync()
+    {
+        process = Launch();
+        await WaitReadyAsync();
+    }
+
+    public string Log() => File.Exists(LogPath) ? string.Join('\n', File.ReadLines(LogPath).TakeLast(60)) : "";
+
+    public async Task<JsonElement> GetJson(string path)
+    {
+        var r = await Http.GetAsync(path);
+        var body = await r.Content.ReadAsStringAsync();
+        Assert.True(r.IsSuccessStatusCode, $"GET {path}: {(int)r.StatusCode} {body}");
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    public async Task<(HttpStatusCode Status, JsonElement Body)> PostJson(string path, object body)
+    {
+        var r = await Http.PostAsJsonAsync(path, body);
+        var text = await r.Content.ReadAsStringAsync();
+        return (r.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    public async Task<(HttpStatusCode Status, JsonElement Body)> Upload(string content, string filename = "train.jsonl", string purpose = "fine-tune")
+    {
+        using var form = new MultipartFormDataContent
+        {
+            { new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(content)), "file", filename },
+            { new StringContent(purpose), "purpose" },
+        };
+        var r = await Http.PostAsync("/v1/files", form);
+        return (r.StatusCode, JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone());
+    }
+
+    public async Task<string> CreateSftJob(string fileId, object hyperparameters, string model = "alignhub/tiny", int seed = 1)
+    {
+        var (status, body) = await PostJson("/v1/fine_tuning/jobs", new
+        {
+            model, training_file = fileId, seed,
+            method = new { type = "supervised", supervised = new { hyperparameters } },
+        });
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+        return body.GetProperty("id").GetString()!;
+    }
+
+    public async Task<JsonElement> WaitForJob(string jobId, Func<JsonElement, bool> done, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        JsonElement job = default;
+        while (DateTime.UtcNow < until)
+        {
+            job = await GetJson($"/v1/fine_tuning/jobs/{jobId}");
+            if (done(job)) return job;
+            await Task.Delay(250);
+        }
+        throw new Xunit.Sdk.XunitException($"job {jobId} timed out: {job}\n{Log()}");
+    }
+
+    public Task<JsonElement> WaitForStatus(string jobId, string status, TimeSpan timeout) =>
+        WaitForJob(jobId, j => j.GetProperty("status").GetString() == status || (status != "failed" && j.GetProperty("status").GetString() == "failed"), timeout);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!process.HasExited)
+        {
+            try { process.Kill(entireProcessTree: true); await process.WaitForExitAsync(); } catch (InvalidOperationException) { }
+        }
+        Http.Dispose();
+    }
+
+    static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    static string FindRepoRoot()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d is not null && !File.Exists(Path.Combine(d.FullName, "AlignHub.sln"))) d = d.Parent;
+        return d?.FullName ?? throw new InvalidOperationException("AlignHub.sln not found above " + AppContext.BaseDirectory);
+    }
+}
