@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every AlignHub test: starts a throwaway PostgreSQL on loopback (for the PostgreSQL-mode tests),
 # runs `dotnet test AlignHub.sln`, stops PostgreSQL, and prints "N passed, N failed, N skipped".
-# Needs the .NET 10 SDK; installs the PostgreSQL server with apt-get when it is missing and we are root.
+# Needs the .NET 10 SDK; installs the PostgreSQL server and Chromium with apt-get when missing and we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -19,6 +19,15 @@ if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
   else
     echo "tests/run.sh: PostgreSQL binaries (initdb, pg_ctl) not found; install the postgresql package" >&2
     exit 2
+  fi
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "tests/run.sh: installing Chromium for the browser tests (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "tests/run.sh: /usr/bin/chromium missing: the browser tests will be skipped (apt-get install chromium)" >&2
   fi
 fi
 

@@ -1,0 +1,92 @@
+using System.Text;
+using Microsoft.Playwright;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>A test that drives Debian's Chromium; skipped, saying why, where it is not installed.</summary>
+public sealed class ChromiumFactAttribute : FactAttribute
+{
+    public const string Executable = "/usr/bin/chromium";
+    public ChromiumFactAttribute()
+    {
+        if (!File.Exists(Executable)) Skip = "Chromium is not installed (apt-get install chromium; tests/run.sh does it as root)";
+    }
+}
+
+/// <summary>The dashboard in a real browser over its Blazor Server circuit.</summary>
+public class DashboardBrowserTests
+{
+    static async Task<IBrowser> LaunchAsync(IPlaywright pw) => await pw.Chromium.LaunchAsync(new()
+    {
+        ExecutablePath = ChromiumFactAttribute.Executable,
+        Headless = true,
+        Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"],
+    });
+
+    [ChromiumFact]
+    public async Task Jobs_page_shows_a_new_job_and_its_progress_without_a_reload()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-web-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data);
+        using var pw = await Playwright.CreateAsync();
+        await using var browser = await LaunchAsync(pw);
+        var page = await browser.NewPageAsync();
+        await page.GotoAsync(app.Http.BaseAddress + "jobs");
+        await page.GetByText("No jobs yet").WaitForAsync();
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+
+        var file = (await app.Upload(TestData.Jsonl(64))).Body.GetProperty("id").GetString()!;
+        var jobId = await app.CreateSftJob(file, new { n_epochs = 12, save_steps = 40 });
+
+        // The row appears, its progress moves and its chip turns green: all without navigating.
+        var row = $"tr[data-job-id='{jobId}']";
+        await page.Locator(row).WaitForAsync(new() { Timeout = 15_000 });
+        await page.WaitForFunctionAsync($"() => Number(document.querySelector(\"{row} .job-progress\")?.dataset.steps) >= 5", null, new() { Timeout = 60_000 });
+        await page.Locator($"{row} .status-chip[data-status='succeeded']").WaitForAsync(new() { Timeout = 120_000 });
+        Assert.Equal("96", await page.Locator($"{row} .job-progress").GetAttributeAsync("data-steps"));
+        Assert.Equal(1, await page.EvaluateAsync<int>("() => performance.getEntriesByType('navigation').length"));
+        await page.ScreenshotAsync(new() { Path = Path.Combine(data, "jobs.png"), FullPage = true });
+    }
+
+    [ChromiumFact]
+    public async Task New_job_form_uploads_a_file_and_starts_a_job_that_succeeds()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-web-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data);
+        using var pw = await Playwright.CreateAsync();
+        await using var browser = await LaunchAsync(pw);
+        var page = await browser.NewPageAsync();
+        await page.GotoAsync(app.Http.BaseAddress + "jobs/new");
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+
+        // A bad file: the form names the line, and nothing is stored.
+        await page.Locator("#file-input").SetInputFilesAsync(new FilePayload
+        {
+            Name = "bad.jsonl", MimeType = "application/jsonl",
+            Buffer = Encoding.UTF8.GetBytes(TestData.Jsonl(3) + "not json\n"),
+        });
+        await page.Locator("#upload-error").WaitForAsync(new() { Timeout = 15_000 });
+        Assert.Contains("line 4", await page.Locator("#upload-error").InnerTextAsync());
+        Assert.Empty((await app.GetJson("/v1/files")).GetProperty("data").EnumerateArray());
+
+        await page.Locator("#file-input").SetInputFilesAsync(new FilePayload
+        {
+            Name = "greetings.jsonl", MimeType = "application/jsonl", Buffer = Encoding.UTF8.GetBytes(TestData.Jsonl(40)),
+        });
+        await page.Locator("#start-job:not([disabled])").WaitForAsync(new() { Timeout = 15_000 });
+        await page.ClickAsync("#start-job");
+        await page.WaitForURLAsync("**/jobs/ftjob-*", new() { Timeout = 15_000 });
+        await page.Locator("#job-title ~ .status-chip[data-status='succeeded'], .status-chip[data-status='succeeded']").First
+            .WaitForAsync(new() { Timeout = 120_000 });
+        await page.Locator("#loss-chart svg").First.WaitForAsync(new() { Timeout = 15_000 });
+        await page.GetByText("Checkpoint saved at step 15").WaitForAsync(new() { Timeout = 15_000 });
+
+        var jobId = page.Url[(page.Url.LastIndexOf('/') + 1)..];
+        var job = await app.GetJson($"/v1/fine_tuning/jobs/{jobId}");
+        Assert.Equal("succeeded", job.GetProperty("status").GetString());
+        Assert.Equal("greetings.jsonl", (await app.GetJson($"/v1/files/{job.GetProperty("training_file").GetString()}")).GetProperty("filename").GetString());
+        await page.ScreenshotAsync(new() { Path = Path.Combine(data, "job.png"), FullPage = true });
+    }
+}
