@@ -1,0 +1,40 @@
+using System.Diagnostics;
+using AlignHub.Domain;
+using AlignHub.Training;
+using AlignHub.Training.Sft;
+
+// Memory across 1,000 SFT steps on alignhub/tiny: the resident set must stay flat once warm
+// (one dispose scope per step; a leaked tensor per step would show as steady growth).
+var steps = args.Length > 0 && int.TryParse(args[0], out var s) ? s : 1000;
+var rng = new Random(1);
+var names = new[] { "Ada", "Alan", "Grace", "Linus", "Ken", "Barbara" };
+var examples = Enumerable.Range(0, 256).Select(i => ChatTemplate.FromPromptCompletion(
+    $"Greet {names[rng.Next(names.Length)]}.\n", $"Hello, {names[rng.Next(names.Length)]}!")).ToList();
+var config = new SftConfig { NEpochs = 1000, MaxSteps = steps, BatchSize = 8, LearningRate = 3e-3, SaveSteps = steps, LoggingSteps = 100, Seed = 1 };
+var root = Directory.CreateTempSubdirectory("alignhub-bench-").FullName;
+var reporter = new MemoryReporter();
+var sw = Stopwatch.StartNew();
+var result = SftTrainer.Train(new SftRun(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), null, examples, null, config, root, null),
+    reporter, CancellationToken.None);
+sw.Stop();
+Console.WriteLine($"steps: {result.Step}, wall: {sw.Elapsed.TotalSeconds:F1} s, tokens: {result.TrainedTokens}, tokens/s: {result.TrainedTokens / sw.Elapsed.TotalSeconds:F0}");
+Console.WriteLine("step\trss_mib\ttrain_loss");
+foreach (var (step, rss, loss) in reporter.Rows) Console.WriteLine($"{step}\t{rss:F1}\t{loss:F4}");
+var warm = reporter.Rows.First(r => r.Step >= Math.Min(200, steps)).Rss;
+var last = reporter.Rows[^1].Rss;
+Console.WriteLine($"rss growth from step {reporter.Rows.First(r => r.Step >= Math.Min(200, steps)).Step} to {reporter.Rows[^1].Step}: {last - warm:F1} MiB (ratio {last / warm:F3})");
+Directory.Delete(root, true);
+
+sealed class MemoryReporter : ITrainingReporter
+{
+    public readonly List<(int Step, double Rss, double Loss)> Rows = [];
+    public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) { }
+    public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? metrics)
+    {
+        if (metrics is null || !metrics.TryGetValue("train_loss", out var loss)) return;
+        using var proc = Process.GetCurrentProcess();
+        Rows.Add((p.Step, proc.WorkingSet64 / 1048576.0, loss));
+    }
+    public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) { }
+    public bool CancelRequested() => false;
+}
