@@ -130,6 +130,27 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task A_job_that_throws_is_marked_failed_with_a_readable_error_and_not_retried()
+    {
+        await using var app = await AlignHubProcess.StartAsync(TempDir());
+        var file = (await app.Upload(TestData.Jsonl(16))).Body.GetProperty("id").GetString()!;
+        // Valid at the API, impossible in the trainer: truncated to 2 tokens, no completion token is left.
+        var jobId = await app.CreateSftJob(file, new { max_seq_length = 2 });
+        var job = await app.WaitForStatus(jobId, "failed", TimeSpan.FromMinutes(1));
+        Assert.Equal("failed", job.GetProperty("status").GetString());
+        var error = job.GetProperty("error");
+        Assert.Equal("training_error", error.GetProperty("code").GetString());
+        Assert.Contains("no training example keeps a trainable token", error.GetProperty("message").GetString());
+        Assert.True(job.GetProperty("finished_at").GetInt64() > 0);
+        await Task.Delay(3000); // Hangfire's automatic retry would have started it again by now
+        var events = (await app.GetJson($"/v1/fine_tuning/jobs/{jobId}/events?limit=100")).GetProperty("data").EnumerateArray()
+            .Select(e => (Level: e.GetProperty("level").GetString(), Message: e.GetProperty("message").GetString()!)).ToList();
+        Assert.Single(events, e => e.Message.StartsWith("Job started"));
+        Assert.Contains(events, e => e.Level == "error" && e.Message.StartsWith("Job failed:"));
+        Assert.Equal("failed", (await app.GetJson($"/v1/fine_tuning/jobs/{jobId}")).GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task Cancelling_a_running_job_stops_it_within_a_step()
     {
         await using var app = await AlignHubProcess.StartAsync(TempDir());
