@@ -76,6 +76,9 @@ public sealed class FineTuningJob
     public long? HeartbeatAtMs { get; set; }
     /// <summary>How many times a worker has started (or resumed) this job.</summary>
     public int Attempts { get; set; }
+
+    /// <summary>OpenAI-style name of the job's result: <c>ft:{model}:{suffix:}{job id}</c>.</summary>
+    public string FineTunedModelName => $"ft:{Model}:{(Suffix is null ? "" : Suffix + ":")}{Id}";
 }
 
 public sealed class JobEvent

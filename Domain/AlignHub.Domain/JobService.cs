@@ -162,17 +162,15 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
         var staleBefore = Ids.NowMs() - (long)lease.TotalMilliseconds;
-        var candidates = all
-            ? await db.Jobs.Where(j => j.Status == JobStatus.Queued || j.Status == JobStatus.Running).Select(j => j.Id).ToListAsync(ct)
-            : await db.Jobs.Where(j => j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore).Select(j => j.Id).ToListAsync(ct);
+        System.Linq.Expressions.Expression<Func<FineTuningJob, bool>> orphan = all
+            ? j => j.Status == JobStatus.Queued || j.Status == JobStatus.Running
+            : j => j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore;
+        var candidates = await db.Jobs.Where(orphan).Select(j => j.Id).ToListAsync(ct);
         int count = 0;
         foreach (var id in candidates)
         {
-            int n = all
-                ? await db.Jobs.Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running))
-                    .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null), ct)
-                : await db.Jobs.Where(j => j.Id == id && j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore)
-                    .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null), ct);
+            int n = await db.Jobs.Where(j => j.Id == id).Where(orphan)
+                .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null), ct);
             if (n == 0) continue;
             db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "warn", Type = "message", Message = "Worker lost; job re-queued to resume from its last checkpoint" });
             await db.SaveChangesAsync(ct);

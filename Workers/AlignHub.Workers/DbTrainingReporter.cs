@@ -84,12 +84,11 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
     {
         var relative = Path.GetRelativePath(options.FullDataDir, directory);
         if (db.Checkpoints.Any(c => c.JobId == job.Id && c.Step == step)) return;
-        var suffix = job.Suffix is null ? "" : job.Suffix + ":";
         db.Checkpoints.Add(new JobCheckpoint
         {
             Id = Ids.New("ftckpt-"), JobId = job.Id, Step = step, CreatedAt = Ids.Now(), StoragePath = relative,
             MetricsJson = JsonSerializer.Serialize(metrics),
-            ModelName = $"ft:{job.Model}:{suffix}{job.Id}:ckpt-step-{step}",
+            ModelName = $"{job.FineTunedModelName}:ckpt-step-{step}",
         });
         db.Events.Add(new JobEvent
         {

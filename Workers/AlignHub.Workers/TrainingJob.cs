@@ -84,7 +84,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         db.Metrics.Where(m => m.JobId == job.Id && m.Step > resumeStep).ExecuteDelete();
         db.Checkpoints.Where(c => c.JobId == job.Id && c.Step > resumeStep).ExecuteDelete();
 
-        var attempt = db.Jobs.Where(j => j.Id == job.Id).Select(j => j.Attempts).Single();
+        var attempt = job.Attempts;
         reporter.Event("info", attempt == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {attempt})",
             new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = attempt });
 
@@ -109,7 +109,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         {
             case TrainingOutcome.Completed:
             {
-                var name = $"ft:{job.Model}:{(job.Suffix is null ? "" : job.Suffix + ":")}{job.Id}";
+                var name = job.FineTunedModelName;
                 var baseModel = db.Models.AsNoTracking().Single(m => m.Id == job.Model);
                 if (!db.Models.Any(m => m.Id == name))
                 {
