@@ -1,6 +1,7 @@
 using System.Text.Json;
+using AlignHub.Domain;
+using AlignHub.Training.Models;
 using TorchSharp;
-using static TorchSharp.torch;
 
 namespace AlignHub.Training;
 
@@ -8,31 +9,47 @@ namespace AlignHub.Training;
 public sealed record TrainerState(int Step, int EpochsCompleted, long TrainedTokens, int TotalSteps);
 
 /// <summary>
-/// Checkpoint folder: <c>model.bin</c> (weights), <c>optimizer.bin</c>, <c>trainer_state.json</c>,
-/// <c>config.json</c> (the model's HF config) and <c>alignhub_config.json</c> (the job's resolved config).
-/// Written to a temporary folder and renamed, so a folder that exists is complete.
+/// A checkpoint is a Hugging Face model folder (<c>config.json</c>, <c>model.safetensors</c>, the tokenizer files of
+/// the base model), so it loads in transformers as it is, plus what resumes the run: <c>optimizer.bin</c>,
+/// <c>trainer_state.json</c> and <c>alignhub_config.json</c> (the job's resolved config). Written to a temporary
+/// folder and renamed, so a folder that exists is complete.
 /// </summary>
 public static class Checkpoints
 {
-    public const string Weights = "model.bin", Optimizer = "optimizer.bin", State = "trainer_state.json",
-        ModelConfig = "config.json", JobConfig = "alignhub_config.json";
+    public const string Optimizer = "optimizer.bin", State = "trainer_state.json", ModelConfig = "config.json", JobConfig = "alignhub_config.json";
 
-    public static string Save(string root, nn.Module model, TorchSharp.Modules.OptimizerHelper optimizer, TrainerState state,
-        string modelConfigJson, string jobConfigJson)
+    public static string Save(string root, CausalLM model, TorchSharp.Modules.OptimizerHelper optimizer, TrainerState state,
+        ModelSource source, string jobConfigJson)
     {
         var dir = Path.Combine(root, $"step-{state.Step:D7}");
         if (Directory.Exists(dir)) return dir; // a complete checkpoint of this step exists (re-run after a crash)
         var tmp = dir + ".tmp-" + Environment.ProcessId;
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        model.save(Path.Combine(tmp, Weights));
+        HfWeights.Save(model, tmp);
         optimizer.save_state_dict(Path.Combine(tmp, Optimizer));
         File.WriteAllText(Path.Combine(tmp, State), JsonSerializer.Serialize(state));
-        File.WriteAllText(Path.Combine(tmp, ModelConfig), modelConfigJson);
+        File.WriteAllText(Path.Combine(tmp, ModelConfig), source.ConfigJson);
         File.WriteAllText(Path.Combine(tmp, JobConfig), jobConfigJson);
+        CopyTokenizerFiles(source.Folder, tmp);
         Directory.Move(tmp, dir);
         return dir;
     }
+
+    /// <summary>Copies the tokenizer and generation files of a model folder (and any *.tiktoken file) into another.</summary>
+    public static void CopyTokenizerFiles(string? from, string to)
+    {
+        if (from is null || !Directory.Exists(from)) return;
+        var names = TokenizerFiles.Companions.ToList();
+        if (TokenizerFiles.TiktokenFile(from) is { } tk) names.Add(Path.GetFileName(tk));
+        foreach (var name in names)
+        {
+            var src = Path.Combine(from, name);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(to, name), overwrite: true);
+        }
+    }
+
+    public static void LoadWeights(CausalLM model, string dir) => HfWeights.Load(model, dir);
 
     public static TrainerState LoadState(string dir) =>
         JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(dir, State)))

@@ -1,5 +1,6 @@
 using AlignHub.Domain;
 using AlignHub.Training;
+using AlignHub.Training.Models;
 using AlignHub.Training.Sft;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -89,8 +90,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = attempt });
 
         return new SftRun(
-            model.ConfigJson,
-            model.WeightsPath is null ? null : Path.Combine(options.Resolve(model.WeightsPath), Checkpoints.Weights),
+            new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
             train, valid, config,
             options.Resolve(Path.Combine("checkpoints", job.Id)),
             resume);

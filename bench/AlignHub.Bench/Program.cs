@@ -14,7 +14,7 @@ var config = new SftConfig { NEpochs = 1000, MaxSteps = steps, BatchSize = 8, Le
 var root = Directory.CreateTempSubdirectory("alignhub-bench-").FullName;
 var reporter = new MemoryReporter();
 var sw = Stopwatch.StartNew();
-var result = SftTrainer.Train(new SftRun(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), null, examples, null, config, root, null),
+var result = SftTrainer.Train(new SftRun(new AlignHub.Training.Models.ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null), examples, null, config, root, null),
     reporter, CancellationToken.None);
 sw.Stop();
 Console.WriteLine($"steps: {result.Step}, wall: {sw.Elapsed.TotalSeconds:F1} s, tokens: {result.TrainedTokens}, tokens/s: {result.TrainedTokens / sw.Elapsed.TotalSeconds:F0}");

@@ -10,7 +10,7 @@ namespace AlignHub.Tests;
 public class SafeTensorsTests
 {
     static string Temp(string name) => Path.Combine(Directory.CreateTempSubdirectory("alignhub-st-").FullName, name);
-    static Gpt2Config Tiny => Gpt2Config.FromJson(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]));
+    static ModelArchitecture Tiny => ModelArchitecture.Parse(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]));
 
     [Fact]
     public void Save_then_load_gives_bit_identical_logits()

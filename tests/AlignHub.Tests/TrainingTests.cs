@@ -27,6 +27,7 @@ sealed class RecordingReporter : ITrainingReporter
 public class TrainingTests
 {
     static readonly string TinyConfig = ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]);
+    static readonly AlignHub.Training.Models.ModelSource Tiny = new(TinyConfig, "byte", null);
 
     static List<SupervisedExample> Examples(int n) =>
         TestData.Greetings(n).Select(g => ChatTemplate.FromPromptCompletion(g.Prompt, g.Completion)).ToList();
@@ -92,14 +93,14 @@ public class TrainingTests
         var root = Directory.CreateTempSubdirectory("alignhub-sft-").FullName;
         var config = new SftConfig { NEpochs = 4, BatchSize = 8, LearningRate = 3e-3, SaveSteps = 16, Seed = 7 };
         var rep = new RecordingReporter();
-        var result = SftTrainer.Train(new SftRun(TinyConfig, null, Examples(64), Examples(16), config, root, null), rep, CancellationToken.None);
+        var result = SftTrainer.Train(new SftRun(Tiny, Examples(64), Examples(16), config, root, null), rep, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, result.Outcome);
         Assert.Equal(32, result.Step);
         var losses = rep.Metrics.Where(m => m.Metrics.ContainsKey("train_loss")).Select(m => m.Metrics["train_loss"]).ToList();
         Assert.Equal(32, losses.Count);
         Assert.True(losses.TakeLast(4).Average() < 0.6 * losses.Take(4).Average(), $"loss {losses.Take(4).Average()} -> {losses.TakeLast(4).Average()}");
         Assert.Equal([16, 32], rep.Saved.Select(s => s.Step));
-        Assert.True(File.Exists(Path.Combine(rep.Saved[^1].Dir, Checkpoints.Weights)));
+        Assert.True(File.Exists(Path.Combine(rep.Saved[^1].Dir, "model.safetensors")));
         Assert.Contains(rep.Metrics, m => m.Metrics.ContainsKey("valid_loss"));
     }
 
@@ -109,14 +110,14 @@ public class TrainingTests
         var config = new SftConfig { NEpochs = 2, BatchSize = 8, LearningRate = 3e-3, SaveSteps = 4, Seed = 3 };
         var full = new RecordingReporter();
         var rootA = Directory.CreateTempSubdirectory("alignhub-a-").FullName;
-        SftTrainer.Train(new SftRun(TinyConfig, null, Examples(64), null, config, rootA, null), full, CancellationToken.None);
+        SftTrainer.Train(new SftRun(Tiny, Examples(64), null, config, rootA, null), full, CancellationToken.None);
 
         var rootB = Directory.CreateTempSubdirectory("alignhub-b-").FullName;
         var first = new RecordingReporter { CancelAtStep = 9 };
-        var stopped = SftTrainer.Train(new SftRun(TinyConfig, null, Examples(64), null, config, rootB, null), first, CancellationToken.None);
+        var stopped = SftTrainer.Train(new SftRun(Tiny, Examples(64), null, config, rootB, null), first, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Cancelled, stopped.Outcome);
         var resumed = new RecordingReporter();
-        var result = SftTrainer.Train(new SftRun(TinyConfig, null, Examples(64), null, config, rootB, stopped.LastCheckpoint), resumed, CancellationToken.None);
+        var result = SftTrainer.Train(new SftRun(Tiny, Examples(64), null, config, rootB, stopped.LastCheckpoint), resumed, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, result.Outcome);
         Assert.Equal(9, resumed.Metrics.First().Step);
         double a = full.Metrics.Last().Metrics["train_loss"], b = resumed.Metrics.Last().Metrics["train_loss"];

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
+using AlignHub.Domain;
 using static TorchSharp.torch;
 
 namespace AlignHub.Training.IO;
@@ -13,57 +14,11 @@ namespace AlignHub.Training.IO;
 /// </summary>
 public static class SafeTensors
 {
-    const string MetadataKey = "__metadata__";
-
-    public sealed record Entry(string Name, string DType, long[] Shape, long Begin, long End);
-
-    /// <summary>Parses the header of a safetensors file; every entry is checked against the data size.</summary>
-    public static (List<Entry> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(Stream s, string what)
-    {
-        Span<byte> lenBytes = stackalloc byte[8];
-        s.ReadExactly(lenBytes);
-        ulong n = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
-        if (n == 0 || n > 100_000_000 || (long)n > s.Length - 8)
-            throw new InvalidDataException($"{what}: header length {n} does not fit a file of {s.Length} bytes");
-        var json = new byte[n];
-        s.ReadExactly(json);
-        var dataStart = 8 + (long)n;
-        var dataLength = s.Length - dataStart;
-        using var doc = JsonDocument.Parse(json);
-        var entries = new List<Entry>();
-        var metadata = new Dictionary<string, string>();
-        foreach (var p in doc.RootElement.EnumerateObject())
-        {
-            if (p.Name == MetadataKey)
-            {
-                foreach (var m in p.Value.EnumerateObject()) metadata[m.Name] = m.Value.GetString() ?? "";
-                continue;
-            }
-            var dtype = p.Value.GetProperty("dtype").GetString()!;
-            var shape = p.Value.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray();
-            var offsets = p.Value.GetProperty("data_offsets").EnumerateArray().Select(x => x.GetInt64()).ToArray();
-            if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
-                throw new InvalidDataException($"{what}: tensor \"{p.Name}\" has data_offsets outside the data ({dataLength} bytes)");
-            long count = shape.Aggregate(1L, (a, b) => a * b);
-            if (count * ElementSize(dtype, p.Name, what) != offsets[1] - offsets[0])
-                throw new InvalidDataException($"{what}: tensor \"{p.Name}\" of shape [{string.Join(", ", shape)}] {dtype} needs {count * ElementSize(dtype, p.Name, what)} bytes, its offsets span {offsets[1] - offsets[0]}");
-            entries.Add(new Entry(p.Name, dtype, shape, offsets[0], offsets[1]));
-        }
-        return (entries, metadata, dataStart);
-    }
-
-    static int ElementSize(string dtype, string name, string what) => dtype switch
-    {
-        "F32" => 4,
-        "F16" or "BF16" => 2,
-        _ => throw new InvalidDataException($"{what}: tensor \"{name}\" has dtype {dtype}; supported: F32, F16, BF16"),
-    };
-
     /// <summary>Reads every tensor as F32 on the CPU. The caller owns (disposes) the tensors.</summary>
     public static Dictionary<string, Tensor> Read(string path)
     {
         using var s = File.OpenRead(path);
-        var (entries, _, dataStart) = ReadHeader(s, path);
+        var (entries, _, dataStart) = SafeTensorsHeader.Read(s, path);
         var result = new Dictionary<string, Tensor>();
         foreach (var e in entries)
         {
@@ -105,7 +60,7 @@ public static class SafeTensors
     public static void Write(string path, IReadOnlyList<(string Name, Tensor Tensor)> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var header = new Dictionary<string, object>();
-        if (metadata is { Count: > 0 }) header[MetadataKey] = metadata;
+        if (metadata is { Count: > 0 }) header[SafeTensorsHeader.MetadataKey] = metadata;
         var blobs = new List<byte[]>();
         long offset = 0;
         foreach (var (name, t) in tensors)

@@ -1,4 +1,4 @@
-using System.Text.Json;
+using AlignHub.Domain;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -6,43 +6,42 @@ using static TorchSharp.torch.nn;
 
 namespace AlignHub.Training.Models;
 
-/// <summary>GPT-2 hyperparameters, read from an HF-style config.json (same key names).</summary>
-public sealed record Gpt2Config(int VocabSize, int NEmbd, int NLayer, int NHead, int NPositions, double LayerNormEpsilon = 1e-5)
-{
-    public static Gpt2Config FromJson(string json)
-    {
-        var r = JsonDocument.Parse(json).RootElement;
-        int I(string k) => r.TryGetProperty(k, out var v) ? v.GetInt32() : throw new InvalidDataException($"config.json lacks \"{k}\"");
-        return new Gpt2Config(I("vocab_size"), I("n_embd"), I("n_layer"), I("n_head"), I("n_positions"),
-            r.TryGetProperty("layer_norm_epsilon", out var e) ? e.GetDouble() : 1e-5);
-    }
-}
-
 /// <summary>
-/// GPT-2 (Radford et al., 2019), read top to bottom like nanoGPT: token + learned position embeddings,
-/// pre-LayerNorm blocks of causal self-attention and a GELU MLP, a final LayerNorm, and an LM head tied to
-/// the token embedding. Parameter names equal the Hugging Face keys (<c>transformer.h.0.attn.c_attn.weight</c>);
-/// weights are stored as <c>[out, in]</c> (HF's Conv1D stores <c>[in, out]</c>: transpose when loading those).
+/// GPT-2 (Radford et al., 2019, "Language Models are Unsupervised Multitask Learners"), read top to bottom like
+/// nanoGPT: token + learned position embeddings, pre-LayerNorm blocks of causal self-attention and a GELU (tanh) MLP,
+/// a final LayerNorm, and an LM head tied to the token embedding. Parameter names equal the Hugging Face keys
+/// (<c>transformer.h.0.attn.c_attn.weight</c>). Weights are held as <c>[out, in]</c>; HF's Conv1D files store
+/// <c>[in, out]</c>, so <see cref="StoredTransposed"/> marks those for <see cref="HfWeights"/>.
 /// </summary>
-public sealed class Gpt2LMHeadModel : Module<Tensor, Tensor>
+public sealed class Gpt2LMHeadModel : CausalLM
 {
-    public readonly Gpt2Config Config;
     readonly Gpt2Transformer transformer;
 
-    public Gpt2LMHeadModel(Gpt2Config config) : base("GPT2LMHeadModel")
+    public Gpt2LMHeadModel(ModelArchitecture arch) : base("GPT2LMHeadModel", arch)
     {
-        Config = config;
-        transformer = new Gpt2Transformer(config);
+        transformer = new Gpt2Transformer(arch);
         RegisterComponents();
         InitWeights();
     }
 
-    /// <summary>input_ids [B, T] -> logits [B, T, vocab].</summary>
-    public override Tensor forward(Tensor inputIds)
+    public override Tensor forward(Tensor inputIds, Tensor? attentionMask, KvCache? cache)
     {
-        using var h = transformer.forward(inputIds);
+        using var h = transformer.forward(inputIds, attentionMask, cache);
         return functional.linear(h, transformer.wte.weight!); // tied LM head
     }
+
+    /// <summary>
+    /// HF GPT-2 files: keys with or without the <c>transformer.</c> prefix; the causal-mask buffers
+    /// (<c>attn.bias</c>, <c>attn.masked_bias</c>) and the tied <c>lm_head.weight</c> are skipped.
+    /// </summary>
+    public override string? ParameterForHfKey(string key)
+    {
+        if (key == "lm_head.weight" || key.EndsWith(".attn.masked_bias") || key.EndsWith(".attn.bias")) return null;
+        return key.StartsWith("transformer.") ? key : "transformer." + key;
+    }
+
+    public override bool StoredTransposed(string parameter) =>
+        parameter.EndsWith("c_attn.weight") || parameter.EndsWith("c_proj.weight") || parameter.EndsWith("c_fc.weight");
 
     /// <summary>GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer), zero biases.</summary>
     void InitWeights()
@@ -52,35 +51,38 @@ public sealed class Gpt2LMHeadModel : Module<Tensor, Tensor>
         {
             if (name.EndsWith(".bias")) init.zeros_(p);
             else if (name.Contains("ln_")) init.ones_(p);
-            else if (name.EndsWith("c_proj.weight")) init.normal_(p, 0, 0.02 / Math.Sqrt(2 * Config.NLayer));
+            else if (name.EndsWith("c_proj.weight")) init.normal_(p, 0, 0.02 / Math.Sqrt(2 * Architecture.NumLayers));
             else init.normal_(p, 0, 0.02);
         }
     }
 }
 
-sealed class Gpt2Transformer : Module<Tensor, Tensor>
+sealed class Gpt2Transformer : Module
 {
     public readonly Embedding wte, wpe;
     readonly ModuleList<Gpt2Block> h;
     readonly LayerNorm ln_f;
 
-    public Gpt2Transformer(Gpt2Config c) : base("transformer")
+    public Gpt2Transformer(ModelArchitecture c) : base("transformer")
     {
-        wte = Embedding(c.VocabSize, c.NEmbd);
-        wpe = Embedding(c.NPositions, c.NEmbd);
-        h = new ModuleList<Gpt2Block>(Enumerable.Range(0, c.NLayer).Select(_ => new Gpt2Block(c)).ToArray());
-        ln_f = LayerNorm(c.NEmbd, c.LayerNormEpsilon);
+        wte = Embedding(c.VocabSize, c.HiddenSize);
+        wpe = Embedding(c.MaxPositions, c.HiddenSize);
+        h = new ModuleList<Gpt2Block>(Enumerable.Range(0, c.NumLayers).Select(_ => new Gpt2Block(c)).ToArray());
+        ln_f = LayerNorm(c.HiddenSize, c.NormEps);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor ids)
+    public Tensor forward(Tensor ids, Tensor? attentionMask, KvCache? cache)
     {
-        var t = ids.shape[1];
-        using var pos = arange(t, device: ids.device);
-        var x = wte.forward(ids) + wpe.forward(pos);
-        foreach (var block in h)
+        long t = ids.shape[1], past = cache?.Length ?? 0;
+        using var pos = AttentionMasks.PositionIds(attentionMask, past, t, ids.device);
+        using var mask = AttentionMasks.Build(attentionMask, past, t, ids.device);
+        using var tok = wte.forward(ids);
+        using var posEmb = wpe.forward(pos);
+        var x = tok + posEmb;
+        for (int i = 0; i < h.Count; i++)
         {
-            var next = block.forward(x);
+            var next = h[i].forward(x, mask, cache, i);
             x.Dispose();
             x = next;
         }
@@ -90,48 +92,47 @@ sealed class Gpt2Transformer : Module<Tensor, Tensor>
     }
 }
 
-sealed class Gpt2Block : Module<Tensor, Tensor>
+sealed class Gpt2Block : Module
 {
     readonly LayerNorm ln_1, ln_2;
     readonly Gpt2Attention attn;
     readonly Gpt2Mlp mlp;
 
-    public Gpt2Block(Gpt2Config c) : base("block")
+    public Gpt2Block(ModelArchitecture c) : base("block")
     {
-        ln_1 = LayerNorm(c.NEmbd, c.LayerNormEpsilon);
+        ln_1 = LayerNorm(c.HiddenSize, c.NormEps);
         attn = new Gpt2Attention(c);
-        ln_2 = LayerNorm(c.NEmbd, c.LayerNormEpsilon);
+        ln_2 = LayerNorm(c.HiddenSize, c.NormEps);
         mlp = new Gpt2Mlp(c);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public Tensor forward(Tensor x, Tensor? mask, KvCache? cache, int layer)
     {
-        using var a = attn.forward(ln_1.forward(x));
-        var x1 = x + a;
-        using var m = mlp.forward(ln_2.forward(x1));
-        var x2 = x1 + m;
-        x1.Dispose();
-        return x2;
+        using var n1 = ln_1.forward(x);
+        using var a = attn.forward(n1, mask, cache, layer);
+        using var x1 = x + a;
+        using var n2 = ln_2.forward(x1);
+        using var m = mlp.forward(n2);
+        return x1 + m;
     }
 }
 
-sealed class Gpt2Attention : Module<Tensor, Tensor>
+sealed class Gpt2Attention : Module
 {
     readonly Linear c_attn, c_proj;
     readonly int nHead;
 
-    public Gpt2Attention(Gpt2Config c) : base("attn")
+    public Gpt2Attention(ModelArchitecture c) : base("attn")
     {
-        if (c.NEmbd % c.NHead != 0) throw new ArgumentException("n_embd must be divisible by n_head");
-        nHead = c.NHead;
-        c_attn = Linear(c.NEmbd, 3 * c.NEmbd);
-        c_proj = Linear(c.NEmbd, c.NEmbd);
+        nHead = c.NumHeads;
+        c_attn = Linear(c.HiddenSize, 3 * c.HiddenSize);
+        c_proj = Linear(c.HiddenSize, c.HiddenSize);
         RegisterComponents();
     }
 
-    /// <summary>Causal multi-head self-attention: softmax(q k^T / sqrt(d_head) + causal mask) v.</summary>
-    public override Tensor forward(Tensor x)
+    /// <summary>Causal multi-head self-attention: softmax(q k^T / sqrt(d_head) + mask) v.</summary>
+    public Tensor forward(Tensor x, Tensor? mask, KvCache? cache, int layer)
     {
         long b = x.shape[0], t = x.shape[1], d = x.shape[2], hd = d / nHead;
         using var qkv = c_attn.forward(x);
@@ -140,24 +141,25 @@ sealed class Gpt2Attention : Module<Tensor, Tensor>
         using var k = parts[1].view(b, t, nHead, hd).transpose(1, 2);
         using var v = parts[2].view(b, t, nHead, hd).transpose(1, 2);
         foreach (var p in parts) p.Dispose();
-        using var y = functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+        var (keys, values) = cache is null ? (k, v) : cache.Append(layer, k, v);
+        using var y = AttentionMasks.Attend(q, keys, values, mask);
         using var merged = y.transpose(1, 2).contiguous().view(b, t, d);
         return c_proj.forward(merged);
     }
 }
 
-sealed class Gpt2Mlp : Module<Tensor, Tensor>
+sealed class Gpt2Mlp : Module
 {
     readonly Linear c_fc, c_proj;
 
-    public Gpt2Mlp(Gpt2Config c) : base("mlp")
+    public Gpt2Mlp(ModelArchitecture c) : base("mlp")
     {
-        c_fc = Linear(c.NEmbd, 4 * c.NEmbd);
-        c_proj = Linear(4 * c.NEmbd, c.NEmbd);
+        c_fc = Linear(c.HiddenSize, c.IntermediateSize);
+        c_proj = Linear(c.IntermediateSize, c.HiddenSize);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public Tensor forward(Tensor x)
     {
         using var hdn = c_fc.forward(x);
         using var act = functional.gelu(hdn, TorchSharp.Modules.GELU.Approximate.tanh);

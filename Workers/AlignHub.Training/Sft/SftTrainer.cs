@@ -10,8 +10,7 @@ namespace AlignHub.Training.Sft;
 
 /// <summary>What one supervised run needs; everything comes from the job row and its files.</summary>
 public sealed record SftRun(
-    string ModelConfigJson,
-    string? InitialWeights,
+    ModelSource Model,
     IReadOnlyList<SupervisedExample> Train,
     IReadOnlyList<SupervisedExample>? Validation,
     SftConfig Config,
@@ -51,9 +50,9 @@ public static class SftTrainer
     public static TrainingResult Train(SftRun run, ITrainingReporter reporter, CancellationToken ct)
     {
         var c = run.Config;
-        var tok = new ByteTokenizer();
-        var modelConfig = Gpt2Config.FromJson(run.ModelConfigJson);
-        int maxLen = Math.Min(c.MaxSeqLength ?? modelConfig.NPositions, modelConfig.NPositions);
+        var tok = run.Model.CreateTokenizer();
+        var arch = run.Model.Architecture;
+        int maxLen = Math.Min(c.MaxSeqLength ?? arch.MaxPositions, arch.MaxPositions);
         var train = run.Train.Select(e => SupervisedTokenization.Tokenize(e, tok, maxLen)).Where(e => e.TrainableCount > 0).ToList();
         if (train.Count == 0) throw new InvalidDataException("no training example keeps a trainable token after truncation to " + maxLen + " tokens");
         var valid = run.Validation?.Select(e => SupervisedTokenization.Tokenize(e, tok, maxLen)).Where(e => e.TrainableCount > 0).ToList();
@@ -62,8 +61,7 @@ public static class SftTrainer
         int warmup = (int)Math.Round(c.WarmupRatio * total);
 
         torch.manual_seed(c.Seed);
-        using var model = new Gpt2LMHeadModel(modelConfig);
-        if (run.InitialWeights is not null) model.load(run.InitialWeights);
+        using var model = run.Model.CreateModel();
         using var optimizer = optim.AdamW(model.parameters(), lr: c.PeakLearningRate, weight_decay: c.WeightDecay);
 
         int step = 0, epochsCompleted = 0;
@@ -71,7 +69,7 @@ public static class SftTrainer
         string? lastCheckpoint = null;
         if (run.ResumeFrom is not null)
         {
-            model.load(Path.Combine(run.ResumeFrom, Checkpoints.Weights));
+            Checkpoints.LoadWeights(model, run.ResumeFrom);
             optimizer.load_state_dict(Path.Combine(run.ResumeFrom, Checkpoints.Optimizer));
             var st = Checkpoints.LoadState(run.ResumeFrom);
             (step, epochsCompleted, tokens) = (st.Step, st.EpochsCompleted, st.TrainedTokens);
@@ -163,18 +161,18 @@ public static class SftTrainer
         return new TrainingResult(TrainingOutcome.Completed, step, lastCheckpoint, tokens);
     }
 
-    static string SaveCheckpoint(SftRun run, nn.Module model, TorchSharp.Modules.OptimizerHelper optimizer, int step, int epochs, long tokens, int total,
+    static string SaveCheckpoint(SftRun run, CausalLM model, TorchSharp.Modules.OptimizerHelper optimizer, int step, int epochs, long tokens, int total,
         Dictionary<string, double> metrics, ITrainingReporter reporter)
     {
         var dir = Checkpoints.Save(run.CheckpointRoot, model, optimizer, new TrainerState(step, epochs, tokens, total),
-            run.ModelConfigJson, run.Config.ToJson());
+            run.Model, run.Config.ToJson());
         var m = new Dictionary<string, double>(metrics) { ["step"] = step };
         reporter.Checkpoint(step, dir, m);
         return dir;
     }
 
     /// <summary>Mean masked NLL over the validation examples, with <c>no_grad</c> and <c>eval()</c>.</summary>
-    public static double Evaluate(Gpt2LMHeadModel model, IReadOnlyList<TokenizedExample> examples, int padId, int batchSize)
+    public static double Evaluate(CausalLM model, IReadOnlyList<TokenizedExample> examples, int padId, int batchSize)
     {
         model.eval();
         try

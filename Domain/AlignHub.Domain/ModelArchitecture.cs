@@ -1,0 +1,143 @@
+using System.Text.Json;
+
+namespace AlignHub.Domain;
+
+/// <summary>Decoder families AlignHub builds. <c>llama</c> covers Llama, Qwen2, SmolLM and Mistral-shaped configs.</summary>
+public enum DecoderFamily { Gpt2, Llama }
+
+/// <summary>
+/// The hyperparameters of a decoder, read from a Hugging Face <c>config.json</c> (GPT-2's <c>n_embd</c>/<c>n_layer</c>
+/// names or Llama's <c>hidden_size</c>/<c>num_hidden_layers</c> names). Pure data: the API validates uploads with it
+/// and counts parameters without loading any tensor library.
+/// </summary>
+public sealed record ModelArchitecture
+{
+    public required string ModelType { get; init; }
+    public required DecoderFamily Family { get; init; }
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int NumLayers { get; init; }
+    public required int NumHeads { get; init; }
+    /// <summary>Key/value heads (grouped-query attention when below <see cref="NumHeads"/>); GPT-2: equal to heads.</summary>
+    public required int NumKeyValueHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int MaxPositions { get; init; }
+    public required double NormEps { get; init; }
+    public double RopeTheta { get; init; } = 10000;
+    public bool TieWordEmbeddings { get; init; } = true;
+    /// <summary>Bias on the q/k/v projections (Qwen2, or Llama's <c>attention_bias</c>).</summary>
+    public bool AttentionBias { get; init; }
+    public int? BosTokenId { get; init; }
+    public int? EosTokenId { get; init; }
+    public int? PadTokenId { get; init; }
+
+    public static readonly string[] SupportedModelTypes = ["gpt2", "llama", "qwen2", "mistral", "smollm"];
+
+    /// <summary>Parses a config.json; errors name the key that is missing or wrong.</summary>
+    public static ModelArchitecture Parse(string json)
+    {
+        JsonElement r;
+        try { r = JsonDocument.Parse(json).RootElement; }
+        catch (JsonException e) { throw new InvalidDataException($"config.json is not valid JSON: {e.Message}"); }
+        if (r.ValueKind != JsonValueKind.Object) throw new InvalidDataException("config.json must be a JSON object");
+        var modelType = Str(r, "model_type") ?? throw new InvalidDataException("config.json lacks \"model_type\"");
+        int I(string k) => Int(r, k) ?? throw new InvalidDataException($"config.json lacks \"{k}\" (model_type {modelType})");
+        var special = (Bos: TokenId(r, "bos_token_id"), Eos: TokenId(r, "eos_token_id"), Pad: TokenId(r, "pad_token_id"));
+        ModelArchitecture a;
+        switch (modelType)
+        {
+            case "gpt2":
+            {
+                int d = I("n_embd"), h = I("n_head");
+                a = new ModelArchitecture
+                {
+                    ModelType = modelType, Family = DecoderFamily.Gpt2, VocabSize = I("vocab_size"), HiddenSize = d,
+                    NumLayers = I("n_layer"), NumHeads = h, NumKeyValueHeads = h, HeadDim = h > 0 ? d / h : 0,
+                    IntermediateSize = Int(r, "n_inner") ?? 4 * d, MaxPositions = I("n_positions"),
+                    NormEps = Dbl(r, "layer_norm_epsilon") ?? 1e-5, TieWordEmbeddings = true,
+                    BosTokenId = special.Bos, EosTokenId = special.Eos, PadTokenId = special.Pad,
+                };
+                var act = Str(r, "activation_function") ?? "gelu_new";
+                if (act is not ("gelu_new" or "gelu_pytorch_tanh"))
+                    throw new InvalidDataException($"config.json: activation_function \"{act}\" is not supported (gelu_new)");
+                break;
+            }
+            case "llama" or "qwen2" or "mistral" or "smollm":
+            {
+                int d = I("hidden_size"), h = I("num_attention_heads");
+                a = new ModelArchitecture
+                {
+                    ModelType = modelType, Family = DecoderFamily.Llama, VocabSize = I("vocab_size"), HiddenSize = d,
+                    NumLayers = I("num_hidden_layers"), NumHeads = h, NumKeyValueHeads = Int(r, "num_key_value_heads") ?? h,
+                    HeadDim = Int(r, "head_dim") ?? (h > 0 ? d / h : 0), IntermediateSize = I("intermediate_size"),
+                    MaxPositions = Int(r, "max_position_embeddings") ?? 2048, NormEps = Dbl(r, "rms_norm_eps") ?? 1e-6,
+                    RopeTheta = Dbl(r, "rope_theta") ?? 10000,
+                    TieWordEmbeddings = Bool(r, "tie_word_embeddings") ?? false, // LlamaConfig/Qwen2Config/MistralConfig default
+                    AttentionBias = modelType == "qwen2" || (Bool(r, "attention_bias") ?? false),
+                    BosTokenId = special.Bos, EosTokenId = special.Eos, PadTokenId = special.Pad,
+                };
+                var act = Str(r, "hidden_act") ?? "silu";
+                if (act != "silu") throw new InvalidDataException($"config.json: hidden_act \"{act}\" is not supported (silu)");
+                if (r.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind != JsonValueKind.Null)
+                    throw new InvalidDataException("config.json: rope_scaling is not supported yet");
+                break;
+            }
+            default:
+                throw new InvalidDataException($"config.json: model_type \"{modelType}\" is not supported; supported: {string.Join(", ", SupportedModelTypes)}");
+        }
+        a.Check();
+        return a;
+    }
+
+    void Check()
+    {
+        void Positive(int v, string name) { if (v <= 0) throw new InvalidDataException($"config.json: {name} must be positive, got {v}"); }
+        Positive(VocabSize, "vocab_size"); Positive(HiddenSize, "hidden size"); Positive(NumLayers, "number of layers");
+        Positive(NumHeads, "number of attention heads"); Positive(NumKeyValueHeads, "num_key_value_heads");
+        Positive(IntermediateSize, "intermediate size"); Positive(MaxPositions, "maximum positions"); Positive(HeadDim, "head_dim");
+        if (Family == DecoderFamily.Gpt2 && HiddenSize % NumHeads != 0)
+            throw new InvalidDataException($"config.json: n_embd {HiddenSize} is not divisible by n_head {NumHeads}");
+        if (NumHeads % NumKeyValueHeads != 0)
+            throw new InvalidDataException($"config.json: num_attention_heads {NumHeads} is not a multiple of num_key_value_heads {NumKeyValueHeads}");
+        if (Family == DecoderFamily.Llama && HeadDim % 2 != 0)
+            throw new InvalidDataException($"config.json: head_dim {HeadDim} must be even for rotary embeddings");
+        if (!(NormEps > 0)) throw new InvalidDataException("config.json: the norm epsilon must be positive");
+        foreach (var (id, name) in new[] { (BosTokenId, "bos_token_id"), (EosTokenId, "eos_token_id"), (PadTokenId, "pad_token_id") })
+            if (id is int v && (v < 0 || v >= VocabSize))
+                throw new InvalidDataException($"config.json: {name} {v} is outside the vocabulary (0..{VocabSize - 1})");
+        if (Parameters() > 20_000_000_000L) throw new InvalidDataException("config.json: the model has more than 20B parameters");
+    }
+
+    /// <summary>Parameter count (tied embeddings counted once).</summary>
+    public long Parameters()
+    {
+        long d = HiddenSize, v = VocabSize, L = NumLayers, f = IntermediateSize;
+        if (Family == DecoderFamily.Gpt2)
+            return v * d + (long)MaxPositions * d + L * (4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d) + 2 * d;
+        long q = (long)NumHeads * HeadDim, kv = (long)NumKeyValueHeads * HeadDim;
+        long attn = d * q + 2 * d * kv + q * d + (AttentionBias ? q + 2 * kv : 0);
+        long mlp = 3 * d * f;
+        return v * d + (TieWordEmbeddings ? 0 : v * d) + L * (attn + mlp + 2 * d) + d;
+    }
+
+    static string? Str(JsonElement r, string k) => r.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+    static bool? Bool(JsonElement r, string k) => r.TryGetProperty(k, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
+    static double? Dbl(JsonElement r, string k) => r.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+
+    static int? Int(JsonElement r, string k)
+    {
+        if (!r.TryGetProperty(k, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i)) return i;
+        throw new InvalidDataException($"config.json: \"{k}\" must be an integer");
+    }
+
+    /// <summary>Token ids may be an integer or a list (several eos ids): the first is used.</summary>
+    static int? TokenId(JsonElement r, string k)
+    {
+        if (!r.TryGetProperty(k, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind == JsonValueKind.Array) return v.GetArrayLength() > 0 && v[0].TryGetInt32(out var f) ? f : null;
+        if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i)) return i;
+        throw new InvalidDataException($"config.json: \"{k}\" must be an integer");
+    }
+}

@@ -1,0 +1,131 @@
+using System.Text.Json;
+using AlignHub.Domain;
+using AlignHub.Training.IO;
+using static TorchSharp.torch;
+
+namespace AlignHub.Training.Models;
+
+/// <summary>
+/// Weights in the Hugging Face folder layout: <c>model.safetensors</c>, or shards listed by
+/// <c>model.safetensors.index.json</c> (<c>{"metadata": {"total_size"}, "weight_map": {key: shard file}}</c>).
+/// Loads are strict: every parameter present with its shape, no unknown tensor; errors name the tensor.
+/// </summary>
+public static class HfWeights
+{
+    public const string SingleFile = "model.safetensors", IndexFile = "model.safetensors.index.json";
+
+    public static bool Exists(string folder) =>
+        File.Exists(Path.Combine(folder, SingleFile)) || File.Exists(Path.Combine(folder, IndexFile));
+
+    /// <summary>The safetensors files of a folder: the single file, or every shard the index names.</summary>
+    public static IReadOnlyList<string> Files(string folder)
+    {
+        var single = Path.Combine(folder, SingleFile);
+        if (File.Exists(single)) return [single];
+        var index = Path.Combine(folder, IndexFile);
+        if (!File.Exists(index)) throw new FileNotFoundException($"{folder}: neither {SingleFile} nor {IndexFile}");
+        using var doc = JsonDocument.Parse(File.ReadAllText(index));
+        if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+            throw new InvalidDataException($"{IndexFile}: no \"weight_map\" object");
+        var shards = new List<string>();
+        foreach (var p in map.EnumerateObject())
+        {
+            var shard = p.Value.GetString() ?? throw new InvalidDataException($"{IndexFile}: tensor \"{p.Name}\" maps to no file");
+            if (shard.Contains('/') || shard.Contains('\\') || shard.StartsWith('.'))
+                throw new InvalidDataException($"{IndexFile}: tensor \"{p.Name}\" maps to \"{shard}\", not a file of this folder");
+            var path = Path.Combine(folder, shard);
+            if (!shards.Contains(path)) shards.Add(path);
+        }
+        foreach (var s in shards) if (!File.Exists(s)) throw new FileNotFoundException($"{IndexFile} names shard {Path.GetFileName(s)}, which is missing");
+        return shards;
+    }
+
+    /// <summary>Loads the folder's weights into <paramref name="model"/> (any stored dtype, computed in F32).</summary>
+    public static void Load(CausalLM model, string folder)
+    {
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var seen = new HashSet<string>();
+        using var _ = no_grad();
+        foreach (var file in Files(folder))
+        {
+            var tensors = SafeTensors.Read(file);
+            try
+            {
+                foreach (var (key, t) in tensors)
+                {
+                    var name = model.ParameterForHfKey(key);
+                    if (name is null) continue;
+                    if (!parameters.TryGetValue(name, out var p))
+                        throw new InvalidDataException($"{Path.GetFileName(file)}: unexpected tensor \"{key}\" (the {model.Architecture.ModelType} model has no such parameter)");
+                    using var value = model.StoredTransposed(name) && t.dim() == 2 ? t.t() : t.alias();
+                    if (!value.shape.SequenceEqual(p.shape))
+                        throw new InvalidDataException($"{Path.GetFileName(file)}: tensor \"{key}\" has shape [{string.Join(", ", t.shape)}], the model expects [{string.Join(", ", model.StoredTransposed(name) ? p.shape.Reverse() : p.shape)}]");
+                    p.copy_(value);
+                    seen.Add(name);
+                }
+            }
+            finally
+            {
+                foreach (var t in tensors.Values) t.Dispose();
+            }
+        }
+        var missing = parameters.Keys.Where(k => !seen.Contains(k)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{folder}: missing tensor \"{missing[0]}\" (shape [{string.Join(", ", parameters[missing[0]].shape)}])" +
+                                           (missing.Count > 1 ? $" and {missing.Count - 1} more" : ""));
+    }
+
+    /// <summary>
+    /// Writes the model's weights as HF does (F32; GPT-2's Conv1D weights transposed back to <c>[in, out]</c>):
+    /// one <c>model.safetensors</c>, or shards of at most <paramref name="maxShardBytes"/> with an index.
+    /// </summary>
+    public static void Save(CausalLM model, string folder, long maxShardBytes = 2L << 30)
+    {
+        Directory.CreateDirectory(folder);
+        var tensors = model.named_parameters()
+            .Select(p => (Name: p.name, Tensor: model.StoredTransposed(p.name) ? p.parameter.detach().t() : p.parameter.detach()))
+            .ToList();
+        try
+        {
+            var shards = new List<List<(string, Tensor)>> { new() };
+            long size = 0;
+            foreach (var (name, t) in tensors)
+            {
+                long bytes = t.numel() * 4;
+                if (size > 0 && size + bytes > maxShardBytes) { shards.Add([]); size = 0; }
+                shards[^1].Add((name, t));
+                size += bytes;
+            }
+            var meta = new Dictionary<string, string> { ["format"] = "pt" };
+            if (shards.Count == 1)
+            {
+                SafeTensors.Write(Path.Combine(folder, SingleFile), shards[0], meta);
+                return;
+            }
+            var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            for (int i = 0; i < shards.Count; i++)
+            {
+                var file = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
+                SafeTensors.Write(Path.Combine(folder, file), shards[i], meta);
+                foreach (var (name, _) in shards[i]) weightMap[name] = file;
+            }
+            var index = new { metadata = new { total_size = tensors.Sum(t => t.Tensor.numel() * 4) }, weight_map = weightMap };
+            File.WriteAllText(Path.Combine(folder, IndexFile), JsonSerializer.Serialize(index, new JsonSerializerOptions { WriteIndented = true }));
+        }
+        finally
+        {
+            foreach (var (_, t) in tensors) t.Dispose();
+        }
+    }
+
+    /// <summary>Builds a model from a folder's config.json and loads its weights.</summary>
+    public static CausalLM LoadModel(string folder)
+    {
+        var config = Path.Combine(folder, "config.json");
+        if (!File.Exists(config)) throw new FileNotFoundException($"{folder}: no config.json");
+        var model = CausalLM.Create(ModelArchitecture.Parse(File.ReadAllText(config)));
+        try { Load(model, folder); }
+        catch { model.Dispose(); throw; }
+        return model;
+    }
+}

@@ -1,0 +1,235 @@
+using AlignHub.Domain;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace AlignHub.Training.Models;
+
+/// <summary>
+/// The Llama family (Touvron et al., 2023, "LLaMA: Open and Efficient Foundation Language Models"), which also covers
+/// Qwen2 (bias on q/k/v), SmolLM and Mistral-shaped configs: token embedding, pre-RMSNorm blocks of grouped-query
+/// attention with rotary position embeddings (Su et al., 2021, RoFormer; rope_theta) and a SwiGLU MLP
+/// (Shazeer, 2020), a final RMSNorm, and an LM head that is tied to the embedding or not.
+/// Parameter names equal the Hugging Face keys (<c>model.layers.0.self_attn.q_proj.weight</c>).
+/// </summary>
+public sealed class LlamaForCausalLM : CausalLM
+{
+    readonly LlamaModel model;
+    readonly Linear? lm_head;
+
+    public LlamaForCausalLM(ModelArchitecture arch) : base("LlamaForCausalLM", arch)
+    {
+        model = new LlamaModel(arch);
+        if (!arch.TieWordEmbeddings) lm_head = Linear(arch.HiddenSize, arch.VocabSize, hasBias: false);
+        RegisterComponents();
+        InitWeights();
+    }
+
+    public override Tensor forward(Tensor inputIds, Tensor? attentionMask, KvCache? cache)
+    {
+        using var h = model.forward(inputIds, attentionMask, cache);
+        return lm_head is null ? functional.linear(h, model.embed_tokens.weight!) : lm_head.forward(h);
+    }
+
+    /// <summary>Tied models skip a stored <c>lm_head.weight</c>; rotary caches (<c>rotary_emb.inv_freq</c>) are recomputed.</summary>
+    public override string? ParameterForHfKey(string key)
+    {
+        if (key.EndsWith("rotary_emb.inv_freq")) return null;
+        if (key == "lm_head.weight" && lm_head is null) return null;
+        return key;
+    }
+
+    /// <summary>HF's Llama initialisation: N(0, initializer_range = 0.02) weights, zero biases, unit norms.</summary>
+    void InitWeights()
+    {
+        using var _ = no_grad();
+        foreach (var (name, p) in named_parameters())
+        {
+            if (name.EndsWith(".bias")) init.zeros_(p);
+            else if (name.EndsWith("norm.weight")) init.ones_(p);
+            else init.normal_(p, 0, 0.02);
+        }
+    }
+}
+
+sealed class LlamaModel : Module
+{
+    public readonly Embedding embed_tokens;
+    readonly ModuleList<LlamaDecoderLayer> layers;
+    readonly RmsNorm norm;
+    readonly Tensor invFreq;
+
+    public LlamaModel(ModelArchitecture c) : base("model")
+    {
+        embed_tokens = Embedding(c.VocabSize, c.HiddenSize);
+        layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumLayers).Select(_ => new LlamaDecoderLayer(c)).ToArray());
+        norm = new RmsNorm(c.HiddenSize, c.NormEps);
+        RegisterComponents();
+        // inv_freq[i] = theta^(-2i / head_dim), computed in float64 as HF does, then used in float32.
+        using var exps = arange(0, c.HeadDim, 2, dtype: ScalarType.Float64) / c.HeadDim;
+        using var powd = pow(c.RopeTheta, exps);
+        using var inv = powd.reciprocal();
+        invFreq = inv.to_type(ScalarType.Float32).DetachFromDisposeScope();
+    }
+
+    public Tensor forward(Tensor ids, Tensor? attentionMask, KvCache? cache)
+    {
+        long t = ids.shape[1], past = cache?.Length ?? 0;
+        using var pos = AttentionMasks.PositionIds(attentionMask, past, t, ids.device);
+        using var mask = AttentionMasks.Build(attentionMask, past, t, ids.device);
+        var (cos, sin) = Rotary(pos);
+        using (cos)
+        using (sin)
+        {
+            var x = embed_tokens.forward(ids);
+            for (int i = 0; i < layers.Count; i++)
+            {
+                var next = layers[i].forward(x, cos, sin, mask, cache, i);
+                x.Dispose();
+                x = next;
+            }
+            var y = norm.forward(x);
+            x.Dispose();
+            return y;
+        }
+    }
+
+    /// <summary>cos and sin [B, 1, T, head_dim] of angles pos * inv_freq, the half-dimension frequencies repeated twice.</summary>
+    (Tensor Cos, Tensor Sin) Rotary(Tensor pos)
+    {
+        using var inv = invFreq.to(pos.device);
+        using var freqs = pos.to_type(ScalarType.Float32).unsqueeze(-1) * inv; // [B, T, hd/2]
+        using var emb = cat([freqs, freqs], -1);
+        using var c = emb.cos();
+        using var s = emb.sin();
+        return (c.unsqueeze(1), s.unsqueeze(1));
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) invFreq.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+sealed class LlamaDecoderLayer : Module
+{
+    readonly LlamaAttention self_attn;
+    readonly LlamaMlp mlp;
+    readonly RmsNorm input_layernorm, post_attention_layernorm;
+
+    public LlamaDecoderLayer(ModelArchitecture c) : base("layer")
+    {
+        self_attn = new LlamaAttention(c);
+        mlp = new LlamaMlp(c);
+        input_layernorm = new RmsNorm(c.HiddenSize, c.NormEps);
+        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.NormEps);
+        RegisterComponents();
+    }
+
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
+    {
+        using var n1 = input_layernorm.forward(x);
+        using var a = self_attn.forward(n1, cos, sin, mask, cache, layer);
+        using var x1 = x + a;
+        using var n2 = post_attention_layernorm.forward(x1);
+        using var m = mlp.forward(n2);
+        return x1 + m;
+    }
+}
+
+sealed class LlamaAttention : Module
+{
+    readonly Linear q_proj, k_proj, v_proj, o_proj;
+    readonly int nHead, nKv, headDim;
+
+    public LlamaAttention(ModelArchitecture c) : base("self_attn")
+    {
+        (nHead, nKv, headDim) = (c.NumHeads, c.NumKeyValueHeads, c.HeadDim);
+        q_proj = Linear(c.HiddenSize, nHead * headDim, hasBias: c.AttentionBias);
+        k_proj = Linear(c.HiddenSize, nKv * headDim, hasBias: c.AttentionBias);
+        v_proj = Linear(c.HiddenSize, nKv * headDim, hasBias: c.AttentionBias);
+        o_proj = Linear(nHead * headDim, c.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Grouped-query attention (Ainslie et al., 2023): nHead query heads share nKv key/value heads, each kv head
+    /// repeated nHead/nKv times; rotary embeddings on q and k: x*cos + rotate_half(x)*sin.
+    /// </summary>
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        using var q0 = q_proj.forward(x).view(b, t, nHead, headDim).transpose(1, 2);
+        using var k0 = k_proj.forward(x).view(b, t, nKv, headDim).transpose(1, 2);
+        using var v = v_proj.forward(x).view(b, t, nKv, headDim).transpose(1, 2);
+        using var q = ApplyRotary(q0, cos, sin);
+        using var k = ApplyRotary(k0, cos, sin);
+        var (keys, values) = cache is null ? (k, v) : cache.Append(layer, k, v);
+        int groups = nHead / nKv;
+        using var kr = groups == 1 ? keys.alias() : keys.repeat_interleave(groups, dim: 1);
+        using var vr = groups == 1 ? values.alias() : values.repeat_interleave(groups, dim: 1);
+        using var y = AttentionMasks.Attend(q, kr, vr, mask);
+        using var merged = y.transpose(1, 2).contiguous().view(b, t, nHead * headDim);
+        return o_proj.forward(merged);
+    }
+
+    static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin)
+    {
+        long half = x.shape[^1] / 2;
+        using var x1 = x[.., .., .., ..(int)half];
+        using var x2 = x[.., .., .., (int)half..];
+        using var neg = -x2;
+        using var rotated = cat([neg, x1], -1);
+        using var a = x * cos;
+        using var r = rotated * sin;
+        return a + r;
+    }
+}
+
+sealed class LlamaMlp : Module
+{
+    readonly Linear gate_proj, up_proj, down_proj;
+
+    public LlamaMlp(ModelArchitecture c) : base("mlp")
+    {
+        gate_proj = Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        up_proj = Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        down_proj = Linear(c.IntermediateSize, c.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <summary>SwiGLU: down(silu(gate(x)) * up(x)).</summary>
+    public Tensor forward(Tensor x)
+    {
+        using var g = gate_proj.forward(x);
+        using var act = functional.silu(g);
+        using var u = up_proj.forward(x);
+        using var prod = act * u;
+        return down_proj.forward(prod);
+    }
+}
+
+/// <summary>RMSNorm (Zhang and Sennrich, 2019): weight * x / sqrt(mean(x^2) + eps), computed in float32.</summary>
+sealed class RmsNorm : Module
+{
+    readonly Parameter weight;
+    readonly double eps;
+
+    public RmsNorm(int size, double eps) : base("RMSNorm")
+    {
+        weight = Parameter(ones(size));
+        this.eps = eps;
+        RegisterComponents();
+    }
+
+    public Tensor forward(Tensor x)
+    {
+        using var sq = x.pow(2);
+        using var ms = sq.mean([-1L], keepdim: true);
+        using var r = (ms + eps).rsqrt();
+        using var n = x * r;
+        return weight * n;
+    }
+}

@@ -1,0 +1,32 @@
+using AlignHub.Domain;
+using AlignHub.Training.Tokenizers;
+
+namespace AlignHub.Training.Models;
+
+/// <summary>
+/// Where a job's model comes from: its config.json, its tokenizer kind, and the folder of its weights and tokenizer
+/// files in the Hugging Face layout (null: random initialisation from the seed, byte tokenizer).
+/// </summary>
+public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Folder)
+{
+    public ModelArchitecture Architecture => ModelArchitecture.Parse(ConfigJson);
+
+    /// <summary>Builds the model (seed torch first for a reproducible random initialisation) and loads its weights.</summary>
+    public CausalLM CreateModel()
+    {
+        var model = CausalLM.Create(Architecture);
+        try
+        {
+            if (Folder is not null)
+            {
+                var legacy = Path.Combine(Folder, "model.bin"); // checkpoints written before the safetensors layout
+                if (!HfWeights.Exists(Folder) && File.Exists(legacy)) model.load(legacy);
+                else HfWeights.Load(model, Folder);
+            }
+            return model;
+        }
+        catch { model.Dispose(); throw; }
+    }
+
+    public ITokenizer CreateTokenizer() => HfTokenizer.ForModel(Tokenizer, Folder, Architecture);
+}
