@@ -67,6 +67,7 @@ public static class HostSetup
 
         services.AddSingleton<FileService>();
         services.AddSingleton<JobService>();
+        services.AddSingleton<ModelService>();
 
         services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = false);

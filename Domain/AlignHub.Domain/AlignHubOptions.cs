@@ -13,6 +13,18 @@ public sealed class AlignHubOptions
     public int LeaseSeconds { get; set; } = 60;
     /// <summary>Largest accepted upload.</summary>
     public long MaxUploadBytes { get; set; } = 512L * 1024 * 1024;
+    /// <summary>Largest unpacked model archive.</summary>
+    public long MaxModelBytes { get; set; } = 64L * 1024 * 1024 * 1024;
+    /// <summary>
+    /// Comma-separated server folders under which <c>POST /v1/models</c> may register a model in place
+    /// (empty: registering server paths is off).
+    /// </summary>
+    public string ModelImportRoots { get; set; } = "";
+
+    public IReadOnlyList<string> ImportRoots() =>
+        ModelImportRoots.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(r => Path.TrimEndingDirectorySeparator(Path.GetFullPath(r))).ToList();
+
     /// <summary>Torch intra-op threads per training job (0: the library's default).</summary>
     public int TorchThreads { get; set; }
 

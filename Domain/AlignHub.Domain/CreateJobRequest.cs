@@ -22,9 +22,28 @@ public sealed record CreateJobRequest
 
 public sealed record MethodRequest
 {
-    /// <summary><c>supervised</c> (more method types arrive with their trainers).</summary>
+    /// <summary><c>supervised</c> or <c>generate</c> (more method types arrive with their trainers).</summary>
     public string? Type { get; init; }
     public SupervisedMethodRequest? Supervised { get; init; }
+    public GenerateMethodRequest? Generate { get; init; }
+}
+
+public sealed record GenerateMethodRequest
+{
+    public GenerateHyperparametersRequest? Hyperparameters { get; init; }
+}
+
+/// <summary>Settings of a generation job; null fields take the documented defaults of <see cref="GenerateConfig"/>.</summary>
+public sealed record GenerateHyperparametersRequest
+{
+    public int? N { get; init; }
+    public int? MaxNewTokens { get; init; }
+    public double? Temperature { get; init; }
+    public int? TopK { get; init; }
+    public double? TopP { get; init; }
+    public List<string>? Stop { get; init; }
+    public int? BatchSize { get; init; }
+    public int? MaxPromptLength { get; init; }
 }
 
 public sealed record SupervisedMethodRequest

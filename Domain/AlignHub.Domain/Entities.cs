@@ -76,6 +76,8 @@ public sealed class FineTuningJob
     public long? HeartbeatAtMs { get; set; }
     /// <summary>How many times a worker has started (or resumed) this job.</summary>
     public int Attempts { get; set; }
+    /// <summary>A file the job produced (a generate job's completions), listed in <c>result_files</c>.</summary>
+    public string? ResultFile { get; set; }
 
     /// <summary>OpenAI-style name of the job's result: <c>ft:{model}:{suffix:}{job id}</c>.</summary>
     public string FineTunedModelName => $"ft:{Model}:{(Suffix is null ? "" : Suffix + ":")}{Id}";

@@ -6,6 +6,8 @@ namespace AlignHub.Domain;
 public sealed class FileService(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options)
 {
     public static readonly string[] Purposes = ["fine-tune"];
+    /// <summary>Purpose of files that jobs write (OpenAI's name for result files).</summary>
+    public const string ResultsPurpose = "fine-tune-results";
 
     public abstract record UploadResult;
     public sealed record Stored(FileRecord File) : UploadResult;
@@ -54,7 +56,7 @@ public sealed class FileService(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             catch { File.Delete(final); throw; }
             return new Stored(record);
         }
-        catch (UploadTooLargeException)
+        catch (TooLargeException)
         {
             return new Invalid("file", $"file is larger than the limit of {options.MaxUploadBytes} bytes");
         }
@@ -64,9 +66,32 @@ public sealed class FileService(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         }
     }
 
-    sealed class UploadTooLargeException : Exception;
+    public sealed class TooLargeException : Exception;
 
-    static async Task CopyLimitedAsync(Stream from, Stream to, long limit, CancellationToken ct)
+    /// <summary>
+    /// Registers a JSONL file a worker wrote (a generation job's output): moved into the files folder and recorded.
+    /// Synchronous: workers run on their own thread.
+    /// </summary>
+    public FileRecord AddProduced(string writtenPath, string filename, string purpose, string format, int rows)
+    {
+        var id = Ids.New("file-");
+        var relative = Path.Combine("files", id + ".jsonl");
+        var final = options.Resolve(relative);
+        Directory.CreateDirectory(Path.GetDirectoryName(final)!);
+        File.Move(writtenPath, final);
+        var record = new FileRecord
+        {
+            Id = id, Filename = SanitizeFileName(filename), Purpose = purpose, Bytes = new FileInfo(final).Length, CreatedAt = Ids.Now(),
+            StoragePath = relative, LineCount = rows, Format = format,
+        };
+        using var db = dbs.CreateDbContext();
+        db.Files.Add(record);
+        try { db.SaveChanges(); }
+        catch { File.Delete(final); throw; }
+        return record;
+    }
+
+    public static async Task CopyLimitedAsync(Stream from, Stream to, long limit, CancellationToken ct)
     {
         var buffer = new byte[81920];
         long total = 0;
@@ -74,7 +99,7 @@ public sealed class FileService(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         while ((n = await from.ReadAsync(buffer, ct)) > 0)
         {
             total += n;
-            if (total > limit) throw new UploadTooLargeException();
+            if (total > limit) throw new TooLargeException();
             await to.WriteAsync(buffer.AsMemory(0, n), ct);
         }
     }

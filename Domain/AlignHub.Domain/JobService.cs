@@ -7,7 +7,7 @@ namespace AlignHub.Domain;
 /// <summary>Creates, cancels and re-queues fine-tuning jobs. The row is written first; Hangfire carries only its id.</summary>
 public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJobClient hangfire)
 {
-    public static readonly string[] MethodTypes = ["supervised"];
+    public static readonly string[] MethodTypes = ["supervised", "generate"];
 
     public abstract record CreateResult;
     public sealed record Created(FineTuningJob Job) : CreateResult;
@@ -22,8 +22,11 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         var methodType = req.Method?.Type ?? "supervised";
         if (!MethodTypes.Contains(methodType))
             Err("method.type", $"unknown method type \"{methodType}\"; supported: {string.Join(", ", MethodTypes)}");
-        var hp = req.Method?.Supervised?.Hyperparameters ?? req.Hyperparameters;
-        var config = ResolveSft(hp, req.Seed, Err);
+        SftConfig? sft = null;
+        GenerateConfig? gen = null;
+        if (methodType == "generate") gen = ResolveGenerate(req.Method?.Generate?.Hyperparameters, req.Seed, Err);
+        else sft = ResolveSft(req.Method?.Supervised?.Hyperparameters ?? req.Hyperparameters, req.Seed, Err);
+        int seed = sft?.Seed ?? gen!.Seed;
 
         if (req.Seed is < 0) Err("seed", "seed must be >= 0");
         if (req.Suffix is { Length: > 64 }) Err("suffix", "suffix must be at most 64 characters");
@@ -37,12 +40,19 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         else if ((model = await db.Models.FindAsync([req.Model], ct)) is null)
             Err("model", $"model \"{req.Model}\" is not registered (GET /v1/models lists them)");
         if (string.IsNullOrWhiteSpace(req.TrainingFile)) Err("training_file", "training_file is required");
-        else await CheckFile(db, req.TrainingFile, "training_file", Err, ct);
-        if (req.ValidationFile is not null) await CheckFile(db, req.ValidationFile, "validation_file", Err, ct);
-        if (model is not null && config.MaxSeqLength is int msl)
+        else await CheckFile(db, req.TrainingFile, "training_file", methodType, Err, ct);
+        if (req.ValidationFile is not null)
         {
-            var positions = JsonDocument.Parse(model.ConfigJson).RootElement.TryGetProperty("n_positions", out var p) ? p.GetInt32() : int.MaxValue;
-            if (msl > positions) Err("method.supervised.hyperparameters.max_seq_length", $"must be at most the model's context length {positions}");
+            if (methodType == "generate") Err("validation_file", "a generate job reads only training_file (its prompts)");
+            else await CheckFile(db, req.ValidationFile, "validation_file", methodType, Err, ct);
+        }
+        if (model is not null)
+        {
+            var positions = ModelArchitecture.Parse(model.ConfigJson).MaxPositions;
+            if (sft?.MaxSeqLength is int msl && msl > positions)
+                Err("method.supervised.hyperparameters.max_seq_length", $"must be at most the model's context length {positions}");
+            if (gen?.MaxPromptLength is int mpl && mpl >= positions)
+                Err("method.generate.hyperparameters.max_prompt_length", $"must be below the model's context length {positions}");
         }
         if (errors.Count > 0) return new Invalid(errors);
 
@@ -53,28 +63,68 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             Model = req.Model!,
             TrainingFile = req.TrainingFile!,
             ValidationFile = req.ValidationFile,
-            Seed = config.Seed,
+            Seed = seed,
             Suffix = req.Suffix,
             MetadataJson = req.Metadata is null ? null : JsonSerializer.Serialize(req.Metadata),
             MethodType = methodType,
-            ConfigJson = config.ToJson(),
+            ConfigJson = sft?.ToJson() ?? gen!.ToJson(),
             Status = JobStatus.Queued,
             CreatedAt = now / 1000,
             CreatedAtMs = now,
         };
         db.Jobs.Add(job);
-        db.Events.Add(new JobEvent { JobId = job.Id, CreatedAt = job.CreatedAt, Level = "info", Type = "message", Message = $"Created fine-tuning job {job.Id}" });
+        db.Events.Add(new JobEvent { JobId = job.Id, CreatedAt = job.CreatedAt, Level = "info", Type = "message",
+            Message = methodType == "generate" ? $"Created generation job {job.Id}" : $"Created fine-tuning job {job.Id}" });
         await db.SaveChangesAsync(ct);
         Enqueue(job.Id);
         return new Created(job);
     }
 
-    static async Task CheckFile(AlignHubDb db, string id, string field, Action<string, string> err, CancellationToken ct)
+    static async Task CheckFile(AlignHubDb db, string id, string field, string methodType, Action<string, string> err, CancellationToken ct)
     {
         var f = await db.Files.FindAsync([id], ct);
         if (f is null) err(field, $"file \"{id}\" does not exist");
         else if (f.Purpose != "fine-tune") err(field, $"file \"{id}\" has purpose \"{f.Purpose}\", not \"fine-tune\"");
-        else if (f.Format != JsonlRows.Supervised) err(field, $"file \"{id}\" holds {f.Format} rows; supervised needs prompt/completion or messages rows");
+        else if (methodType == "generate" && f.Format is not (JsonlRows.Prompts or JsonlRows.Supervised))
+            err(field, $"file \"{id}\" holds {f.Format} rows; generate needs prompt or messages rows");
+        else if (methodType == "supervised" && f.Format != JsonlRows.Supervised)
+            err(field, $"file \"{id}\" holds {f.Format} rows; supervised needs prompt/completion or messages rows with an assistant turn");
+    }
+
+    /// <summary>Fills every default of <see cref="GenerateConfig"/> and checks ranges; errors name the field.</summary>
+    public static GenerateConfig ResolveGenerate(GenerateHyperparametersRequest? hp, int? seed, Action<string, string> err)
+    {
+        const string P = "method.generate.hyperparameters.";
+        var c = new GenerateConfig { Seed = seed ?? Random.Shared.Next(0, int.MaxValue) };
+        if (hp is null) return c;
+        void Range(double? v, string name, double lo, double hi)
+        {
+            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
+        }
+        Range(hp.N, "n", 1, 64);
+        Range(hp.MaxNewTokens, "max_new_tokens", 1, 8192);
+        Range(hp.Temperature, "temperature", 0, 10);
+        Range(hp.TopK, "top_k", 0, 1_000_000);
+        Range(hp.TopP, "top_p", 1e-6, 1);
+        Range(hp.BatchSize, "batch_size", 1, 512);
+        Range(hp.MaxPromptLength, "max_prompt_length", 1, 1_000_000);
+        if (hp.Stop is { } stop)
+        {
+            if (stop.Count > 4) err(P + "stop", "at most 4 stop strings");
+            if (stop.Any(string.IsNullOrEmpty)) err(P + "stop", "stop strings must not be empty");
+            if (stop.Any(x => x is { Length: > 256 })) err(P + "stop", "stop strings are at most 256 characters");
+        }
+        return c with
+        {
+            N = hp.N ?? c.N,
+            MaxNewTokens = hp.MaxNewTokens ?? c.MaxNewTokens,
+            Temperature = hp.Temperature ?? c.Temperature,
+            TopK = hp.TopK is 0 ? null : hp.TopK,
+            TopP = hp.TopP ?? c.TopP,
+            Stop = hp.Stop ?? c.Stop,
+            BatchSize = hp.BatchSize ?? c.BatchSize,
+            MaxPromptLength = hp.MaxPromptLength,
+        };
     }
 
     /// <summary>Fills every default of <see cref="SftConfig"/> and checks ranges; errors name the field.</summary>

@@ -45,21 +45,32 @@ public sealed class JsonlFormatException(int line, string reason) : Exception($"
 public static class JsonlRows
 {
     public const string Supervised = "supervised";
+    /// <summary>Rows that hold only a prompt (<c>{"prompt"}</c>, or messages not ending with an assistant turn): inputs for generation.</summary>
+    public const string Prompts = "prompts";
+    /// <summary>Rows a generation job writes: <c>{"prompt", "completions": [{"text", ...}]}</c>.</summary>
+    public const string Generations = "generations";
     static readonly string[] Roles = ["system", "user", "assistant", "tool", "developer"];
 
     /// <summary>Validates a whole file; returns the row count and its format. Throws <see cref="JsonlFormatException"/>.</summary>
     public static (int Rows, string Format) Validate(Stream stream)
     {
         int rows = 0, lineNo = 0;
+        string? format = null;
         foreach (var (no, line) in ReadLines(stream))
         {
             lineNo = no;
             if (string.IsNullOrWhiteSpace(line)) continue;
-            ParseSupervised(line, no);
+            var kind = IsPromptOnly(line) ? Prompts : Supervised;
+            if (kind == Prompts) ParsePrompt(line, no); else ParseSupervised(line, no);
+            if (format is not null && kind != format)
+                throw new JsonlFormatException(no, format == Supervised
+                    ? "this row has no completion (or no assistant message), but earlier rows do: a file holds one kind of row"
+                    : "this row has a completion (or an assistant message last), but earlier rows are prompts only: a file holds one kind of row");
+            format = kind;
             rows++;
         }
         if (rows == 0) throw new JsonlFormatException(Math.Max(lineNo, 1), "the file has no rows");
-        return (rows, Supervised);
+        return (rows, format!);
     }
 
     /// <summary>Lines with 1-based numbers, decoded as strict UTF-8 (invalid bytes name their line).</summary>
@@ -86,6 +97,79 @@ public static class JsonlRows
         foreach (var (no, line) in ReadLines(fs))
             if (!string.IsNullOrWhiteSpace(line))
                 yield return ParseSupervised(line, no);
+    }
+
+    /// <summary>True for a row with a prompt and no completion, or messages whose last turn is not the assistant's.</summary>
+    static bool IsPromptOnly(string line)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 });
+            var r = doc.RootElement;
+            if (r.ValueKind != JsonValueKind.Object) return false;
+            if (r.TryGetProperty("messages", out var m))
+                return m.ValueKind == JsonValueKind.Array && m.GetArrayLength() > 0 && m[m.GetArrayLength() - 1] is { ValueKind: JsonValueKind.Object } last
+                       && last.TryGetProperty("role", out var role) && role.ValueKind == JsonValueKind.String && role.GetString() != "assistant";
+            return r.TryGetProperty("prompt", out _) && !r.TryGetProperty("completion", out _);
+        }
+        catch (JsonException) { return false; }
+    }
+
+    /// <summary>
+    /// A generation prompt: <c>{"prompt": str}</c> (fed as it is), or <c>{"messages": [...]}</c> rendered with the
+    /// chat template plus the assistant's role marker. Supervised rows also serve: their prompt, or their messages
+    /// before the last assistant turn.
+    /// </summary>
+    public static GenerationPrompt ParsePrompt(string line, int no)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 }); }
+        catch (JsonException e) { throw new JsonlFormatException(no, $"invalid JSON ({Short(e.Message)})"); }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new JsonlFormatException(no, $"expected a JSON object, found {Kind(root)}");
+            if (root.TryGetProperty("messages", out var messages))
+            {
+                if (messages.ValueKind != JsonValueKind.Array)
+                    throw new JsonlFormatException(no, $"\"messages\" must be an array, found {Kind(messages)}");
+                var all = messages.EnumerateArray().ToList();
+                int end = all.Count;
+                if (end > 0 && all[end - 1].ValueKind == JsonValueKind.Object && all[end - 1].TryGetProperty("role", out var lr)
+                    && lr.ValueKind == JsonValueKind.String && lr.GetString() == "assistant") end--;
+                var list = new List<(string, string)>();
+                for (int i = 0; i < end; i++)
+                {
+                    var m = all[i];
+                    if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
+                        || Array.IndexOf(Roles, role.GetString()) < 0)
+                        throw new JsonlFormatException(no, $"messages[{i}].role must be one of {string.Join(", ", Roles)}");
+                    if (!m.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
+                        throw new JsonlFormatException(no, $"messages[{i}].content must be a string");
+                    list.Add((role.GetString()!, content.GetString()!));
+                }
+                if (list.Count == 0) throw new JsonlFormatException(no, "no message before the assistant's turn to prompt with");
+                var text = string.Concat(list.Select(m => ChatTemplate.RoleMarker(m.Item1) + m.Item2 + ChatTemplate.End)) + ChatTemplate.RoleMarker("assistant");
+                var prompt = JsonSerializer.SerializeToElement(list.Select(m => new { role = m.Item1, content = m.Item2 }));
+                return new GenerationPrompt(text, prompt, true);
+            }
+            if (root.TryGetProperty("prompt", out var p))
+            {
+                if (p.ValueKind != JsonValueKind.String) throw new JsonlFormatException(no, $"\"prompt\" must be a string, found {Kind(p)}");
+                if (p.GetString()!.Length == 0) throw new JsonlFormatException(no, "\"prompt\" is empty");
+                return new GenerationPrompt(p.GetString()!, p.Clone(), false);
+            }
+            throw new JsonlFormatException(no, "expected {\"prompt\": ...} or {\"messages\": [...]}");
+        }
+    }
+
+    public static IEnumerable<GenerationPrompt> LoadPrompts(string path)
+    {
+        using var fs = File.OpenRead(path);
+        foreach (var (no, line) in ReadLines(fs))
+            if (!string.IsNullOrWhiteSpace(line))
+                yield return ParsePrompt(line, no);
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using AlignHub.Domain;
 using AlignHub.Training;
+using AlignHub.Training.Generation;
 using AlignHub.Training.Models;
 using AlignHub.Training.Sft;
 using Microsoft.EntityFrameworkCore;
@@ -12,7 +13,7 @@ namespace AlignHub.Workers;
 /// Safe to run again: it claims the job with a conditional update (queued, or running with an expired lease), so a
 /// job runs in one place at a time, and it resumes from the job's last checkpoint.
 /// </summary>
-public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobService jobs, ILogger<TrainingJob> log) : ITrainingJob
+public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobService jobs, FileService files, ILogger<TrainingJob> log) : ITrainingJob
 {
     public static readonly string WorkerId = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
     static readonly object TorchInit = new();
@@ -41,9 +42,23 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         try
         {
             ConfigureTorch();
-            var run = PrepareRun(db, job, reporter);
-            var result = SftTrainer.Train(run, reporter, cancellationToken);
-            Finish(db, job, result, reporter);
+            if (job.MethodType == "generate")
+            {
+                var run = PrepareGenerate(db, job, reporter);
+                var result = GenerateRunner.Run(run, reporter, cancellationToken);
+                Finish(db, job, result, reporter, () =>
+                {
+                    var file = files.AddProduced(run.OutputPath, $"{job.Id}-generations.jsonl", FileService.ResultsPurpose, JsonlRows.Generations, run.Prompts.Count);
+                    return (null, file.Id, $"Job succeeded: {run.Prompts.Count * run.Config.N} completions in file {file.Id}",
+                        new Dictionary<string, object> { ["result_file"] = file.Id });
+                });
+            }
+            else
+            {
+                var run = PrepareRun(db, job, reporter);
+                var result = SftTrainer.Train(run, reporter, cancellationToken);
+                Finish(db, job, result, reporter, () => (RegisterFineTunedModel(db, job, result), null, null, null));
+            }
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -96,6 +111,22 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             resume);
     }
 
+    GenerateRun PrepareGenerate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
+    {
+        var model = db.Models.AsNoTracking().SingleOrDefault(m => m.Id == job.Model)
+            ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == job.TrainingFile)
+            ?? throw new InvalidDataException($"file \"{job.TrainingFile}\" no longer exists");
+        var prompts = JsonlRows.LoadPrompts(options.Resolve(file.StoragePath)).ToList();
+        db.Metrics.Where(m => m.JobId == job.Id).ExecuteDelete(); // a re-run generates again from the first batch
+        reporter.Event("info", job.Attempts == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {job.Attempts}); generating again from the start",
+            new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = job.Attempts });
+        var output = Path.Combine(options.FullDataDir, "jobs", job.Id, "generations.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+        return new GenerateRun(new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
+            model.Id, prompts, GenerateConfig.FromJson(job.ConfigJson), output);
+    }
+
     List<SupervisedExample> LoadFile(AlignHubDb db, string fileId)
     {
         var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId)
@@ -103,34 +134,46 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         return JsonlRows.LoadSupervised(options.Resolve(file.StoragePath)).ToList();
     }
 
-    void Finish(AlignHubDb db, FineTuningJob job, TrainingResult result, DbTrainingReporter reporter)
+    /// <summary>Registers the final checkpoint as the fine-tuned model (once, even when the job runs again).</summary>
+    string RegisterFineTunedModel(AlignHubDb db, FineTuningJob job, TrainingResult result)
+    {
+        var name = job.FineTunedModelName;
+        var baseModel = db.Models.AsNoTracking().Single(m => m.Id == job.Model);
+        if (!db.Models.Any(m => m.Id == name))
+        {
+            db.Models.Add(new ModelRecord
+            {
+                Id = name, CreatedAt = Ids.Now(), OwnedBy = "user", Architecture = baseModel.Architecture,
+                ConfigJson = baseModel.ConfigJson, Tokenizer = baseModel.Tokenizer,
+                WeightsPath = Path.GetRelativePath(options.FullDataDir, result.LastCheckpoint!),
+                ParentJobId = job.Id, Parameters = baseModel.Parameters,
+            });
+            db.SaveChanges();
+        }
+        return name;
+    }
+
+    /// <param name="complete">On success: the fine-tuned model or result file, and the closing event (null: the default).</param>
+    void Finish(AlignHubDb db, FineTuningJob job, TrainingResult result, DbTrainingReporter reporter,
+        Func<(string? Model, string? ResultFile, string? Message, Dictionary<string, object>? Data)> complete)
     {
         switch (result.Outcome)
         {
             case TrainingOutcome.Completed:
             {
-                var name = job.FineTunedModelName;
-                var baseModel = db.Models.AsNoTracking().Single(m => m.Id == job.Model);
-                if (!db.Models.Any(m => m.Id == name))
-                {
-                    db.Models.Add(new ModelRecord
-                    {
-                        Id = name, CreatedAt = Ids.Now(), OwnedBy = "user", Architecture = baseModel.Architecture,
-                        ConfigJson = baseModel.ConfigJson, Tokenizer = baseModel.Tokenizer,
-                        WeightsPath = Path.GetRelativePath(options.FullDataDir, result.LastCheckpoint!),
-                        ParentJobId = job.Id, Parameters = baseModel.Parameters,
-                    });
-                    db.SaveChanges();
-                }
+                var (name, resultFile, message, data) = complete();
                 int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
                     .ExecuteUpdate(s => s
                         .SetProperty(j => j.Status, JobStatus.Succeeded)
                         .SetProperty(j => j.FinishedAt, Ids.Now())
                         .SetProperty(j => j.FineTunedModel, name)
+                        .SetProperty(j => j.ResultFile, resultFile)
                         .SetProperty(j => j.TrainedTokens, result.TrainedTokens)
                         .SetProperty(j => j.EstimatedFinish, (long?)null)
                         .SetProperty(j => j.LeaseOwner, (string?)null));
-                if (n > 0) reporter.Event("info", $"Job succeeded: fine-tuned model {name}", new Dictionary<string, object> { ["fine_tuned_model"] = name });
+                if (n > 0)
+                    reporter.Event("info", message ?? $"Job succeeded: fine-tuned model {name}",
+                        data ?? new Dictionary<string, object> { ["fine_tuned_model"] = name! });
                 break;
             }
             case TrainingOutcome.Cancelled:
@@ -142,7 +185,9 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                     .ExecuteUpdate(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null));
                 if (n > 0)
                 {
-                    reporter.Event("warn", $"Worker shutting down: checkpoint saved at step {result.Step}; job re-queued");
+                    reporter.Event("warn", result.LastCheckpoint is null
+                        ? $"Worker shutting down at step {result.Step}; job re-queued"
+                        : $"Worker shutting down: checkpoint saved at step {result.Step}; job re-queued");
                     jobs.Enqueue(job.Id);
                 }
                 break;

@@ -27,7 +27,7 @@ public sealed class AlignHubProcess : IAsyncDisposable
     }
 
     public static async Task<AlignHubProcess> StartAsync(string dataDir, string roles = "api,web,worker", string? postgres = null,
-        int leaseSeconds = 60, bool waitReady = true)
+        int leaseSeconds = 60, bool waitReady = true, IReadOnlyDictionary<string, string>? env = null)
     {
         int port = FreePort();
         var config = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name; // bin/<Configuration>/net10.0
@@ -48,6 +48,7 @@ public sealed class AlignHubProcess : IAsyncDisposable
         psi.Environment["AlignHub__TorchThreads"] = "1";
         psi.Environment["ConnectionStrings__AlignHub"] = postgres ?? "";
         psi.Environment["Logging__LogLevel__Default"] = "Warning";
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         Directory.CreateDirectory(dataDir);
         var log = Path.Combine(dataDir, $"process-{roles.Replace(',', '-')}-{port}.log");
         var p = new AlignHubProcess(psi, port, log);

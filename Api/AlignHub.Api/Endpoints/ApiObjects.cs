@@ -28,28 +28,39 @@ public sealed record JobObject(
 
     public static JobObject From(FineTuningJob j)
     {
-        var config = SftConfig.FromJson(j.ConfigJson);
+        JsonElement config;
+        Dictionary<string, object?> hyper;
+        if (j.MethodType == "generate")
+        {
+            var g = GenerateConfig.FromJson(j.ConfigJson);
+            config = JsonSerializer.SerializeToElement(g, SftConfig.Json);
+            hyper = new Dictionary<string, object?>
+            {
+                ["n"] = g.N, ["max_new_tokens"] = g.MaxNewTokens, ["temperature"] = g.Temperature, ["top_k"] = g.TopK, ["top_p"] = g.TopP,
+                ["stop"] = g.Stop, ["batch_size"] = g.BatchSize, ["max_prompt_length"] = g.MaxPromptLength,
+            };
+        }
+        else
+        {
+            var c = SftConfig.FromJson(j.ConfigJson);
+            config = JsonSerializer.SerializeToElement(c, SftConfig.Json);
+            hyper = new Dictionary<string, object?>
+            {
+                ["n_epochs"] = c.NEpochs, ["batch_size"] = c.BatchSize, ["learning_rate_multiplier"] = c.LearningRateMultiplier,
+            };
+        }
         var method = JsonSerializer.SerializeToElement(new Dictionary<string, object>
         {
             ["type"] = j.MethodType,
-            [j.MethodType] = new Dictionary<string, object>
-            {
-                ["hyperparameters"] = new Dictionary<string, object?>
-                {
-                    ["n_epochs"] = config.NEpochs,
-                    ["batch_size"] = config.BatchSize,
-                    ["learning_rate_multiplier"] = config.LearningRateMultiplier,
-                },
-            },
+            [j.MethodType] = new Dictionary<string, object> { ["hyperparameters"] = hyper },
         });
         long? remaining = j.EstimatedFinish is long ef && j.Status == JobStatus.Running ? Math.Max(0, ef - Ids.Now()) : null;
         return new JobObject(j.Id, j.CreatedAt, j.FinishedAt, j.Model, j.FineTunedModel, "org-alignhub", j.Status,
-            j.TrainingFile, j.ValidationFile, [], j.TrainedTokens == 0 ? null : j.TrainedTokens,
+            j.TrainingFile, j.ValidationFile, j.ResultFile is null ? [] : [j.ResultFile], j.TrainedTokens == 0 ? null : j.TrainedTokens,
             j.ErrorMessage is null ? null : new JobError(j.ErrorCode ?? "error", j.ErrorMessage, j.ErrorParam),
             j.Seed, j.EstimatedFinish, method,
             j.MetadataJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(j.MetadataJson),
-            j.Suffix, j.StepsCompleted, j.TotalSteps, j.EpochsCompleted, remaining,
-            JsonSerializer.SerializeToElement(config, SftConfig.Json));
+            j.Suffix, j.StepsCompleted, j.TotalSteps, j.EpochsCompleted, remaining, config);
     }
 }
 
@@ -69,8 +80,14 @@ public sealed record CheckpointObject(string Id, long CreatedAt, string FineTuni
 
 public sealed record MetricObject(int Step, string Name, double Value, long CreatedAt);
 
-public sealed record ModelObject(string Id, long Created, string OwnedBy, string Architecture, long Parameters, string Tokenizer, string? ParentJob)
+/// <summary>OpenAI's <c>model</c> object plus AlignHub's fields; <c>has_weights</c> false: random initialisation per job seed.</summary>
+public sealed record ModelObject(string Id, long Created, string OwnedBy, string Architecture, long Parameters, string Tokenizer, string? ParentJob,
+    bool HasWeights, JsonElement Config)
 {
     public string Object => "model";
-    public static ModelObject From(ModelRecord m) => new(m.Id, m.CreatedAt, m.OwnedBy, m.Architecture, m.Parameters, m.Tokenizer, m.ParentJobId);
+    public static ModelObject From(ModelRecord m) => new(m.Id, m.CreatedAt, m.OwnedBy, m.Architecture, m.Parameters, m.Tokenizer, m.ParentJobId,
+        m.WeightsPath is not null, JsonSerializer.Deserialize<JsonElement>(m.ConfigJson));
 }
+
+/// <summary>OpenAI's deletion result.</summary>
+public sealed record DeletedObject(string Id, string Object, bool Deleted);

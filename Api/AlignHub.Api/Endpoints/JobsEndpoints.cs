@@ -17,6 +17,8 @@ public static class JobsEndpoints
         g.MapPost("/{id}/cancel", Cancel).WithSummary("Cancel a queued or running job (409 once it has finished)");
         g.MapGet("/{id}/events", Events).WithSummary("A job's events, newest first");
         g.MapGet("/{id}/checkpoints", Checkpoints).WithSummary("A job's checkpoints, newest first");
+        g.MapGet("/{id}/checkpoints/{checkpointId}/content", CheckpointContent)
+            .WithSummary("AlignHub: download a checkpoint as an HF model folder (.tar.gz: config.json, model.safetensors, tokenizer files)");
         g.MapGet("/{id}/metrics", Metrics).WithSummary("AlignHub: a job's metric rows (step, name, value)");
     }
 
@@ -97,6 +99,14 @@ public static class JobsEndpoints
         }
         var page = await q.OrderByDescending(e => e.Id).Take(take + 1).ToListAsync(ct);
         return TypedResults.Ok(new ListObject<EventObject>(page.Take(take).Select(EventObject.From).ToList(), page.Count > take));
+    }
+
+    public static async Task<IResult> CheckpointContent(string id, string checkpointId, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var c = await db.Checkpoints.AsNoTracking().FirstOrDefaultAsync(x => x.JobId == id && x.Id == checkpointId, ct);
+        if (c is null) return ProblemShape.NotFound("checkpoint", checkpointId);
+        return ModelsEndpoints.Archive(options.Resolve(c.StoragePath), $"{id}-step-{c.Step}");
     }
 
     public static async Task<Results<Ok<ListObject<CheckpointObject>>, ProblemHttpResult>> Checkpoints(

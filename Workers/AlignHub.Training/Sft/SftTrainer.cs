@@ -38,7 +38,8 @@ public static class SftTrainer
     public static int[] EpochOrder(int count, int seed, int epoch)
     {
         var order = Enumerable.Range(0, count).ToArray();
-        var rng = new Random(HashCode.Combine(seed, epoch, 0x5f7));
+        // Not HashCode.Combine: it is randomised per process, and a job resumed in another process must see the same order.
+        var rng = new Random((int)(((long)seed * 1_000_003L + epoch * 7_919L + 0x5f7) % int.MaxValue));
         for (int i = count - 1; i > 0; i--)
         {
             int j = rng.Next(i + 1);
