@@ -3,9 +3,19 @@ using AlignHub.Domain;
 using AlignHub.Training;
 using AlignHub.Training.Sft;
 
+// dotnet run -c Release -- memory [steps] | kvcache | flops
+var command = args.Length > 0 ? args[0] : "memory";
+switch (command)
+{
+    case "kvcache": ModelBenchmarks.KvCache(); return;
+    case "flops": ModelBenchmarks.TrainingFlops(); return;
+    case "memory": break;
+    default: Console.Error.WriteLine("usage: memory [steps] | kvcache | flops"); Environment.Exit(2); break;
+}
+
 // Memory across 1,000 SFT steps on alignhub/tiny: the resident set must stay flat once warm
 // (one dispose scope per step; a leaked tensor per step would show as steady growth).
-var steps = args.Length > 0 && int.TryParse(args[0], out var s) ? s : 1000;
+var steps = args.Length > 1 && int.TryParse(args[1], out var s) ? s : 1000;
 var rng = new Random(1);
 var names = new[] { "Ada", "Alan", "Grace", "Linus", "Ken", "Barbara" };
 var examples = Enumerable.Range(0, 256).Select(i => ChatTemplate.FromPromptCompletion(

@@ -83,10 +83,11 @@ public class EndToEndTests
         Assert.Contains("line 3", problem.GetProperty("detail").GetString());
         Assert.Equal("file", problem.GetProperty("error").GetProperty("param").GetString());
 
-        (status, problem) = await app.Upload("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+        // A file holds one kind of row: training rows, or prompts for generation.
+        (status, problem) = await app.Upload(TestData.Jsonl(1).TrimEnd() + "\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
         Assert.Equal(HttpStatusCode.BadRequest, status);
-        Assert.Contains("line 1", problem.GetProperty("detail").GetString());
-        Assert.Contains("assistant", problem.GetProperty("detail").GetString());
+        Assert.Contains("line 2", problem.GetProperty("detail").GetString());
+        Assert.Contains("one kind of row", problem.GetProperty("detail").GetString());
 
         (status, _) = await app.Upload(TestData.Jsonl(2), purpose: "batch");
         Assert.Equal(HttpStatusCode.BadRequest, status);
@@ -112,6 +113,23 @@ public class EndToEndTests
         Assert.Equal(HttpStatusCode.BadRequest, r3.StatusCode);
         Assert.Contains("seed", await r3.Content.ReadAsStringAsync());
         Assert.Equal("application/problem+json", r3.Content.Headers.ContentType?.MediaType);
+
+        // Prompts (no assistant turn) upload for generation, but do not train a supervised job.
+        var (ps, prompts) = await app.Upload("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+        Assert.Equal(HttpStatusCode.OK, ps);
+        Assert.Equal("prompts", prompts.GetProperty("format").GetString());
+        var (s5, p5) = await app.PostJson("/v1/fine_tuning/jobs", new { model = "alignhub/tiny", training_file = prompts.GetProperty("id").GetString() });
+        Assert.Equal(HttpStatusCode.BadRequest, s5);
+        Assert.Equal("training_file", p5.GetProperty("error").GetProperty("param").GetString());
+        Assert.Contains("assistant", p5.GetProperty("error").GetProperty("message").GetString());
+        var (s6, p6) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = prompts.GetProperty("id").GetString(),
+            method = new { type = "generate", generate = new { hyperparameters = new { n = 0, temperature = -1, stop = new[] { "a", "b", "c", "d", "e" } } } },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, s6);
+        foreach (var field in new[] { "n", "temperature", "stop" })
+            Assert.True(p6.GetProperty("errors").TryGetProperty("method.generate.hyperparameters." + field, out _), field);
 
         var jobs = await app.GetJson("/v1/fine_tuning/jobs");
         Assert.Empty(jobs.GetProperty("data").EnumerateArray());

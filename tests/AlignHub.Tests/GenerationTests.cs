@@ -24,8 +24,8 @@ public class GenerationTests
     {
         using var model = TinyConfigs.Create(config, 11);
         var greedy = new GenerationOptions { MaxNewTokens = 40, Temperature = 0 };
-        var cached = Generator.Generate(model, Tok, Prompts, greedy);
-        var uncached = Generator.Generate(model, Tok, Prompts, greedy with { UseKvCache = false });
+        var cached = TextGenerator.Generate(model, Tok, Prompts, greedy);
+        var uncached = TextGenerator.Generate(model, Tok, Prompts, greedy with { UseKvCache = false });
         for (int i = 0; i < Prompts.Length; i++)
         {
             Assert.Equal(uncached[i].Tokens, cached[i].Tokens);
@@ -41,10 +41,10 @@ public class GenerationTests
     {
         using var model = TinyConfigs.Create(config, 12);
         var greedy = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
-        var batched = Generator.Generate(model, Tok, Prompts, greedy);
+        var batched = TextGenerator.Generate(model, Tok, Prompts, greedy);
         for (int i = 0; i < Prompts.Length; i++)
         {
-            var single = Generator.Generate(model, Tok, [Prompts[i]], greedy)[0];
+            var single = TextGenerator.Generate(model, Tok, [Prompts[i]], greedy)[0];
             Assert.Equal(single.Tokens, batched[i].Tokens);
             Assert.True(single.LogProbs.Zip(batched[i].LogProbs).All(x => Math.Abs(x.First - x.Second) < 1e-4f));
         }
@@ -55,13 +55,13 @@ public class GenerationTests
     {
         using var model = TinyConfigs.Create(TinyConfigs.Llama(2), 13);
         var sample = new GenerationOptions { MaxNewTokens = 25, Temperature = 1.0, TopP = 0.95, Seed = 5 };
-        var a = Generator.Generate(model, Tok, Prompts, sample);
-        var b = Generator.Generate(model, Tok, Prompts, sample);
-        var c = Generator.Generate(model, Tok, Prompts, sample with { Seed = 6 });
+        var a = TextGenerator.Generate(model, Tok, Prompts, sample);
+        var b = TextGenerator.Generate(model, Tok, Prompts, sample);
+        var c = TextGenerator.Generate(model, Tok, Prompts, sample with { Seed = 6 });
         Assert.Equal(a.Select(s => s.Tokens), b.Select(s => s.Tokens));
         Assert.NotEqual(a.SelectMany(s => s.Tokens), c.SelectMany(s => s.Tokens));
-        var greedy = Generator.Generate(model, Tok, Prompts, sample with { Temperature = 0 });
-        var topK1 = Generator.Generate(model, Tok, Prompts, sample with { TopK = 1, TopP = null });
+        var greedy = TextGenerator.Generate(model, Tok, Prompts, sample with { Temperature = 0 });
+        var topK1 = TextGenerator.Generate(model, Tok, Prompts, sample with { TopK = 1, TopP = null });
         Assert.Equal(greedy.Select(s => s.Tokens), topK1.Select(s => s.Tokens));
     }
 
@@ -70,7 +70,7 @@ public class GenerationTests
     {
         using var model = TinyConfigs.Create(TinyConfigs.Gpt2(), 14);
         var greedy = new GenerationOptions { MaxNewTokens = 12, Temperature = 0 };
-        var plain = Generator.Generate(model, Tok, [Prompts[0]], greedy)[0];
+        var plain = TextGenerator.Generate(model, Tok, [Prompts[0]], greedy)[0];
         Assert.Equal("length", plain.FinishReason);
         Assert.Equal(12, plain.Tokens.Length);
         Assert.Equal(12, plain.LogProbs.Length);
@@ -78,7 +78,7 @@ public class GenerationTests
 
         // A stop string taken from the greedy text itself: the completion ends there and the text stops before it.
         var stop = Tok.Decode(plain.Tokens.Skip(4).Take(2));
-        var stopped = Generator.Generate(model, Tok, [Prompts[0]], greedy with { Stop = [stop] })[0];
+        var stopped = TextGenerator.Generate(model, Tok, [Prompts[0]], greedy with { Stop = [stop] })[0];
         Assert.Equal("stop", stopped.FinishReason);
         Assert.Equal(plain.Text[..plain.Text.IndexOf(stop, StringComparison.Ordinal)], stopped.Text);
 
@@ -90,7 +90,7 @@ public class GenerationTests
             lnf.copy_(TorchSharp.torch.ones(32));
             wte[257].copy_(TorchSharp.torch.ones(32) * 5);
         }
-        var eos = Generator.Generate(model, Tok, [Prompts[0]], greedy)[0];
+        var eos = TextGenerator.Generate(model, Tok, [Prompts[0]], greedy)[0];
         Assert.Equal("stop", eos.FinishReason);
         Assert.Empty(eos.Tokens);
     }

@@ -79,3 +79,84 @@ public class TokenizerTests
         Assert.Equal(TokenizerFiles.Byte, TokenizerFiles.Detect(Directory.CreateTempSubdirectory().FullName));
     }
 }
+
+/// <summary>SentencePiece (Llama's tokenizer.model), from a model file this test writes by hand in protobuf.</summary>
+public class SentencePieceTests
+{
+    // Pieces: <unk>, <s>, </s>, 256 byte pieces, then the BPE vocabulary; a higher score merges first.
+    static readonly (string Piece, float Score)[] Vocabulary =
+    [
+        ("▁", 0), ("h", 0), ("e", 0), ("l", 0), ("o", 0), ("w", 0), ("r", 0), ("d", 0),
+        ("▁h", -1), ("ll", -2), ("▁he", -3), ("llo", -4), ("▁hello", -5), ("▁w", -6), ("or", -7), ("▁wor", -8), ("ld", -9), ("▁world", -10),
+    ];
+    const int First = 3 + 256;
+
+    static int Id(string piece) => First + Array.FindIndex(Vocabulary, v => v.Piece == piece);
+
+    /// <summary>ModelProto: pieces (1), trainer_spec (2: model_type BPE, ids, byte_fallback), normalizer_spec (3).</summary>
+    static byte[] ModelProto()
+    {
+        using var ms = new MemoryStream();
+        var o = new Google.Protobuf.CodedOutputStream(ms);
+        void Piece(string piece, float score, int type)
+        {
+            using var inner = new MemoryStream();
+            var p = new Google.Protobuf.CodedOutputStream(inner);
+            p.WriteTag(1, Google.Protobuf.WireFormat.WireType.LengthDelimited); p.WriteString(piece);
+            p.WriteTag(2, Google.Protobuf.WireFormat.WireType.Fixed32); p.WriteFloat(score);
+            p.WriteTag(3, Google.Protobuf.WireFormat.WireType.Varint); p.WriteEnum(type);
+            p.Flush();
+            o.WriteTag(1, Google.Protobuf.WireFormat.WireType.LengthDelimited); o.WriteBytes(Google.Protobuf.ByteString.CopyFrom(inner.ToArray()));
+        }
+        Piece("<unk>", 0, 2); Piece("<s>", 0, 3); Piece("</s>", 0, 3);
+        for (int b = 0; b < 256; b++) Piece($"<0x{b:X2}>", 0, 6);
+        foreach (var (piece, score) in Vocabulary) Piece(piece, score, 1);
+
+        using (var spec = new MemoryStream())
+        {
+            var t = new Google.Protobuf.CodedOutputStream(spec);
+            t.WriteTag(3, Google.Protobuf.WireFormat.WireType.Varint); t.WriteEnum(2);       // model_type: BPE
+            t.WriteTag(4, Google.Protobuf.WireFormat.WireType.Varint); t.WriteInt32(First + Vocabulary.Length);
+            t.WriteTag(35, Google.Protobuf.WireFormat.WireType.Varint); t.WriteBool(true);    // byte_fallback
+            t.WriteTag(40, Google.Protobuf.WireFormat.WireType.Varint); t.WriteInt32(0);      // unk_id
+            t.WriteTag(41, Google.Protobuf.WireFormat.WireType.Varint); t.WriteInt32(1);      // bos_id
+            t.WriteTag(42, Google.Protobuf.WireFormat.WireType.Varint); t.WriteInt32(2);      // eos_id
+            t.WriteTag(43, Google.Protobuf.WireFormat.WireType.Varint); t.WriteInt32(-1);     // pad_id: none
+            t.Flush();
+            o.WriteTag(2, Google.Protobuf.WireFormat.WireType.LengthDelimited); o.WriteBytes(Google.Protobuf.ByteString.CopyFrom(spec.ToArray()));
+        }
+        using (var norm = new MemoryStream())
+        {
+            var n = new Google.Protobuf.CodedOutputStream(norm);
+            n.WriteTag(1, Google.Protobuf.WireFormat.WireType.LengthDelimited); n.WriteString("identity");
+            n.WriteTag(3, Google.Protobuf.WireFormat.WireType.Varint); n.WriteBool(true);     // add_dummy_prefix
+            n.WriteTag(4, Google.Protobuf.WireFormat.WireType.Varint); n.WriteBool(false);    // remove_extra_whitespaces
+            n.WriteTag(5, Google.Protobuf.WireFormat.WireType.Varint); n.WriteBool(true);     // escape_whitespaces
+            n.Flush();
+            o.WriteTag(3, Google.Protobuf.WireFormat.WireType.LengthDelimited); o.WriteBytes(Google.Protobuf.ByteString.CopyFrom(norm.ToArray()));
+        }
+        o.Flush();
+        return ms.ToArray();
+    }
+
+    [Fact]
+    public void A_SentencePiece_BPE_model_encodes_by_piece_scores_with_byte_fallback_and_special_tokens_from_the_folder()
+    {
+        var dir = Directory.CreateTempSubdirectory("alignhub-spm-").FullName;
+        File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), ModelProto());
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), "{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"</s>\"}}");
+        var arch = ModelArchitecture.Parse(JsonSerializer.Serialize(new
+        {
+            model_type = "llama", vocab_size = First + Vocabulary.Length, hidden_size = 8, intermediate_size = 16, num_hidden_layers = 1, num_attention_heads = 2,
+        }));
+        Assert.Equal(TokenizerFiles.SentencePiece, TokenizerFiles.Detect(dir));
+        var tok = HfTokenizer.Load(dir, arch);
+        Assert.Equal(1, tok.BosId);
+        Assert.Equal(2, tok.EosId);
+        Assert.Equal(2, tok.PadId); // no pad token: eos pads
+        Assert.Equal([Id("▁hello"), Id("▁world")], tok.Encode("hello world"));
+        // "hey": ▁he merges; y has no piece and falls back to its byte <0x79>.
+        Assert.Equal([Id("▁he"), 3 + 'y'], tok.Encode("hey"));
+        Assert.Equal("hello world", tok.Decode(tok.Encode("hello world")));
+    }
+}

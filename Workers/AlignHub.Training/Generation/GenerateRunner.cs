@@ -55,7 +55,7 @@ public static class GenerateRunner
                 Stop = chat ? [.. c.Stop, ChatTemplate.End.TrimEnd('\n')] : c.Stop,
                 Seed = (long)c.Seed * 1_000_003L + step,
             };
-            var outs = Generator.Generate(model, tok, slice.Select(i => encoded[work[i]]).ToList(), options);
+            var outs = TextGenerator.Generate(model, tok, slice.Select(i => encoded[work[i]]).ToList(), options);
             long batchTokens = 0;
             for (int k = 0; k < slice.Count; k++) { results[slice[k]] = outs[k]; batchTokens += outs[k].Tokens.Length; }
             tokens += batchTokens;

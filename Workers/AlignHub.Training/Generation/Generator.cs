@@ -36,7 +36,7 @@ public sealed record GeneratedSequence(int[] Tokens, string Text, float[] LogPro
 /// start at each prompt's first real token), then one token per step for every unfinished sequence, with a KV cache
 /// so each step feeds only the new token. Runs under <c>no_grad</c> and <c>eval()</c>; one dispose scope per step.
 /// </summary>
-public static class Generator
+public static class TextGenerator
 {
     public static List<GeneratedSequence> Generate(CausalLM model, ITokenizer tok, IReadOnlyList<int[]> prompts, GenerationOptions o)
     {
