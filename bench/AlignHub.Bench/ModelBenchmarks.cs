@@ -32,7 +32,7 @@ static class ModelBenchmarks
 
     public static void KvCache()
     {
-        torch.set_num_threads(Environment.ProcessorCount);
+        torch.set_num_threads(int.TryParse(Environment.GetEnvironmentVariable("BENCH_THREADS"), out var th) ? th : Environment.ProcessorCount);
         const int newTokens = 256;
         Console.WriteLine($"threads: {torch.get_num_threads()}, new tokens: {newTokens}, greedy, prompt 16 tokens");
         Console.WriteLine("model\tbatch\tcache_tok_s\tno_cache_tok_s\tspeedup\tsame_tokens");
@@ -65,7 +65,7 @@ static class ModelBenchmarks
     /// </summary>
     public static void TrainingFlops()
     {
-        torch.set_num_threads(Environment.ProcessorCount);
+        torch.set_num_threads(int.TryParse(Environment.GetEnvironmentVariable("BENCH_THREADS"), out var th) ? th : Environment.ProcessorCount);
         Console.WriteLine($"threads: {torch.get_num_threads()}");
         // Reference: large square matmul.
         const int n = 2048;

@@ -131,6 +131,14 @@ public class ModelCoreTests
         var b = Logits(mha, Ids);
         Assert.Equal(a.Length, b.Length);
         Assert.True(a.Zip(b).Max(x => Math.Abs(x.First - x.Second)) < 1e-5f);
+
+        // With an attention mask the query heads of a group are folded onto their kv head instead of repeating k and
+        // v: the same logits.
+        using var _ = no_grad();
+        using var ids = tensor(Ids, [1, Ids.Length]);
+        using var mask = ones_like(ids);
+        using var folded = gqa.forward(ids, mask, null);
+        Assert.True(a.Zip(folded.data<float>().ToArray()).Max(x => Math.Abs(x.First - x.Second)) < 1e-5f);
     }
 
     /// <summary>HF GPT-2 files use Conv1D ([in, out]) weights, keys without "transformer." and attn.bias mask buffers.</summary>

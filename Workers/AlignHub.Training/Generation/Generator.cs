@@ -72,7 +72,7 @@ public static class TextGenerator
         }
         var allIds = tensor(ids, [b, longest]).DetachFromDisposeScope();
         var allMask = tensor(mask, [b, longest]).DetachFromDisposeScope();
-        using var cache = o.UseKvCache ? new KvCache(model.Architecture.NumLayers) : null;
+        using var cache = o.UseKvCache ? new KvCache(model.Architecture.NumLayers, longest + maxNew) : null;
         Tensor? next = null; // [B, 1] token fed at this step (cache mode)
         try
         {

@@ -42,41 +42,35 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>
-/// Keys and values of every layer for the tokens seen so far ([B, kv_heads, S, head_dim] each). The tensors live
-/// outside any dispose scope; <see cref="Dispose"/> frees them.
+/// Keys and values of every layer for the tokens seen so far: one buffer per layer of
+/// [B, kv_heads, capacity, head_dim], allocated at the first step and written in place (no copy of the past per
+/// step). The buffers live outside any dispose scope; <see cref="Dispose"/> frees them.
 /// </summary>
-public sealed class KvCache : IDisposable
+public sealed class KvCache(int layers, int capacity) : IDisposable
 {
-    readonly Tensor?[] keys, values;
-
-    public KvCache(int layers) { keys = new Tensor?[layers]; values = new Tensor?[layers]; }
+    readonly Tensor?[] keys = new Tensor?[layers], values = new Tensor?[layers];
+    readonly long[] lengths = new long[layers];
 
     /// <summary>Tokens already in the cache.</summary>
-    public long Length => keys[0]?.shape[2] ?? 0;
+    public long Length => lengths[0];
 
-    /// <summary>Appends this step's keys and values of a layer; returns the full keys and values (owned by the cache).</summary>
+    /// <summary>
+    /// Writes this step's keys and values ([B, kv_heads, T, head_dim]) of a layer after the past ones; returns views
+    /// of all of them ([.., past + T, ..]), which the caller disposes.
+    /// </summary>
     public (Tensor K, Tensor V) Append(int layer, Tensor k, Tensor v)
     {
-        var oldK = keys[layer]; var oldV = values[layer];
-        var newK = oldK is null ? k.detach() : cat([oldK, k], 2);
-        var newV = oldV is null ? v.detach() : cat([oldV, v], 2);
-        newK.DetachFromDisposeScope(); newV.DetachFromDisposeScope();
-        oldK?.Dispose(); oldV?.Dispose();
-        keys[layer] = newK; values[layer] = newV;
-        return (newK, newV);
-    }
-
-    /// <summary>Keeps only the rows of the batch in <paramref name="index"/> (finished sequences leave the batch).</summary>
-    public void Select(Tensor index)
-    {
-        for (int i = 0; i < keys.Length; i++)
+        long past = lengths[layer], t = k.shape[2];
+        if (past + t > capacity) throw new InvalidOperationException($"KV cache capacity {capacity} exceeded");
+        if (keys[layer] is null)
         {
-            if (keys[i] is null) continue;
-            var k = keys[i]!.index_select(0, index); var v = values[i]!.index_select(0, index);
-            k.DetachFromDisposeScope(); v.DetachFromDisposeScope();
-            keys[i]!.Dispose(); values[i]!.Dispose();
-            keys[i] = k; values[i] = v;
+            keys[layer] = empty([k.shape[0], k.shape[1], capacity, k.shape[3]], dtype: k.dtype, device: k.device).DetachFromDisposeScope();
+            values[layer] = empty([v.shape[0], v.shape[1], capacity, v.shape[3]], dtype: v.dtype, device: v.device).DetachFromDisposeScope();
         }
+        using (var ks = keys[layer]!.narrow(2, past, t)) ks.copy_(k);
+        using (var vs = values[layer]!.narrow(2, past, t)) vs.copy_(v);
+        lengths[layer] = past + t;
+        return (keys[layer]!.narrow(2, 0, past + t), values[layer]!.narrow(2, 0, past + t));
     }
 
     public void Dispose()
@@ -95,6 +89,11 @@ public static class AttentionMasks
     public static Tensor PositionIds(Tensor? attentionMask, long past, long t, Device device)
     {
         if (attentionMask is null) return arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        if (t == 1) // one new token: its position is the count of real tokens before it
+        {
+            using var real = attentionMask.to_type(ScalarType.Int64).sum(-1, keepdim: true);
+            return (real - 1).clamp_min(0);
+        }
         using var cum = attentionMask.to_type(ScalarType.Int64).cumsum(-1);
         using var pos = (cum - 1).clamp_min(0);
         return pos[.., (int)past..].contiguous();
@@ -109,6 +108,15 @@ public static class AttentionMasks
     {
         if (attentionMask is null && past == 0) return null;
         long s = past + t;
+        if (t == 1) // one new query, the last position: causality holds; it sees the real keys and itself
+        {
+            if (attentionMask is null) return ones([1, 1, 1, s], dtype: ScalarType.Bool, device: device);
+            using var realKeys = attentionMask.to_type(ScalarType.Bool);
+            using var selfKey = zeros([1, s], dtype: ScalarType.Bool, device: device);
+            selfKey[0, s - 1] = true;
+            using var seen = realKeys.logical_or(selfKey);
+            return seen.view(-1, 1, 1, s);
+        }
         using var qPos = arange(past, s, device: device).unsqueeze(1);
         using var kPos = arange(0, s, device: device).unsqueeze(0);
         using var causal = kPos.le(qPos); // [T, S]
@@ -120,9 +128,38 @@ public static class AttentionMasks
         return withSelf.unsqueeze(1);
     }
 
-    /// <summary>Scaled dot-product attention; <paramref name="mask"/> null means causal over equal-length q and k.</summary>
-    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask) =>
-        mask is null
-            ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)
-            : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
+    /// <summary>Attention over this step's keys and values, after the cached past ones when there is a cache.</summary>
+    public static Tensor AttendWithCache(Tensor q, Tensor k, Tensor v, Tensor? mask, KvCache? cache, int layer)
+    {
+        if (cache is null) return Attend(q, k, v, mask);
+        var (keys, values) = cache.Append(layer, k, v);
+        using (keys)
+        using (values)
+            return Attend(q, keys, values, mask);
+    }
+
+    /// <summary>
+    /// Scaled dot-product attention of q [B, H, T, hd] over k, v [B, H_kv, S, hd]; <paramref name="mask"/> null means
+    /// causal over equal-length q and k. With H_kv &lt; H (grouped-query attention) query head h reads kv head
+    /// h / (H / H_kv): under a mask, the query heads of a group are folded into one kv head's rows (no copy of k and
+    /// v); causal attention without a mask repeats k and v instead.
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
+    {
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], hd = q.shape[3], hkv = k.shape[1], groups = h / hkv;
+        if (groups == 1)
+            return mask is null
+                ? nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true)
+                : nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask);
+        if (mask is null)
+        {
+            using var kr = k.repeat_interleave(groups, dim: 1);
+            using var vr = v.repeat_interleave(groups, dim: 1);
+            return nn.functional.scaled_dot_product_attention(q, kr, vr, is_casual: true);
+        }
+        using var qg = q.reshape(b, hkv, groups * t, hd);          // rows ordered (head in group, position)
+        using var mg = mask.repeat(1, 1, groups, 1);                 // [B or 1, 1, groups * T, S]
+        using var y = nn.functional.scaled_dot_product_attention(qg, k, v, attn_mask: mg);
+        return y.reshape(b, h, t, hd);
+    }
 }

@@ -141,8 +141,7 @@ sealed class Gpt2Attention : Module
         using var k = parts[1].view(b, t, nHead, hd).transpose(1, 2);
         using var v = parts[2].view(b, t, nHead, hd).transpose(1, 2);
         foreach (var p in parts) p.Dispose();
-        var (keys, values) = cache is null ? (k, v) : cache.Append(layer, k, v);
-        using var y = AttentionMasks.Attend(q, keys, values, mask);
+        using var y = AttentionMasks.AttendWithCache(q, k, v, mask, cache, layer);
         using var merged = y.transpose(1, 2).contiguous().view(b, t, d);
         return c_proj.forward(merged);
     }

@@ -166,11 +166,7 @@ sealed class LlamaAttention : Module
         using var v = v_proj.forward(x).view(b, t, nKv, headDim).transpose(1, 2);
         using var q = ApplyRotary(q0, cos, sin);
         using var k = ApplyRotary(k0, cos, sin);
-        var (keys, values) = cache is null ? (k, v) : cache.Append(layer, k, v);
-        int groups = nHead / nKv;
-        using var kr = groups == 1 ? keys.alias() : keys.repeat_interleave(groups, dim: 1);
-        using var vr = groups == 1 ? values.alias() : values.repeat_interleave(groups, dim: 1);
-        using var y = AttentionMasks.Attend(q, kr, vr, mask);
+        using var y = AttentionMasks.AttendWithCache(q, k, v, mask, cache, layer);
         using var merged = y.transpose(1, 2).contiguous().view(b, t, nHead * headDim);
         return o_proj.forward(merged);
     }
