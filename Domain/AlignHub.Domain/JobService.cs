@@ -37,7 +37,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         await using var db = await dbs.CreateDbContextAsync(ct);
         ModelRecord? model = null;
         if (string.IsNullOrWhiteSpace(req.Model)) Err("model", "model is required");
-        else if ((model = await db.Models.FindAsync([req.Model], ct)) is null)
+        else if ((model = ModelService.Find(db, req.Model)) is null)
             Err("model", $"model \"{req.Model}\" is not registered (GET /v1/models lists them)");
         if (string.IsNullOrWhiteSpace(req.TrainingFile)) Err("training_file", "training_file is required");
         else await CheckFile(db, req.TrainingFile, "training_file", methodType, Err, ct);

@@ -22,6 +22,26 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
     [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)?$")]
     private static partial Regex IdPattern();
 
+    /// <summary>
+    /// A model by name: a registered model, or a checkpoint's model name (<c>ft:...:ckpt-step-N</c>, as OpenAI names
+    /// them), which stands for the checkpoint's weights with the job's base model's config and tokenizer.
+    /// </summary>
+    public static ModelRecord? Find(AlignHubDb db, string name, int depth = 0)
+    {
+        var m = db.Models.AsNoTracking().FirstOrDefault(x => x.Id == name);
+        if (m is not null || depth > 8) return m;
+        var c = db.Checkpoints.AsNoTracking().FirstOrDefault(x => x.ModelName == name);
+        if (c is null) return null;
+        var job = db.Jobs.AsNoTracking().FirstOrDefault(j => j.Id == c.JobId);
+        var baseModel = job is null ? null : Find(db, job.Model, depth + 1);
+        if (baseModel is null) return null;
+        return new ModelRecord
+        {
+            Id = name, CreatedAt = c.CreatedAt, OwnedBy = "user", Architecture = baseModel.Architecture, ConfigJson = baseModel.ConfigJson,
+            Tokenizer = baseModel.Tokenizer, WeightsPath = c.StoragePath, ParentJobId = c.JobId, Parameters = baseModel.Parameters,
+        };
+    }
+
     /// <summary>Checks a requested model id: letters, digits, '.', '_', '-', one optional '/', not reserved.</summary>
     public static string? IdError(string? id)
     {

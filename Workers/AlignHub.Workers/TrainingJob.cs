@@ -87,7 +87,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
 
     SftRun PrepareRun(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
     {
-        var model = db.Models.AsNoTracking().SingleOrDefault(m => m.Id == job.Model)
+        var model = ModelService.Find(db, job.Model)
             ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
         var config = SftConfig.FromJson(job.ConfigJson);
         var train = LoadFile(db, job.TrainingFile);
@@ -113,7 +113,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
 
     GenerateRun PrepareGenerate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
     {
-        var model = db.Models.AsNoTracking().SingleOrDefault(m => m.Id == job.Model)
+        var model = ModelService.Find(db, job.Model)
             ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
         var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == job.TrainingFile)
             ?? throw new InvalidDataException($"file \"{job.TrainingFile}\" no longer exists");
@@ -138,7 +138,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
     string RegisterFineTunedModel(AlignHubDb db, FineTuningJob job, TrainingResult result)
     {
         var name = job.FineTunedModelName;
-        var baseModel = db.Models.AsNoTracking().Single(m => m.Id == job.Model);
+        var baseModel = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
         if (!db.Models.Any(m => m.Id == name))
         {
             db.Models.Add(new ModelRecord

@@ -133,7 +133,8 @@ public class ModelsApiTests
         var jobId = await app.CreateSftJob(sftFile.GetProperty("id").GetString()!, new { max_steps = 3, batch_size = 4, save_steps = 3 }, model: "me/tiny-llama");
         var job = await app.WaitForStatus(jobId, "succeeded", TimeSpan.FromMinutes(2));
         Assert.StartsWith("ft:me/tiny-llama:", job.GetProperty("fine_tuned_model").GetString());
-        var ckpt = (await app.GetJson($"/v1/fine_tuning/jobs/{jobId}/checkpoints")).GetProperty("data")[0].GetProperty("id").GetString();
+        var ckptObject = (await app.GetJson($"/v1/fine_tuning/jobs/{jobId}/checkpoints")).GetProperty("data")[0];
+        var ckpt = ckptObject.GetProperty("id").GetString();
         var ckptDownload = await app.Http.GetAsync($"/v1/fine_tuning/jobs/{jobId}/checkpoints/{ckpt}/content");
         Assert.Equal(HttpStatusCode.OK, ckptDownload.StatusCode);
         var names = new List<string>();
@@ -143,6 +144,18 @@ public class ModelsApiTests
             while (tar.GetNextEntry() is { } e) names.Add(Path.GetFileName(e.Name));
         }
         Assert.Equal(["config.json", "merges.txt", "model.safetensors", "vocab.json"], names.Order().ToArray());
+
+        // A checkpoint's model name (OpenAI's ft:...:ckpt-step-N) works wherever a model does: retrieve, generate.
+        var ckptModel = ckptObject.GetProperty("fine_tuned_model_checkpoint").GetString()!;
+        Assert.EndsWith(":ckpt-step-3", ckptModel);
+        Assert.Equal("llama", (await app.GetJson($"/v1/models/{ckptModel}")).GetProperty("architecture").GetString());
+        var (g2Status, g2) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = ckptModel, training_file = promptFile.GetProperty("id").GetString(), seed = 4,
+            method = new { type = "generate", generate = new { hyperparameters = new { n = 1, max_new_tokens = 4, temperature = 0 } } },
+        });
+        Assert.True(g2Status == HttpStatusCode.OK, g2.ToString());
+        await app.WaitForStatus(g2.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(1));
 
         // A server-side folder under the allowed root registers in place; one outside does not.
         var inRoot = Path.Combine(importRoot, "copy");

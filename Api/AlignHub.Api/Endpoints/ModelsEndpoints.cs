@@ -81,7 +81,7 @@ public static class ModelsEndpoints
         bool download = id.EndsWith(content, StringComparison.Ordinal);
         var modelId = download ? id[..^content.Length] : id;
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var m = await db.Models.AsNoTracking().FirstOrDefaultAsync(x => x.Id == modelId, ct);
+        var m = ModelService.Find(db, modelId);
         if (m is null) return ProblemShape.NotFound("model", modelId);
         if (!download) return TypedResults.Ok(ModelObject.From(m));
         if (m.WeightsPath is null)
