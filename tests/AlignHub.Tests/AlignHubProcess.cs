@@ -149,8 +149,13 @@ public sealed class AlignHubProcess : IAsyncDisposable
         throw new Xunit.Sdk.XunitException($"job {jobId} timed out: {job}\n{Log()}");
     }
 
-    public Task<JsonElement> WaitForStatus(string jobId, string status, TimeSpan timeout) =>
-        WaitForJob(jobId, j => j.GetProperty("status").GetString() == status || (status != "failed" && j.GetProperty("status").GetString() == "failed"), timeout);
+    /// <summary>Waits for the status (or for a failure, which ends the wait early) and asserts the status reached.</summary>
+    public async Task<JsonElement> WaitForStatus(string jobId, string status, TimeSpan timeout)
+    {
+        var job = await WaitForJob(jobId, j => j.GetProperty("status").GetString() == status || (status != "failed" && j.GetProperty("status").GetString() == "failed"), timeout);
+        Assert.True(job.GetProperty("status").GetString() == status, $"job {jobId} ended {job.GetProperty("status").GetString()}, expected {status}: {job}");
+        return job;
+    }
 
     public async ValueTask DisposeAsync()
     {
