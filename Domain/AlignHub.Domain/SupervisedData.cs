@@ -49,6 +49,12 @@ public static class JsonlRows
     public const string Prompts = "prompts";
     /// <summary>Rows a generation job writes: <c>{"prompt", "completions": [{"text", ...}]}</c>.</summary>
     public const string Generations = "generations";
+    /// <summary>Preference pairs (TRL standard or conversational, OpenAI DPO).</summary>
+    public const string Preference = "preference";
+    /// <summary>Unpaired examples with a true/false label (KTO).</summary>
+    public const string UnpairedPreference = "unpaired_preference";
+
+    public static bool IsRole(string role) => Array.IndexOf(Roles, role) >= 0;
     static readonly string[] Roles = ["system", "user", "assistant", "tool", "developer"];
 
     /// <summary>Validates a whole file; returns the row count and its format. Throws <see cref="JsonlFormatException"/>.</summary>
@@ -60,12 +66,13 @@ public static class JsonlRows
         {
             lineNo = no;
             if (string.IsNullOrWhiteSpace(line)) continue;
-            var kind = IsPromptOnly(line) ? Prompts : Supervised;
-            if (kind == Prompts) ParsePrompt(line, no); else ParseSupervised(line, no);
+            var kind = Kind(line);
+            if (kind == Preference) WithRow(line, no, r => PreferenceData.ParsePair(r, no));
+            else if (kind == UnpairedPreference) WithRow(line, no, r => PreferenceData.ParseUnpaired(r, no));
+            else if (kind == Prompts) ParsePrompt(line, no);
+            else ParseSupervised(line, no);
             if (format is not null && kind != format)
-                throw new JsonlFormatException(no, format == Supervised
-                    ? "this row has no completion (or no assistant message), but earlier rows do: a file holds one kind of row"
-                    : "this row has a completion (or an assistant message last), but earlier rows are prompts only: a file holds one kind of row");
+                throw new JsonlFormatException(no, $"this row holds {Describe(kind)}, but earlier rows hold {Describe(format)}: a file holds one kind of row");
             format = kind;
             rows++;
         }
@@ -97,6 +104,54 @@ public static class JsonlRows
         foreach (var (no, line) in ReadLines(fs))
             if (!string.IsNullOrWhiteSpace(line))
                 yield return ParseSupervised(line, no);
+    }
+
+    static string Describe(string kind) => kind switch
+    {
+        Supervised => "a training example (a completion or an assistant message last)",
+        Prompts => "a prompt only",
+        Preference => "a preference pair",
+        UnpairedPreference => "a labelled completion",
+        _ => kind,
+    };
+
+    /// <summary>The kind of a row: preference pair, unpaired (labelled), prompt only, or supervised.</summary>
+    static string Kind(string line)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 });
+            var r = doc.RootElement;
+            if (r.ValueKind == JsonValueKind.Object)
+            {
+                if (PreferenceData.IsPreferenceRow(r)) return Preference;
+                if (PreferenceData.IsUnpairedRow(r)) return UnpairedPreference;
+            }
+        }
+        catch (JsonException) { return Supervised; } // ParseSupervised reports the JSON error with its line
+        return IsPromptOnly(line) ? Prompts : Supervised;
+    }
+
+    static T WithRow<T>(string line, int no, Func<JsonElement, T> parse)
+    {
+        using var doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 });
+        return parse(doc.RootElement);
+    }
+
+    public static IEnumerable<PreferencePair> LoadPreferences(string path)
+    {
+        using var fs = File.OpenRead(path);
+        foreach (var (no, line) in ReadLines(fs))
+            if (!string.IsNullOrWhiteSpace(line))
+                yield return WithRow(line, no, r => PreferenceData.ParsePair(r, no));
+    }
+
+    public static IEnumerable<UnpairedExample> LoadUnpaired(string path)
+    {
+        using var fs = File.OpenRead(path);
+        foreach (var (no, line) in ReadLines(fs))
+            if (!string.IsNullOrWhiteSpace(line))
+                yield return WithRow(line, no, r => PreferenceData.ParseUnpaired(r, no));
     }
 
     /// <summary>True for a row with a prompt and no completion, or messages whose last turn is not the assistant's.</summary>

@@ -19,17 +19,17 @@ public static class Checkpoints
     public const string Optimizer = "optimizer.bin", State = "trainer_state.json", ModelConfig = "config.json", JobConfig = "alignhub_config.json";
 
     public static string Save(string root, CausalLM model, TorchSharp.Modules.OptimizerHelper optimizer, TrainerState state,
-        ModelSource source, string jobConfigJson)
+        ModelSource source, string jobConfigJson, IReadOnlyDictionary<string, TorchSharp.torch.Tensor>? extraTensors = null, string? modelConfigJson = null)
     {
         var dir = Path.Combine(root, $"step-{state.Step:D7}");
         if (Directory.Exists(dir)) return dir; // a complete checkpoint of this step exists (re-run after a crash)
         var tmp = dir + ".tmp-" + Environment.ProcessId;
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        HfWeights.Save(model, tmp);
+        HfWeights.Save(model, tmp, extra: extraTensors);
         optimizer.save_state_dict(Path.Combine(tmp, Optimizer));
         File.WriteAllText(Path.Combine(tmp, State), JsonSerializer.Serialize(state));
-        File.WriteAllText(Path.Combine(tmp, ModelConfig), source.ConfigJson);
+        File.WriteAllText(Path.Combine(tmp, ModelConfig), modelConfigJson ?? source.ConfigJson);
         File.WriteAllText(Path.Combine(tmp, JobConfig), jobConfigJson);
         CopyTokenizerFiles(source.Folder, tmp);
         Directory.Move(tmp, dir);

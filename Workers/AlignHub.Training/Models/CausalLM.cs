@@ -22,7 +22,17 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     /// <param name="inputIds">[B, T] new tokens.</param>
     /// <param name="attentionMask">[B, past + T], 1 for real tokens, 0 for padding; null: all real.</param>
     /// <param name="cache">keys and values of the past tokens, extended with the new ones; null: no past.</param>
-    public abstract Tensor forward(Tensor inputIds, Tensor? attentionMask, KvCache? cache);
+    public Tensor forward(Tensor inputIds, Tensor? attentionMask, KvCache? cache)
+    {
+        using var h = Hidden(inputIds, attentionMask, cache);
+        return LmHead(h);
+    }
+
+    /// <summary>The final hidden states [B, T, d] (after the last norm), before the LM head: what a reward head reads.</summary>
+    public abstract Tensor Hidden(Tensor inputIds, Tensor? attentionMask, KvCache? cache);
+
+    /// <summary>Hidden states [.., d] -> logits [.., vocab].</summary>
+    public abstract Tensor LmHead(Tensor hidden);
 
     /// <summary>Maps a key of a Hugging Face weights file to this module's parameter name; null: ignore the tensor.</summary>
     public virtual string? ParameterForHfKey(string key) => key;

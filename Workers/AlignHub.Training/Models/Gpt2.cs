@@ -24,11 +24,9 @@ public sealed class Gpt2LMHeadModel : CausalLM
         InitWeights();
     }
 
-    public override Tensor forward(Tensor inputIds, Tensor? attentionMask, KvCache? cache)
-    {
-        using var h = transformer.forward(inputIds, attentionMask, cache);
-        return functional.linear(h, transformer.wte.weight!); // tied LM head
-    }
+    public override Tensor Hidden(Tensor inputIds, Tensor? attentionMask, KvCache? cache) => transformer.forward(inputIds, attentionMask, cache);
+
+    public override Tensor LmHead(Tensor hidden) => functional.linear(hidden, transformer.wte.weight!); // tied to the token embedding
 
     /// <summary>
     /// HF GPT-2 files: keys with or without the <c>transformer.</c> prefix; the causal-mask buffers

@@ -40,8 +40,12 @@ public static class HfWeights
         return shards;
     }
 
-    /// <summary>Loads the folder's weights into <paramref name="model"/> (any stored dtype, computed in F32).</summary>
-    public static void Load(CausalLM model, string folder)
+    /// <summary>
+    /// Loads the folder's weights into <paramref name="model"/> (any stored dtype, computed in F32).
+    /// <paramref name="extra"/>: tensors outside the decoder (a reward head's <c>score.weight</c>), filled when the
+    /// files hold them and left as they are otherwise.
+    /// </summary>
+    public static void Load(CausalLM model, string folder, IReadOnlyDictionary<string, Tensor>? extra = null)
     {
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var seen = new HashSet<string>();
@@ -53,6 +57,13 @@ public static class HfWeights
             {
                 foreach (var (key, t) in tensors)
                 {
+                    if (extra is not null && extra.TryGetValue(key, out var target))
+                    {
+                        if (!t.shape.SequenceEqual(target.shape))
+                            throw new InvalidDataException($"{Path.GetFileName(file)}: tensor \"{key}\" has shape [{string.Join(", ", t.shape)}], expected [{string.Join(", ", target.shape)}]");
+                        target.copy_(t);
+                        continue;
+                    }
                     var name = model.ParameterForHfKey(key);
                     if (name is null) continue;
                     if (!parameters.TryGetValue(name, out var p))
@@ -79,11 +90,12 @@ public static class HfWeights
     /// Writes the model's weights as HF does (F32; GPT-2's Conv1D weights transposed back to <c>[in, out]</c>):
     /// one <c>model.safetensors</c>, or shards of at most <paramref name="maxShardBytes"/> with an index.
     /// </summary>
-    public static void Save(CausalLM model, string folder, long maxShardBytes = 2L << 30)
+    public static void Save(CausalLM model, string folder, long maxShardBytes = 2L << 30, IReadOnlyDictionary<string, Tensor>? extra = null)
     {
         Directory.CreateDirectory(folder);
         var tensors = model.named_parameters()
             .Select(p => (Name: p.name, Tensor: model.StoredTransposed(p.name) ? p.parameter.detach().t() : p.parameter.detach()))
+            .Concat((extra ?? new Dictionary<string, Tensor>()).Select(kv => (Name: kv.Key, Tensor: kv.Value.detach())))
             .ToList();
         try
         {

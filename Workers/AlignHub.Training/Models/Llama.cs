@@ -26,11 +26,9 @@ public sealed class LlamaForCausalLM : CausalLM
         InitWeights();
     }
 
-    public override Tensor forward(Tensor inputIds, Tensor? attentionMask, KvCache? cache)
-    {
-        using var h = model.forward(inputIds, attentionMask, cache);
-        return lm_head is null ? functional.linear(h, model.embed_tokens.weight!) : lm_head.forward(h);
-    }
+    public override Tensor Hidden(Tensor inputIds, Tensor? attentionMask, KvCache? cache) => model.forward(inputIds, attentionMask, cache);
+
+    public override Tensor LmHead(Tensor hidden) => lm_head is null ? functional.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
 
     /// <summary>Tied models skip a stored <c>lm_head.weight</c>; rotary caches (<c>rotary_emb.inv_freq</c>) are recomputed.</summary>
     public override string? ParameterForHfKey(string key)

@@ -1,0 +1,45 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace AlignHub.Training.Models;
+
+/// <summary>
+/// A reward model (Ouyang et al., 2022): a decoder whose final hidden state at the last real token goes through a
+/// scalar head, <c>score.weight</c> [1, d] as in HF's <c>*ForSequenceClassification</c> with <c>num_labels = 1</c>.
+/// Saved in the same folder layout as its decoder, with <c>score.weight</c> beside the decoder's tensors.
+/// </summary>
+public sealed class RewardModel : IDisposable
+{
+    public const string ScoreKey = "score.weight";
+
+    public RewardModel(CausalLM backbone)
+    {
+        Backbone = backbone;
+        Score = nn.Linear(backbone.Architecture.HiddenSize, 1, hasBias: false);
+        using var _ = no_grad();
+        nn.init.normal_(Score.weight!, 0, 0.02);
+    }
+
+    public CausalLM Backbone { get; }
+    public Linear Score { get; }
+
+    public IEnumerable<Parameter> Parameters() => Backbone.parameters().Concat(Score.parameters());
+
+    public IReadOnlyDictionary<string, Tensor> Extra => new Dictionary<string, Tensor> { [ScoreKey] = Score.weight! };
+
+    public void Train(bool on) { if (on) { Backbone.train(); Score.train(); } else { Backbone.eval(); Score.eval(); } }
+
+    /// <summary>r [B] for right-padded ids [B, T]: the score of the hidden state at each row's last real token.</summary>
+    public Tensor Rewards(Tensor inputIds, Tensor lastIndex)
+    {
+        using var h = Backbone.Hidden(inputIds, null, null);
+        long d = h.shape[2];
+        using var idx = lastIndex.view(-1, 1, 1).expand(-1, 1, d);
+        using var last = h.gather(1, idx).squeeze(1);
+        using var r = Score.forward(last);
+        return r.squeeze(-1);
+    }
+
+    public void Dispose() { Backbone.Dispose(); Score.Dispose(); }
+}

@@ -1,0 +1,81 @@
+using AlignHub.Domain;
+using AlignHub.Training;
+using AlignHub.Training.Models;
+using AlignHub.Training.Preference;
+using TorchSharp;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>DPO and reward models on the built-in task with a hidden true preference, through the real trainer.</summary>
+public class PreferenceTrainingTests
+{
+    static readonly ModelSource Tiny = new(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
+    static string TempDir() => Directory.CreateTempSubdirectory("alignhub-pref-").FullName;
+
+    static PreferenceRun Run(string method, PreferenceConfig c, string? root = null, string? resume = null, string? cache = null) => new(
+        Tiny, method, PreferenceTask.Pairs(384, seed: 1), PreferenceTask.Pairs(128, seed: 2), c, root ?? TempDir(), resume,
+        cache ?? Path.Combine(TempDir(), "ref.json"));
+
+    [Fact]
+    public void A_reward_model_recovers_the_hidden_preference()
+    {
+        var c = new PreferenceConfig { NEpochs = 4, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
+        var rep = new RecordingReporter();
+        var result = PreferenceTrainer.Train(Run("reward_model", c), rep, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+        var eval = rep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics;
+        Assert.True(eval["eval/accuracy"] >= 0.9, $"held-out accuracy {eval["eval/accuracy"]:F3}");
+        Assert.Contains("margin", rep.Metrics[0].Metrics.Keys);
+        // The checkpoint is an HF sequence-classification folder with the scalar head.
+        var dir = rep.Saved[^1].Dir;
+        Assert.Contains("ForSequenceClassification", File.ReadAllText(Path.Combine(dir, "config.json")));
+        Assert.Contains(RewardModel.ScoreKey, AlignHub.Training.IO.SafeTensors.Read(Path.Combine(dir, "model.safetensors")).Keys);
+    }
+
+    [Fact]
+    public void DPO_raises_held_out_implicit_reward_accuracy_and_reuses_cached_reference_log_probs()
+    {
+        var c = new PreferenceConfig { NEpochs = 4, BatchSize = 16, LearningRate = 2e-3, Beta = 0.1, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
+        var cache = Path.Combine(TempDir(), "ref.json");
+        var rep = new RecordingReporter();
+        PreferenceTrainer.Train(Run("dpo", c, cache: cache), rep, CancellationToken.None);
+        var first = rep.Metrics[0].Metrics;
+        foreach (var name in new[] { "loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "grad_norm", "learning_rate" })
+            Assert.Contains(name, first.Keys);
+        Assert.Equal(Math.Log(2), first["loss"], 3); // policy = reference at the first step
+        var eval = rep.Metrics.Last(m => m.Metrics.ContainsKey("eval/rewards/accuracies")).Metrics;
+        Assert.True(eval["eval/rewards/accuracies"] >= 0.9, $"held-out implicit-reward accuracy {eval["eval/rewards/accuracies"]:F3}");
+        Assert.Contains(rep.Events, e => e.StartsWith("Reference log-probs computed"));
+
+        var again = new RecordingReporter();
+        PreferenceTrainer.Train(Run("dpo", c with { MaxSteps = 1 }, cache: cache), again, CancellationToken.None);
+        Assert.Contains(again.Events, e => e.StartsWith("Reference log-probs reused"));
+    }
+
+    [Fact]
+    public void A_DPO_job_stopped_and_resumed_ends_with_the_weights_of_an_uninterrupted_run()
+    {
+        var c = new PreferenceConfig { NEpochs = 1, BatchSize = 16, GradientAccumulationSteps = 2, LearningRate = 2e-3, SaveSteps = 5, EvalSteps = 1000, Seed = 4 };
+        var cache = Path.Combine(TempDir(), "ref.json");
+        var full = new RecordingReporter();
+        var a = PreferenceTrainer.Train(Run("dpo", c, cache: cache), full, CancellationToken.None);
+
+        var rootB = TempDir();
+        var first = new RecordingReporter { CancelAtStep = 7 };
+        var stopped = PreferenceTrainer.Train(Run("dpo", c, root: rootB, cache: cache), first, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Cancelled, stopped.Outcome);
+        Assert.Equal(5, first.Saved[^1].Step);
+        var b = PreferenceTrainer.Train(Run("dpo", c, root: rootB, resume: first.Saved[^1].Dir, cache: cache), new RecordingReporter(), CancellationToken.None);
+        Assert.Equal(a.Step, b.Step);
+
+        using var ma = HfWeights.LoadModel(a.LastCheckpoint!);
+        using var mb = HfWeights.LoadModel(b.LastCheckpoint!);
+        var pa = ma.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in mb.named_parameters())
+        {
+            var diff = (p - pa[name]).abs().max().item<float>();
+            Assert.True(diff <= 1e-6f, $"{name} differs by {diff}");
+        }
+    }
+}
