@@ -271,3 +271,39 @@ public class ModelCoreTests
         Assert.Equal(rs.Select(x => Math.Round(x, 4)), r.Sum.data<float>().ToArray().Select(x => Math.Round(x, 4)));
     }
 }
+
+public class RopeTests
+{
+    /// <summary>
+    /// Against an independent computation in double precision: each pair (x[i], x[i + d/2]) is the complex number
+    /// x[i] + j x[i + d/2] multiplied by exp(j * pos * theta^(-2i/d)).
+    /// </summary>
+    [Fact]
+    public void Rotary_embeddings_rotate_each_half_split_pair_by_position_times_frequency()
+    {
+        const int b = 2, h = 3, t = 5, d = 8;
+        const double theta = 500;
+        torch.manual_seed(9);
+        using var x = torch.randn(b, h, t, d);
+        var pos = new long[] { 0, 1, 2, 3, 4, 7, 8, 9, 10, 30 };
+        using var positions = torch.tensor(pos, [b, t]);
+        using var inv = Rope.InverseFrequencies(d, theta);
+        var (cos, sin) = Rope.CosSin(positions, inv);
+        using var rotated = Rope.Apply(x, cos, sin);
+        cos.Dispose(); sin.Dispose();
+        var xs = x.data<float>().ToArray();
+        var ys = rotated.data<float>().ToArray();
+        for (int bi = 0; bi < b; bi++)
+        for (int hi = 0; hi < h; hi++)
+        for (int ti = 0; ti < t; ti++)
+        for (int i = 0; i < d / 2; i++)
+        {
+            int baseIdx = ((bi * h + hi) * t + ti) * d;
+            double angle = pos[bi * t + ti] * Math.Pow(theta, -2.0 * i / d);
+            double re = xs[baseIdx + i], im = xs[baseIdx + i + d / 2];
+            double yr = re * Math.Cos(angle) - im * Math.Sin(angle), yi = re * Math.Sin(angle) + im * Math.Cos(angle);
+            Assert.True(Math.Abs(yr - ys[baseIdx + i]) < 1e-4 && Math.Abs(yi - ys[baseIdx + i + d / 2]) < 1e-4,
+                $"b{bi} h{hi} t{ti} i{i}: ({ys[baseIdx + i]}, {ys[baseIdx + i + d / 2]}) vs ({yr}, {yi})");
+        }
+    }
+}

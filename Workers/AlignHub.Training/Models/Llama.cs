@@ -64,11 +64,7 @@ sealed class LlamaModel : Module
         layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumLayers).Select(_ => new LlamaDecoderLayer(c)).ToArray());
         norm = new RmsNorm(c.HiddenSize, c.NormEps);
         RegisterComponents();
-        // inv_freq[i] = theta^(-2i / head_dim), computed in float64 as HF does, then used in float32.
-        using var exps = arange(0, c.HeadDim, 2, dtype: ScalarType.Float64) / c.HeadDim;
-        using var powd = pow(c.RopeTheta, exps);
-        using var inv = powd.reciprocal();
-        invFreq = inv.to_type(ScalarType.Float32).DetachFromDisposeScope();
+        invFreq = Rope.InverseFrequencies(c.HeadDim, c.RopeTheta).DetachFromDisposeScope();
     }
 
     public Tensor forward(Tensor ids, Tensor? attentionMask, KvCache? cache)
@@ -93,16 +89,7 @@ sealed class LlamaModel : Module
         }
     }
 
-    /// <summary>cos and sin [B, 1, T, head_dim] of angles pos * inv_freq, the half-dimension frequencies repeated twice.</summary>
-    (Tensor Cos, Tensor Sin) Rotary(Tensor pos)
-    {
-        using var inv = invFreq.to(pos.device);
-        using var freqs = pos.to_type(ScalarType.Float32).unsqueeze(-1) * inv; // [B, T, hd/2]
-        using var emb = cat([freqs, freqs], -1);
-        using var c = emb.cos();
-        using var s = emb.sin();
-        return (c.unsqueeze(1), s.unsqueeze(1));
-    }
+    (Tensor Cos, Tensor Sin) Rotary(Tensor pos) => Rope.CosSin(pos, invFreq);
 
     protected override void Dispose(bool disposing)
     {
@@ -162,22 +149,52 @@ sealed class LlamaAttention : Module
         using var q0 = q_proj.forward(x).view(b, t, nHead, headDim).transpose(1, 2);
         using var k0 = k_proj.forward(x).view(b, t, nKv, headDim).transpose(1, 2);
         using var v = v_proj.forward(x).view(b, t, nKv, headDim).transpose(1, 2);
-        using var q = ApplyRotary(q0, cos, sin);
-        using var k = ApplyRotary(k0, cos, sin);
+        using var q = Rope.Apply(q0, cos, sin);
+        using var k = Rope.Apply(k0, cos, sin);
         using var y = AttentionMasks.AttendWithCache(q, k, v, mask, cache, layer);
         using var merged = y.transpose(1, 2).contiguous().view(b, t, nHead * headDim);
         return o_proj.forward(merged);
     }
+}
 
-    static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin)
+/// <summary>
+/// Rotary position embeddings (Su et al., 2021, "RoFormer") in Hugging Face's half-split layout: dimension i and
+/// i + head_dim/2 form a pair rotated by the angle pos * theta^(-2i / head_dim), i.e.
+/// x * cos + rotate_half(x) * sin with rotate_half(x) = cat(-x2, x1).
+/// </summary>
+public static class Rope
+{
+    /// <summary>inv_freq[i] = theta^(-2i / head_dim), computed in float64 as HF does, returned in float32.</summary>
+    public static Tensor InverseFrequencies(int headDim, double theta)
     {
-        long half = x.shape[^1] / 2;
-        using var x1 = x[.., .., .., ..(int)half];
-        using var x2 = x[.., .., .., (int)half..];
-        using var neg = -x2;
-        using var rotated = cat([neg, x1], -1);
+        using var exps = arange(0, headDim, 2, dtype: ScalarType.Float64) / headDim;
+        using var powd = pow(theta, exps);
+        using var inv = powd.reciprocal();
+        return inv.to_type(ScalarType.Float32);
+    }
+
+    /// <summary>
+    /// cos and signed sin [B, 1, T, head_dim] for positions [B, T]; the sin's first half is negated so that
+    /// rotate_half(x) * sin = roll(x, head_dim / 2) * signed sin (one roll instead of slices, a negation and a cat).
+    /// </summary>
+    public static (Tensor Cos, Tensor SignedSin) CosSin(Tensor positions, Tensor invFreq)
+    {
+        using var inv = invFreq.to(positions.device);
+        using var freqs = positions.to_type(ScalarType.Float32).unsqueeze(-1) * inv; // [B, T, hd/2]
+        using var emb = cat([freqs, freqs], -1);
+        using var c = emb.cos();
+        using var sHalf = freqs.sin();
+        using var negHalf = -sHalf;
+        using var s = cat([negHalf, sHalf], -1);
+        return (c.unsqueeze(1), s.unsqueeze(1));
+    }
+
+    /// <summary>x [B, H, T, head_dim] rotated: x * cos + roll(x, head_dim / 2) * signed sin.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
+    {
+        using var rolled = x.roll(x.shape[^1] / 2, -1);
         using var a = x * cos;
-        using var r = rotated * sin;
+        using var r = rolled * signedSin;
         return a + r;
     }
 }
