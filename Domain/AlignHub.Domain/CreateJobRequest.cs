@@ -26,6 +26,43 @@ public sealed record MethodRequest
     public string? Type { get; init; }
     public SupervisedMethodRequest? Supervised { get; init; }
     public GenerateMethodRequest? Generate { get; init; }
+    public PreferenceMethodRequest? Dpo { get; init; }
+    public PreferenceMethodRequest? RewardModel { get; init; }
+}
+
+public sealed record PreferenceMethodRequest
+{
+    public PreferenceHyperparametersRequest? Hyperparameters { get; init; }
+}
+
+/// <summary>
+/// DPO and reward-model settings: OpenAI's <c>beta</c>, <c>n_epochs</c>, <c>batch_size</c> and
+/// <c>learning_rate_multiplier</c> (numbers or "auto"), then TRL's names; null fields take the defaults of
+/// <see cref="PreferenceConfig"/>.
+/// </summary>
+public sealed record PreferenceHyperparametersRequest
+{
+    public JsonElement? Beta { get; init; }
+    public JsonElement? NEpochs { get; init; }
+    public JsonElement? BatchSize { get; init; }
+    public JsonElement? LearningRateMultiplier { get; init; }
+    public string? LossType { get; init; }
+    public double? LabelSmoothing { get; init; }
+    public double? SimpoGamma { get; init; }
+    public double? OrpoLambda { get; init; }
+    public double? CenterRewardsCoefficient { get; init; }
+    public int? GradientAccumulationSteps { get; init; }
+    public double? LearningRate { get; init; }
+    public string? LrSchedulerType { get; init; }
+    public double? WarmupRatio { get; init; }
+    public double? WeightDecay { get; init; }
+    public double? MaxGradNorm { get; init; }
+    public int? MaxSteps { get; init; }
+    public int? LoggingSteps { get; init; }
+    public int? EvalSteps { get; init; }
+    public int? SaveSteps { get; init; }
+    public int? MaxLength { get; init; }
+    public int? MaxPromptLength { get; init; }
 }
 
 public sealed record GenerateMethodRequest

@@ -7,7 +7,7 @@ namespace AlignHub.Domain;
 /// <summary>Creates, cancels and re-queues fine-tuning jobs. The row is written first; Hangfire carries only its id.</summary>
 public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJobClient hangfire)
 {
-    public static readonly string[] MethodTypes = ["supervised", "generate"];
+    public static readonly string[] MethodTypes = ["supervised", "generate", "dpo", "reward_model"];
 
     public abstract record CreateResult;
     public sealed record Created(FineTuningJob Job) : CreateResult;
@@ -24,9 +24,12 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             Err("method.type", $"unknown method type \"{methodType}\"; supported: {string.Join(", ", MethodTypes)}");
         SftConfig? sft = null;
         GenerateConfig? gen = null;
+        PreferenceConfig? pref = null;
         if (methodType == "generate") gen = ResolveGenerate(req.Method?.Generate?.Hyperparameters, req.Seed, Err);
+        else if (methodType is "dpo" or "reward_model")
+            pref = ResolvePreference(methodType == "dpo" ? req.Method?.Dpo?.Hyperparameters : req.Method?.RewardModel?.Hyperparameters, methodType, req.Seed, Err);
         else sft = ResolveSft(req.Method?.Supervised?.Hyperparameters ?? req.Hyperparameters, req.Seed, Err);
-        int seed = sft?.Seed ?? gen!.Seed;
+        int seed = sft?.Seed ?? gen?.Seed ?? pref!.Seed;
 
         if (req.Seed is < 0) Err("seed", "seed must be >= 0");
         if (req.Suffix is { Length: > 64 }) Err("suffix", "suffix must be at most 64 characters");
@@ -48,11 +51,16 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         }
         if (model is not null)
         {
-            var positions = ModelArchitecture.Parse(model.ConfigJson).MaxPositions;
+            var arch = ModelArchitecture.Parse(model.ConfigJson);
+            if (arch.IsRewardModel && methodType != "reward_model")
+                Err("model", $"model \"{model.Id}\" is a reward model; {methodType} needs a language model");
+            var positions = arch.MaxPositions;
             if (sft?.MaxSeqLength is int msl && msl > positions)
                 Err("method.supervised.hyperparameters.max_seq_length", $"must be at most the model's context length {positions}");
             if (gen?.MaxPromptLength is int mpl && mpl >= positions)
                 Err("method.generate.hyperparameters.max_prompt_length", $"must be below the model's context length {positions}");
+            if (pref?.MaxLength is int ml && ml > positions)
+                Err($"method.{methodType}.hyperparameters.max_length", $"must be at most the model's context length {positions}");
         }
         if (errors.Count > 0) return new Invalid(errors);
 
@@ -67,7 +75,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             Suffix = req.Suffix,
             MetadataJson = req.Metadata is null ? null : JsonSerializer.Serialize(req.Metadata),
             MethodType = methodType,
-            ConfigJson = sft?.ToJson() ?? gen!.ToJson(),
+            ConfigJson = sft?.ToJson() ?? gen?.ToJson() ?? pref!.ToJson(),
             Status = JobStatus.Queued,
             CreatedAt = now / 1000,
             CreatedAtMs = now,
@@ -87,8 +95,70 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         else if (f.Purpose != "fine-tune") err(field, $"file \"{id}\" has purpose \"{f.Purpose}\", not \"fine-tune\"");
         else if (methodType == "generate" && f.Format is not (JsonlRows.Prompts or JsonlRows.Supervised))
             err(field, $"file \"{id}\" holds {f.Format} rows; generate needs prompt or messages rows");
+        else if (methodType is "dpo" or "reward_model" && f.Format != JsonlRows.Preference)
+            err(field, $"file \"{id}\" holds {f.Format} rows; {methodType} needs preference pairs ({{\"prompt\", \"chosen\", \"rejected\"}} or OpenAI's DPO rows)");
         else if (methodType == "supervised" && f.Format != JsonlRows.Supervised)
             err(field, $"file \"{id}\" holds {f.Format} rows; supervised needs prompt/completion or messages rows with an assistant turn");
+    }
+
+    /// <summary>Fills every default of <see cref="PreferenceConfig"/> and checks ranges; errors name the field.</summary>
+    public static PreferenceConfig ResolvePreference(PreferenceHyperparametersRequest? hp, string methodType, int? seed, Action<string, string> err)
+    {
+        string P = $"method.{methodType}.hyperparameters.";
+        var c = new PreferenceConfig { Seed = seed ?? Random.Shared.Next(0, int.MaxValue) };
+        if (hp is null) return c;
+        double? beta = AutoDouble(hp.Beta, P + "beta", 1e-6, 100, err);
+        int? nEpochs = AutoInt(hp.NEpochs, P + "n_epochs", 1, 100, err);
+        int? batch = AutoInt(hp.BatchSize, P + "batch_size", 1, 1024, err);
+        double? mult = AutoDouble(hp.LearningRateMultiplier, P + "learning_rate_multiplier", 1e-6, 100, err);
+        void Range(double? v, string name, double lo, double hi)
+        {
+            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
+        }
+        if (hp.LossType is { } lt && !new[] { "sigmoid", "robust", "hinge", "ipo", "simpo", "orpo" }.Contains(lt))
+            err(P + "loss_type", $"unknown loss_type \"{lt}\"; supported: sigmoid, robust, hinge, ipo, simpo, orpo");
+        if (methodType == "reward_model" && hp.LossType is not null) err(P + "loss_type", "a reward model has no loss_type (Bradley-Terry)");
+        if (hp.LrSchedulerType is { } st && st is not ("cosine" or "linear")) err(P + "lr_scheduler_type", "must be cosine or linear");
+        Range(hp.LabelSmoothing, "label_smoothing", 0, 0.49);
+        Range(hp.SimpoGamma, "simpo_gamma", 0, 100);
+        Range(hp.OrpoLambda, "orpo_lambda", 0, 100);
+        Range(hp.CenterRewardsCoefficient, "center_rewards_coefficient", 0, 100);
+        Range(hp.GradientAccumulationSteps, "gradient_accumulation_steps", 1, 1024);
+        Range(hp.LearningRate, "learning_rate", 1e-8, 1);
+        Range(hp.WarmupRatio, "warmup_ratio", 0, 1);
+        Range(hp.WeightDecay, "weight_decay", 0, 10);
+        Range(hp.MaxGradNorm, "max_grad_norm", 1e-6, 1e6);
+        Range(hp.MaxSteps, "max_steps", 1, 10_000_000);
+        Range(hp.LoggingSteps, "logging_steps", 1, 1_000_000);
+        Range(hp.EvalSteps, "eval_steps", 1, 10_000_000);
+        Range(hp.SaveSteps, "save_steps", 1, 10_000_000);
+        Range(hp.MaxLength, "max_length", 2, 1_000_000);
+        Range(hp.MaxPromptLength, "max_prompt_length", 1, 1_000_000);
+        if (hp.MaxLength is int ml && hp.MaxPromptLength is int mp && mp >= ml) err(P + "max_prompt_length", "must be below max_length");
+        return c with
+        {
+            Beta = beta ?? c.Beta,
+            NEpochs = nEpochs ?? c.NEpochs,
+            BatchSize = batch ?? c.BatchSize,
+            LearningRateMultiplier = mult ?? c.LearningRateMultiplier,
+            LossType = hp.LossType ?? c.LossType,
+            LabelSmoothing = hp.LabelSmoothing ?? c.LabelSmoothing,
+            SimpoGamma = hp.SimpoGamma ?? c.SimpoGamma,
+            OrpoLambda = hp.OrpoLambda ?? c.OrpoLambda,
+            CenterRewardsCoefficient = hp.CenterRewardsCoefficient ?? c.CenterRewardsCoefficient,
+            GradientAccumulationSteps = hp.GradientAccumulationSteps ?? c.GradientAccumulationSteps,
+            LearningRate = hp.LearningRate ?? c.LearningRate,
+            LrSchedulerType = hp.LrSchedulerType ?? c.LrSchedulerType,
+            WarmupRatio = hp.WarmupRatio ?? c.WarmupRatio,
+            WeightDecay = hp.WeightDecay ?? c.WeightDecay,
+            MaxGradNorm = hp.MaxGradNorm ?? c.MaxGradNorm,
+            MaxSteps = hp.MaxSteps ?? c.MaxSteps,
+            LoggingSteps = hp.LoggingSteps ?? c.LoggingSteps,
+            EvalSteps = hp.EvalSteps ?? c.EvalSteps,
+            SaveSteps = hp.SaveSteps ?? c.SaveSteps,
+            MaxLength = hp.MaxLength ?? c.MaxLength,
+            MaxPromptLength = hp.MaxPromptLength ?? c.MaxPromptLength,
+        };
     }
 
     /// <summary>Fills every default of <see cref="GenerateConfig"/> and checks ranges; errors name the field.</summary>

@@ -28,6 +28,8 @@ public sealed record ModelArchitecture
     public bool TieWordEmbeddings { get; init; } = true;
     /// <summary>Bias on the q/k/v projections (Qwen2, or Llama's <c>attention_bias</c>).</summary>
     public bool AttentionBias { get; init; }
+    /// <summary>A reward model: HF's <c>*ForSequenceClassification</c> with a scalar <c>score</c> head.</summary>
+    public bool IsRewardModel { get; init; }
     public int? BosTokenId { get; init; }
     public int? EosTokenId { get; init; }
     public int? PadTokenId { get; init; }
@@ -86,6 +88,11 @@ public sealed record ModelArchitecture
             default:
                 throw new InvalidDataException($"config.json: model_type \"{modelType}\" is not supported; supported: {string.Join(", ", SupportedModelTypes)}");
         }
+        a = a with
+        {
+            IsRewardModel = r.TryGetProperty("architectures", out var archs) && archs.ValueKind == JsonValueKind.Array && archs.GetArrayLength() > 0
+                            && archs[0].ValueKind == JsonValueKind.String && archs[0].GetString()!.EndsWith("ForSequenceClassification"),
+        };
         a.Check();
         return a;
     }
@@ -113,12 +120,13 @@ public sealed record ModelArchitecture
     public long Parameters()
     {
         long d = HiddenSize, v = VocabSize, L = NumLayers, f = IntermediateSize;
+        long head = IsRewardModel ? d : 0; // score.weight [1, d]
         if (Family == DecoderFamily.Gpt2)
-            return v * d + (long)MaxPositions * d + L * (4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d) + 2 * d;
+            return v * d + (long)MaxPositions * d + L * (4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d) + 2 * d + head;
         long q = (long)NumHeads * HeadDim, kv = (long)NumKeyValueHeads * HeadDim;
         long attn = d * q + 2 * d * kv + q * d + (AttentionBias ? q + 2 * kv : 0);
         long mlp = 3 * d * f;
-        return v * d + (TieWordEmbeddings ? 0 : v * d) + L * (attn + mlp + 2 * d) + d;
+        return v * d + (TieWordEmbeddings ? 0 : v * d) + L * (attn + mlp + 2 * d) + d + head;
     }
 
     static string? Str(JsonElement r, string k) => r.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;

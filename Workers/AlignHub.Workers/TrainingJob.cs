@@ -2,6 +2,7 @@ using AlignHub.Domain;
 using AlignHub.Training;
 using AlignHub.Training.Generation;
 using AlignHub.Training.Models;
+using AlignHub.Training.Preference;
 using AlignHub.Training.Sft;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
@@ -53,6 +54,12 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                         new Dictionary<string, object> { ["result_file"] = file.Id });
                 });
             }
+            else if (job.MethodType is "dpo" or "reward_model")
+            {
+                var run = PreparePreference(db, job, reporter);
+                var result = PreferenceTrainer.Train(run, reporter, cancellationToken);
+                Finish(db, job, result, reporter, () => (RegisterFineTunedModel(db, job, result), null, null, null));
+            }
             else
             {
                 var run = PrepareRun(db, job, reporter);
@@ -93,22 +100,53 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         var train = LoadFile(db, job.TrainingFile);
         var valid = job.ValidationFile is null ? null : LoadFile(db, job.ValidationFile);
 
-        var ckpt = db.Checkpoints.AsNoTracking().Where(c => c.JobId == job.Id).OrderByDescending(c => c.Step).FirstOrDefault();
-        string? resume = ckpt is not null && Directory.Exists(options.Resolve(ckpt.StoragePath)) ? options.Resolve(ckpt.StoragePath) : null;
-        int resumeStep = resume is null ? 0 : ckpt!.Step;
-        // Steps after the checkpoint are trained again: drop what they wrote so no step is recorded twice.
-        db.Metrics.Where(m => m.JobId == job.Id && m.Step > resumeStep).ExecuteDelete();
-        db.Checkpoints.Where(c => c.JobId == job.Id && c.Step > resumeStep).ExecuteDelete();
-
-        var attempt = job.Attempts;
-        reporter.Event("info", attempt == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {attempt})",
-            new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = attempt });
+        var resume = ResumePoint(db, job, reporter);
 
         return new SftRun(
             new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
             train, valid, config,
             options.Resolve(Path.Combine("checkpoints", job.Id)),
             resume);
+    }
+
+    /// <summary>
+    /// The job's last complete checkpoint folder (null: start fresh). Steps after it are trained again, so what they
+    /// wrote is dropped first and no step is recorded twice.
+    /// </summary>
+    string? ResumePoint(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
+    {
+        var ckpt = db.Checkpoints.AsNoTracking().Where(c => c.JobId == job.Id).OrderByDescending(c => c.Step).FirstOrDefault();
+        string? resume = ckpt is not null && Directory.Exists(options.Resolve(ckpt.StoragePath)) ? options.Resolve(ckpt.StoragePath) : null;
+        int resumeStep = resume is null ? 0 : ckpt!.Step;
+        db.Metrics.Where(m => m.JobId == job.Id && m.Step > resumeStep).ExecuteDelete();
+        db.Checkpoints.Where(c => c.JobId == job.Id && c.Step > resumeStep).ExecuteDelete();
+        var attempt = job.Attempts;
+        reporter.Event("info", attempt == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {attempt})",
+            new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = attempt });
+        return resume;
+    }
+
+    PreferenceRun PreparePreference(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
+    {
+        var model = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        var config = PreferenceConfig.FromJson(job.ConfigJson);
+        List<PreferencePair> Load(string fileId)
+        {
+            var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId) ?? throw new InvalidDataException($"file \"{fileId}\" no longer exists");
+            return JsonlRows.LoadPreferences(options.Resolve(file.StoragePath)).ToList();
+        }
+        var train = Load(job.TrainingFile);
+        var valid = job.ValidationFile is null ? null : Load(job.ValidationFile);
+        var resume = ResumePoint(db, job, reporter);
+        // Reference log-probs depend on the reference model (its weights, or its seed when initialised at random),
+        // the data and the tokenisation: jobs that share all of them share the cache.
+        var fingerprint = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\n",
+            model.Id, model.WeightsPath ?? $"seed:{config.Seed}", model.ConfigJson, model.Tokenizer, job.TrainingFile, job.ValidationFile ?? "",
+            config.MaxLength?.ToString() ?? "", config.MaxPromptLength?.ToString() ?? "", config.BatchSize.ToString()))))[..32].ToLowerInvariant();
+        return new PreferenceRun(
+            new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
+            job.MethodType, train, valid, config, options.Resolve(Path.Combine("checkpoints", job.Id)), resume,
+            options.Resolve(Path.Combine("refcache", fingerprint + ".json")));
     }
 
     GenerateRun PrepareGenerate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
@@ -144,7 +182,9 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             db.Models.Add(new ModelRecord
             {
                 Id = name, CreatedAt = Ids.Now(), OwnedBy = "user", Architecture = baseModel.Architecture,
-                ConfigJson = baseModel.ConfigJson, Tokenizer = baseModel.Tokenizer,
+                ConfigJson = File.Exists(Path.Combine(result.LastCheckpoint!, Checkpoints.ModelConfig))
+                    ? File.ReadAllText(Path.Combine(result.LastCheckpoint!, Checkpoints.ModelConfig)) : baseModel.ConfigJson,
+                Tokenizer = baseModel.Tokenizer,
                 WeightsPath = Path.GetRelativePath(options.FullDataDir, result.LastCheckpoint!),
                 ParentJobId = job.Id, Parameters = baseModel.Parameters,
             });

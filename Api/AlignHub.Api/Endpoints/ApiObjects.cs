@@ -40,6 +40,16 @@ public sealed record JobObject(
                 ["stop"] = g.Stop, ["batch_size"] = g.BatchSize, ["max_prompt_length"] = g.MaxPromptLength,
             };
         }
+        else if (j.MethodType is "dpo" or "reward_model")
+        {
+            var p = PreferenceConfig.FromJson(j.ConfigJson);
+            config = JsonSerializer.SerializeToElement(p, SftConfig.Json);
+            hyper = new Dictionary<string, object?>
+            {
+                ["n_epochs"] = p.NEpochs, ["batch_size"] = p.BatchSize, ["learning_rate_multiplier"] = p.LearningRateMultiplier,
+            };
+            if (j.MethodType == "dpo") { hyper["beta"] = p.Beta; hyper["loss_type"] = p.LossType; }
+        }
         else
         {
             var c = SftConfig.FromJson(j.ConfigJson);
@@ -82,11 +92,13 @@ public sealed record MetricObject(int Step, string Name, double Value, long Crea
 
 /// <summary>OpenAI's <c>model</c> object plus AlignHub's fields; <c>has_weights</c> false: random initialisation per job seed.</summary>
 public sealed record ModelObject(string Id, long Created, string OwnedBy, string Architecture, long Parameters, string Tokenizer, string? ParentJob,
-    bool HasWeights, JsonElement Config)
+    bool HasWeights, string Kind, JsonElement Config)
 {
     public string Object => "model";
+    /// <summary><c>kind</c>: <c>causal_lm</c>, or <c>reward_model</c> (a scalar head; trained by reward_model jobs).</summary>
     public static ModelObject From(ModelRecord m) => new(m.Id, m.CreatedAt, m.OwnedBy, m.Architecture, m.Parameters, m.Tokenizer, m.ParentJobId,
-        m.WeightsPath is not null, JsonSerializer.Deserialize<JsonElement>(m.ConfigJson));
+        m.WeightsPath is not null, ModelArchitecture.Parse(m.ConfigJson).IsRewardModel ? "reward_model" : "causal_lm",
+        JsonSerializer.Deserialize<JsonElement>(m.ConfigJson));
 }
 
 /// <summary>OpenAI's deletion result.</summary>

@@ -1,0 +1,95 @@
+using System.Net;
+using System.Text.Json;
+using AlignHub.Domain;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>DPO and reward-model jobs through a real AlignHub process, in OpenAI's job shape.</summary>
+public class PreferenceApiTests
+{
+    static string Trl(IEnumerable<PreferencePair> pairs) =>
+        string.Join("\n", pairs.Select(p => JsonSerializer.Serialize(new { prompt = p.Prompt, chosen = p.Chosen, rejected = p.Rejected })));
+
+    [Fact]
+    public async Task DPO_and_reward_model_jobs_train_on_preference_files()
+    {
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-prefapi-").FullName);
+        var (s1, train) = await app.Upload(Trl(PreferenceTask.Pairs(256, 1)), "pairs.jsonl");
+        Assert.True(s1 == HttpStatusCode.OK, train.ToString());
+        Assert.Equal("preference", train.GetProperty("format").GetString());
+        var (s2, valid) = await app.Upload(Trl(PreferenceTask.Pairs(64, 2)), "valid.jsonl");
+        Assert.Equal(HttpStatusCode.OK, s2);
+
+        // OpenAI's DPO rows and TRL's conversational rows are preference files too; a row missing a side names its line.
+        var openAi = JsonSerializer.Serialize(new
+        {
+            input = new { messages = new[] { new { role = "user", content = "Hi" } } },
+            preferred_output = new[] { new { role = "assistant", content = "Hello!" } },
+            non_preferred_output = new[] { new { role = "assistant", content = "Go away." } },
+        });
+        var conversational = JsonSerializer.Serialize(new
+        {
+            prompt = new[] { new { role = "user", content = "Hi" } },
+            chosen = new[] { new { role = "assistant", content = "Hello!" } },
+            rejected = new[] { new { role = "assistant", content = "No." } },
+            margin = 1.5,
+        });
+        var (s3, mixed) = await app.Upload(openAi + "\n" + conversational, "openai.jsonl");
+        Assert.True(s3 == HttpStatusCode.OK, mixed.ToString());
+        Assert.Equal("preference", mixed.GetProperty("format").GetString());
+        var (s4, bad) = await app.Upload(Trl(PreferenceTask.Pairs(2, 3)) + "\n{\"prompt\": \"x\", \"chosen\": \"y\"}", "bad.jsonl");
+        Assert.Equal(HttpStatusCode.BadRequest, s4);
+        Assert.Contains("line 3", bad.GetProperty("detail").GetString());
+        Assert.Contains("rejected", bad.GetProperty("detail").GetString());
+
+        var trainId = train.GetProperty("id").GetString()!;
+        var validId = valid.GetProperty("id").GetString()!;
+        async Task<string> Create(string type, object hyperparameters, string model = "alignhub/tiny")
+        {
+            var method = new Dictionary<string, object> { ["type"] = type, [type] = new { hyperparameters } };
+            var (status, body) = await app.PostJson("/v1/fine_tuning/jobs", new { model, training_file = trainId, validation_file = validId, seed = 5, method });
+            Assert.True(status == HttpStatusCode.OK, body.ToString());
+            return body.GetProperty("id").GetString()!;
+        }
+
+        var dpo = await Create("dpo", new { beta = 0.1, n_epochs = 2, batch_size = 16, learning_rate = 2e-3, eval_steps = 8 });
+        var dpoJob = await app.WaitForStatus(dpo, "succeeded", TimeSpan.FromMinutes(3));
+        Assert.Equal(0.1, dpoJob.GetProperty("method").GetProperty("dpo").GetProperty("hyperparameters").GetProperty("beta").GetDouble());
+        Assert.Equal("sigmoid", dpoJob.GetProperty("config").GetProperty("loss_type").GetString());
+        var metrics = (await app.GetJson($"/v1/fine_tuning/jobs/{dpo}/metrics?limit=10000")).GetProperty("data").EnumerateArray()
+            .Select(m => m.GetProperty("name").GetString()!).ToHashSet();
+        foreach (var name in new[] { "loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "grad_norm", "learning_rate", "eval/loss", "eval/rewards/accuracies" })
+            Assert.Contains(name, metrics);
+        var evalAcc = (await app.GetJson($"/v1/fine_tuning/jobs/{dpo}/metrics?name=eval/rewards/accuracies")).GetProperty("data").EnumerateArray().Last().GetProperty("value").GetDouble();
+        Assert.True(evalAcc > 0.7, $"held-out implicit-reward accuracy {evalAcc}");
+        async Task<List<string>> Messages(string id) => (await app.GetJson($"/v1/fine_tuning/jobs/{id}/events?limit=1000")).GetProperty("data").EnumerateArray()
+            .Select(e => e.GetProperty("message").GetString()!).ToList();
+        Assert.Contains(await Messages(dpo), m => m.StartsWith("Reference log-probs computed"));
+
+        // A second job with the same model, data and tokenisation reads the cached reference log-probs.
+        var ipo = await Create("dpo", new { beta = 0.5, loss_type = "ipo", max_steps = 2, batch_size = 16 });
+        await app.WaitForStatus(ipo, "succeeded", TimeSpan.FromMinutes(2));
+        Assert.Contains(await Messages(ipo), m => m.StartsWith("Reference log-probs reused"));
+
+        var rm = await Create("reward_model", new { n_epochs = 2, batch_size = 16, learning_rate = 2e-3, eval_steps = 8 });
+        var rmJob = await app.WaitForStatus(rm, "succeeded", TimeSpan.FromMinutes(3));
+        var rmModel = rmJob.GetProperty("fine_tuned_model").GetString()!;
+        Assert.Equal("reward_model", (await app.GetJson($"/v1/models/{rmModel}")).GetProperty("kind").GetString());
+        var rmAcc = (await app.GetJson($"/v1/fine_tuning/jobs/{rm}/metrics?name=eval/accuracy")).GetProperty("data").EnumerateArray().Last().GetProperty("value").GetDouble();
+        Assert.True(rmAcc > 0.7, $"held-out reward-model accuracy {rmAcc}");
+
+        // Validation up front: an unknown loss type, a reward model as a DPO policy, a supervised file for DPO.
+        var (e1, p1) = await app.PostJson("/v1/fine_tuning/jobs", new { model = "alignhub/tiny", training_file = trainId, method = new { type = "dpo", dpo = new { hyperparameters = new { loss_type = "magic", beta = -1 } } } });
+        Assert.Equal(HttpStatusCode.BadRequest, e1);
+        Assert.True(p1.GetProperty("errors").TryGetProperty("method.dpo.hyperparameters.loss_type", out _));
+        Assert.True(p1.GetProperty("errors").TryGetProperty("method.dpo.hyperparameters.beta", out _));
+        var (e2, p2) = await app.PostJson("/v1/fine_tuning/jobs", new { model = rmModel, training_file = trainId, method = new { type = "dpo" } });
+        Assert.Equal(HttpStatusCode.BadRequest, e2);
+        Assert.Equal("model", p2.GetProperty("error").GetProperty("param").GetString());
+        var (_, sft) = await app.Upload(TestData.Jsonl(4));
+        var (e3, p3) = await app.PostJson("/v1/fine_tuning/jobs", new { model = "alignhub/tiny", training_file = sft.GetProperty("id").GetString(), method = new { type = "dpo" } });
+        Assert.Equal(HttpStatusCode.BadRequest, e3);
+        Assert.Contains("preference pairs", p3.GetProperty("error").GetProperty("message").GetString());
+    }
+}
