@@ -3,14 +3,17 @@ using AlignHub.Domain;
 using AlignHub.Training;
 using AlignHub.Training.Sft;
 
-// dotnet run -c Release -- memory [steps] | kvcache | flops
+// dotnet run -c Release -- memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo
 var command = args.Length > 0 ? args[0] : "memory";
 switch (command)
 {
     case "kvcache": ModelBenchmarks.KvCache(); return;
     case "flops": ModelBenchmarks.TrainingFlops(); return;
+    case "preference": PreferenceBenchmarks.Task(); return;
+    case "dpo-step": PreferenceBenchmarks.StepTime(); return;
+    case "peak-rss": PreferenceBenchmarks.PeakRss(args[1]); return;
     case "memory": break;
-    default: Console.Error.WriteLine("usage: memory [steps] | kvcache | flops"); Environment.Exit(2); break;
+    default: Console.Error.WriteLine("usage: memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo"); Environment.Exit(2); break;
 }
 
 // Memory across 1,000 SFT steps on alignhub/tiny: the resident set must stay flat once warm
