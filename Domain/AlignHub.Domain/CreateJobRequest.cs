@@ -28,6 +28,23 @@ public sealed record MethodRequest
     public GenerateMethodRequest? Generate { get; init; }
     public PreferenceMethodRequest? Dpo { get; init; }
     public PreferenceMethodRequest? RewardModel { get; init; }
+    public EvaluateMethodRequest? Evaluate { get; init; }
+}
+
+public sealed record EvaluateMethodRequest
+{
+    public EvaluateHyperparametersRequest? Hyperparameters { get; init; }
+}
+
+/// <summary>Evaluation settings; null fields take the defaults of <see cref="EvaluateConfig"/>.</summary>
+public sealed record EvaluateHyperparametersRequest
+{
+    public string? ReferenceModel { get; init; }
+    public string? RewardModel { get; init; }
+    public int? MaxNewTokens { get; init; }
+    public double? Temperature { get; init; }
+    public int? BootstrapSamples { get; init; }
+    public int? BatchSize { get; init; }
 }
 
 public sealed record PreferenceMethodRequest

@@ -7,7 +7,7 @@ namespace AlignHub.Domain;
 /// <summary>Creates, cancels and re-queues fine-tuning jobs. The row is written first; Hangfire carries only its id.</summary>
 public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJobClient hangfire)
 {
-    public static readonly string[] MethodTypes = ["supervised", "generate", "dpo", "reward_model"];
+    public static readonly string[] MethodTypes = ["supervised", "generate", "dpo", "reward_model", "evaluate"];
 
     public abstract record CreateResult;
     public sealed record Created(FineTuningJob Job) : CreateResult;
@@ -25,11 +25,13 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         SftConfig? sft = null;
         GenerateConfig? gen = null;
         PreferenceConfig? pref = null;
-        if (methodType == "generate") gen = ResolveGenerate(req.Method?.Generate?.Hyperparameters, req.Seed, Err);
+        EvaluateConfig? eval = null;
+        if (methodType == "evaluate") eval = ResolveEvaluate(req.Method?.Evaluate?.Hyperparameters, req.Seed, Err);
+        else if (methodType == "generate") gen = ResolveGenerate(req.Method?.Generate?.Hyperparameters, req.Seed, Err);
         else if (methodType is "dpo" or "reward_model")
             pref = ResolvePreference(methodType == "dpo" ? req.Method?.Dpo?.Hyperparameters : req.Method?.RewardModel?.Hyperparameters, methodType, req.Seed, Err);
         else sft = ResolveSft(req.Method?.Supervised?.Hyperparameters ?? req.Hyperparameters, req.Seed, Err);
-        int seed = sft?.Seed ?? gen?.Seed ?? pref!.Seed;
+        int seed = sft?.Seed ?? gen?.Seed ?? pref?.Seed ?? eval!.Seed;
 
         if (req.Seed is < 0) Err("seed", "seed must be >= 0");
         if (req.Suffix is { Length: > 64 }) Err("suffix", "suffix must be at most 64 characters");
@@ -52,7 +54,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         if (model is not null)
         {
             var arch = ModelArchitecture.Parse(model.ConfigJson);
-            if (arch.IsRewardModel && methodType != "reward_model")
+            if (arch.IsRewardModel && methodType is not ("reward_model" or "evaluate"))
                 Err("model", $"model \"{model.Id}\" is a reward model; {methodType} needs a language model");
             var positions = arch.MaxPositions;
             if (sft?.MaxSeqLength is int msl && msl > positions)
@@ -61,6 +63,21 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
                 Err("method.generate.hyperparameters.max_prompt_length", $"must be below the model's context length {positions}");
             if (pref?.MaxLength is int ml && ml > positions)
                 Err($"method.{methodType}.hyperparameters.max_length", $"must be at most the model's context length {positions}");
+        }
+        if (eval is not null)
+        {
+            const string P = "method.evaluate.hyperparameters.";
+            bool policy = model is not null && !ModelArchitecture.Parse(model.ConfigJson).IsRewardModel;
+            if (eval.ReferenceModel is { } refId && ModelService.Find(db, refId) is null) Err(P + "reference_model", $"model \"{refId}\" is not registered");
+            if (policy && eval.ReferenceModel is null && model!.ParentJobId is null)
+                Err(P + "reference_model", "a policy's implicit reward needs a reference model: name one (the model was not trained here)");
+            if (eval.RewardModel is { } rmId)
+            {
+                var judge = ModelService.Find(db, rmId);
+                if (judge is null) Err(P + "reward_model", $"model \"{rmId}\" is not registered");
+                else if (!ModelArchitecture.Parse(judge.ConfigJson).IsRewardModel) Err(P + "reward_model", $"model \"{rmId}\" is not a reward model");
+                if (!policy && model is not null) Err(P + "reward_model", "a win rate compares a policy's samples; the evaluated model is a reward model");
+            }
         }
         if (errors.Count > 0) return new Invalid(errors);
 
@@ -75,14 +92,14 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             Suffix = req.Suffix,
             MetadataJson = req.Metadata is null ? null : JsonSerializer.Serialize(req.Metadata),
             MethodType = methodType,
-            ConfigJson = sft?.ToJson() ?? gen?.ToJson() ?? pref!.ToJson(),
+            ConfigJson = sft?.ToJson() ?? gen?.ToJson() ?? pref?.ToJson() ?? eval!.ToJson(),
             Status = JobStatus.Queued,
             CreatedAt = now / 1000,
             CreatedAtMs = now,
         };
         db.Jobs.Add(job);
         db.Events.Add(new JobEvent { JobId = job.Id, CreatedAt = job.CreatedAt, Level = "info", Type = "message",
-            Message = methodType == "generate" ? $"Created generation job {job.Id}" : $"Created fine-tuning job {job.Id}" });
+            Message = methodType switch { "generate" => $"Created generation job {job.Id}", "evaluate" => $"Created evaluation job {job.Id}", _ => $"Created fine-tuning job {job.Id}" } });
         await db.SaveChangesAsync(ct);
         Enqueue(job.Id);
         return new Created(job);
@@ -95,7 +112,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         else if (f.Purpose != "fine-tune") err(field, $"file \"{id}\" has purpose \"{f.Purpose}\", not \"fine-tune\"");
         else if (methodType == "generate" && f.Format is not (JsonlRows.Prompts or JsonlRows.Supervised))
             err(field, $"file \"{id}\" holds {f.Format} rows; generate needs prompt or messages rows");
-        else if (methodType is "dpo" or "reward_model" && f.Format != JsonlRows.Preference)
+        else if (methodType is "dpo" or "reward_model" or "evaluate" && f.Format != JsonlRows.Preference)
             err(field, $"file \"{id}\" holds {f.Format} rows; {methodType} needs preference pairs ({{\"prompt\", \"chosen\", \"rejected\"}} or OpenAI's DPO rows)");
         else if (methodType == "supervised" && f.Format != JsonlRows.Supervised)
             err(field, $"file \"{id}\" holds {f.Format} rows; supervised needs prompt/completion or messages rows with an assistant turn");
@@ -158,6 +175,27 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             SaveSteps = hp.SaveSteps ?? c.SaveSteps,
             MaxLength = hp.MaxLength ?? c.MaxLength,
             MaxPromptLength = hp.MaxPromptLength ?? c.MaxPromptLength,
+        };
+    }
+
+    public static EvaluateConfig ResolveEvaluate(EvaluateHyperparametersRequest? hp, int? seed, Action<string, string> err)
+    {
+        const string P = "method.evaluate.hyperparameters.";
+        var c = new EvaluateConfig { Seed = seed ?? Random.Shared.Next(0, int.MaxValue) };
+        if (hp is null) return c;
+        void Range(double? v, string name, double lo, double hi)
+        {
+            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
+        }
+        Range(hp.MaxNewTokens, "max_new_tokens", 1, 8192);
+        Range(hp.Temperature, "temperature", 0, 10);
+        Range(hp.BootstrapSamples, "bootstrap_samples", 100, 100_000);
+        Range(hp.BatchSize, "batch_size", 1, 512);
+        return c with
+        {
+            ReferenceModel = hp.ReferenceModel, RewardModel = hp.RewardModel,
+            MaxNewTokens = hp.MaxNewTokens ?? c.MaxNewTokens, Temperature = hp.Temperature ?? c.Temperature,
+            BootstrapSamples = hp.BootstrapSamples ?? c.BootstrapSamples, BatchSize = hp.BatchSize ?? c.BatchSize,
         };
     }
 

@@ -1,5 +1,6 @@
 using AlignHub.Domain;
 using AlignHub.Training;
+using AlignHub.Training.Evaluation;
 using AlignHub.Training.Generation;
 using AlignHub.Training.Models;
 using AlignHub.Training.Preference;
@@ -52,6 +53,18 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                     var file = files.AddProduced(run.OutputPath, $"{job.Id}-generations.jsonl", FileService.ResultsPurpose, JsonlRows.Generations, run.Prompts.Count);
                     return (null, file.Id, $"Job succeeded: {run.Prompts.Count * run.Config.N} completions in file {file.Id}",
                         new Dictionary<string, object> { ["result_file"] = file.Id });
+                });
+            }
+            else if (job.MethodType == "evaluate")
+            {
+                var run = PrepareEvaluate(db, job, reporter);
+                var (result, metrics) = EvaluateRunner.Run(run, reporter);
+                Finish(db, job, result, reporter, () =>
+                {
+                    var file = files.AddProduced(run.OutputPath, $"{job.Id}-evaluation.jsonl", FileService.ResultsPurpose, "evaluation",
+                        File.ReadLines(run.OutputPath).Count());
+                    var summary = string.Join(", ", metrics.Select(kv => $"{kv.Key} {kv.Value:0.###}"));
+                    return (null, file.Id, $"Evaluation finished: {summary}", metrics.ToDictionary(kv => kv.Key, kv => (object)kv.Value));
                 });
             }
             else if (job.MethodType is "dpo" or "reward_model")
@@ -147,6 +160,28 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
             job.MethodType, train, valid, config, options.Resolve(Path.Combine("checkpoints", job.Id)), resume,
             options.Resolve(Path.Combine("refcache", fingerprint + ".json")));
+    }
+
+    EvaluateRun PrepareEvaluate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
+    {
+        var config = EvaluateConfig.FromJson(job.ConfigJson);
+        ModelSource Source(string id)
+        {
+            var m = ModelService.Find(db, id) ?? throw new InvalidDataException($"model \"{id}\" is no longer registered");
+            return new ModelSource(m.ConfigJson, m.Tokenizer, m.WeightsPath is null ? null : options.Resolve(m.WeightsPath));
+        }
+        var model = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        // The reference of a trained policy defaults to the model its training job started from.
+        var referenceId = config.ReferenceModel ?? (model.ParentJobId is { } parent ? db.Jobs.AsNoTracking().Where(j => j.Id == parent).Select(j => j.Model).FirstOrDefault() : null);
+        var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == job.TrainingFile) ?? throw new InvalidDataException($"file \"{job.TrainingFile}\" no longer exists");
+        var pairs = JsonlRows.LoadPreferences(options.Resolve(file.StoragePath)).ToList();
+        db.Metrics.Where(m => m.JobId == job.Id).ExecuteDelete();
+        reporter.Event("info", $"Evaluating {job.Model} on {pairs.Count} pairs" + (referenceId is null ? "" : $" against {referenceId}") +
+            (config.RewardModel is null ? "" : $", judged by {config.RewardModel}"));
+        var output = Path.Combine(options.FullDataDir, "jobs", job.Id, "evaluation.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
+        return new EvaluateRun(Source(job.Model), referenceId is null ? null : Source(referenceId),
+            config.RewardModel is null ? null : Source(config.RewardModel), pairs, config, output);
     }
 
     GenerateRun PrepareGenerate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)

@@ -79,6 +79,29 @@ public class PreferenceApiTests
         var rmAcc = (await app.GetJson($"/v1/fine_tuning/jobs/{rm}/metrics?name=eval/accuracy")).GetProperty("data").EnumerateArray().Last().GetProperty("value").GetDouble();
         Assert.True(rmAcc > 0.7, $"held-out reward-model accuracy {rmAcc}");
 
+        // Evaluate the DPO policy: implicit-reward accuracy against its base model (the default reference) and the
+        // win rate of its greedy samples over the base model's, judged by the reward model.
+        var dpoModel = dpoJob.GetProperty("fine_tuned_model").GetString()!;
+        var (ev, evBody) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = dpoModel, training_file = validId, seed = 1,
+            method = new { type = "evaluate", evaluate = new { hyperparameters = new { reward_model = rmModel, max_new_tokens = 16, bootstrap_samples = 500 } } },
+        });
+        Assert.True(ev == HttpStatusCode.OK, evBody.ToString());
+        var evJob = await app.WaitForStatus(evBody.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(2));
+        double Metric(JsonElement rows, string name) => rows.GetProperty("data").EnumerateArray().Last(m => m.GetProperty("name").GetString() == name).GetProperty("value").GetDouble();
+        var evMetrics = await app.GetJson($"/v1/fine_tuning/jobs/{evJob.GetProperty("id").GetString()}/metrics");
+        Assert.True(Metric(evMetrics, "eval/rewards/accuracies") > 0.7);
+        double win = Metric(evMetrics, "win_rate"), lo = Metric(evMetrics, "win_rate_ci_low"), hi = Metric(evMetrics, "win_rate_ci_high");
+        Assert.InRange(win, lo, hi);
+        Assert.InRange(lo, 0, 1);
+        Assert.Single(evJob.GetProperty("result_files").EnumerateArray());
+        // And the reward model alone: its preference accuracy.
+        var (ev2, ev2Body) = await app.PostJson("/v1/fine_tuning/jobs", new { model = rmModel, training_file = validId, method = new { type = "evaluate" } });
+        Assert.True(ev2 == HttpStatusCode.OK, ev2Body.ToString());
+        var ev2Job = await app.WaitForStatus(ev2Body.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(1));
+        Assert.Equal(rmAcc, Metric(await app.GetJson($"/v1/fine_tuning/jobs/{ev2Job.GetProperty("id").GetString()}/metrics"), "eval/accuracy"), 6);
+
         // Validation up front: an unknown loss type, a reward model as a DPO policy, a supervised file for DPO.
         var (e1, p1) = await app.PostJson("/v1/fine_tuning/jobs", new { model = "alignhub/tiny", training_file = trainId, method = new { type = "dpo", dpo = new { hyperparameters = new { loss_type = "magic", beta = -1 } } } });
         Assert.Equal(HttpStatusCode.BadRequest, e1);

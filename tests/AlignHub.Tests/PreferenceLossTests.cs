@@ -163,4 +163,15 @@ public class PreferenceLossTests
             Assert.True(Math.Abs(single - batched[i]) < 1e-4, $"row {i}: {batched[i]} in the batch, {single} alone");
         }
     }
+
+    [Fact]
+    public void The_bootstrap_interval_brackets_the_mean_and_is_reproducible()
+    {
+        var outcomes = Enumerable.Range(0, 200).Select(i => i % 4 == 0 ? 0.0 : 1.0).ToArray(); // mean 0.75
+        var (lo, hi) = AlignHub.Training.Evaluation.EvaluateRunner.Bootstrap(outcomes, 2000, 7);
+        Assert.InRange(0.75, lo, hi);
+        Assert.True(hi - lo is > 0.05 and < 0.2, $"[{lo}, {hi}]"); // about +-1.96 * sqrt(0.75 * 0.25 / 200) = +-0.06
+        Assert.Equal((lo, hi), AlignHub.Training.Evaluation.EvaluateRunner.Bootstrap(outcomes, 2000, 7));
+        Assert.Equal((1.0, 1.0), AlignHub.Training.Evaluation.EvaluateRunner.Bootstrap([1.0, 1.0, 1.0], 500, 1));
+    }
 }

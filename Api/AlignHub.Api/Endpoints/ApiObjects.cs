@@ -40,6 +40,16 @@ public sealed record JobObject(
                 ["stop"] = g.Stop, ["batch_size"] = g.BatchSize, ["max_prompt_length"] = g.MaxPromptLength,
             };
         }
+        else if (j.MethodType == "evaluate")
+        {
+            var e = EvaluateConfig.FromJson(j.ConfigJson);
+            config = JsonSerializer.SerializeToElement(e, SftConfig.Json);
+            hyper = new Dictionary<string, object?>
+            {
+                ["reference_model"] = e.ReferenceModel, ["reward_model"] = e.RewardModel, ["max_new_tokens"] = e.MaxNewTokens,
+                ["temperature"] = e.Temperature, ["bootstrap_samples"] = e.BootstrapSamples, ["batch_size"] = e.BatchSize,
+            };
+        }
         else if (j.MethodType is "dpo" or "reward_model")
         {
             var p = PreferenceConfig.FromJson(j.ConfigJson);

@@ -28,5 +28,18 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
         catch { model.Dispose(); throw; }
     }
 
+    /// <summary>A reward model: the decoder plus a scalar head, read from the folder when it holds one (else freshly initialised).</summary>
+    public RewardModel CreateRewardModel()
+    {
+        var model = CausalLM.Create(Architecture);
+        var rm = new RewardModel(model);
+        try
+        {
+            if (Folder is not null) HfWeights.Load(model, Folder, rm.Extra);
+            return rm;
+        }
+        catch { rm.Dispose(); throw; }
+    }
+
     public ITokenizer CreateTokenizer() => HfTokenizer.ForModel(Tokenizer, Folder, Architecture);
 }

@@ -81,8 +81,8 @@ public static class PreferenceTrainer
         int total = TotalSteps(train.Count, c), perEpoch = StepsPerEpoch(train.Count, c);
         int warmup = (int)Math.Round(c.WarmupRatio * total);
         torch.manual_seed(c.Seed);
-        var policy = run.Model.CreateModel();
-        using var rewardModel = rm ? new RewardModel(policy) : null;
+        using var rewardModel = rm ? run.Model.CreateRewardModel() : null;
+        var policy = rewardModel?.Backbone ?? run.Model.CreateModel();
         using var policyOwner = rm ? null : policy;
         var parameters = rm ? rewardModel!.Parameters().ToList() : policy.parameters().ToList();
         using var optimizer = optim.AdamW(parameters, lr: c.PeakLearningRate, weight_decay: c.WeightDecay);
