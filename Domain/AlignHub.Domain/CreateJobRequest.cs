@@ -67,6 +67,8 @@ public sealed record PreferenceHyperparametersRequest
     public double? LabelSmoothing { get; init; }
     public double? SimpoGamma { get; init; }
     public double? OrpoLambda { get; init; }
+    public double? DesirableWeight { get; init; }
+    public double? UndesirableWeight { get; init; }
     public double? CenterRewardsCoefficient { get; init; }
     public int? GradientAccumulationSteps { get; init; }
     public double? LearningRate { get; init; }

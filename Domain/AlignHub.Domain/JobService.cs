@@ -45,11 +45,11 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         else if ((model = ModelService.Find(db, req.Model)) is null)
             Err("model", $"model \"{req.Model}\" is not registered (GET /v1/models lists them)");
         if (string.IsNullOrWhiteSpace(req.TrainingFile)) Err("training_file", "training_file is required");
-        else await CheckFile(db, req.TrainingFile, "training_file", methodType, Err, ct);
+        else await CheckFile(db, req.TrainingFile, "training_file", methodType, pref?.LossType == "kto", Err, ct);
         if (req.ValidationFile is not null)
         {
             if (methodType == "generate") Err("validation_file", "a generate job reads only training_file (its prompts)");
-            else await CheckFile(db, req.ValidationFile, "validation_file", methodType, Err, ct);
+            else await CheckFile(db, req.ValidationFile, "validation_file", methodType, pref?.LossType == "kto", Err, ct);
         }
         if (model is not null)
         {
@@ -105,13 +105,14 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         return new Created(job);
     }
 
-    static async Task CheckFile(AlignHubDb db, string id, string field, string methodType, Action<string, string> err, CancellationToken ct)
+    static async Task CheckFile(AlignHubDb db, string id, string field, string methodType, bool unpairedOk, Action<string, string> err, CancellationToken ct)
     {
         var f = await db.Files.FindAsync([id], ct);
         if (f is null) err(field, $"file \"{id}\" does not exist");
         else if (f.Purpose != "fine-tune") err(field, $"file \"{id}\" has purpose \"{f.Purpose}\", not \"fine-tune\"");
         else if (methodType == "generate" && f.Format is not (JsonlRows.Prompts or JsonlRows.Supervised))
             err(field, $"file \"{id}\" holds {f.Format} rows; generate needs prompt or messages rows");
+        else if (unpairedOk && f.Format is JsonlRows.Preference or JsonlRows.UnpairedPreference) { }
         else if (methodType is "dpo" or "reward_model" or "evaluate" && f.Format != JsonlRows.Preference)
             err(field, $"file \"{id}\" holds {f.Format} rows; {methodType} needs preference pairs ({{\"prompt\", \"chosen\", \"rejected\"}} or OpenAI's DPO rows)");
         else if (methodType == "supervised" && f.Format != JsonlRows.Supervised)
@@ -132,8 +133,10 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         {
             if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
         }
-        if (hp.LossType is { } lt && !new[] { "sigmoid", "robust", "hinge", "ipo", "simpo", "orpo" }.Contains(lt))
-            err(P + "loss_type", $"unknown loss_type \"{lt}\"; supported: sigmoid, robust, hinge, ipo, simpo, orpo");
+        if (hp.LossType is { } lt && !new[] { "sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto" }.Contains(lt))
+            err(P + "loss_type", $"unknown loss_type \"{lt}\"; supported: sigmoid, robust, hinge, ipo, simpo, orpo, kto");
+        Range(hp.DesirableWeight, "desirable_weight", 0, 100);
+        Range(hp.UndesirableWeight, "undesirable_weight", 0, 100);
         if (methodType == "reward_model" && hp.LossType is not null) err(P + "loss_type", "a reward model has no loss_type (Bradley-Terry)");
         if (hp.LrSchedulerType is { } st && st is not ("cosine" or "linear")) err(P + "lr_scheduler_type", "must be cosine or linear");
         Range(hp.LabelSmoothing, "label_smoothing", 0, 0.49);
@@ -162,6 +165,8 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             LabelSmoothing = hp.LabelSmoothing ?? c.LabelSmoothing,
             SimpoGamma = hp.SimpoGamma ?? c.SimpoGamma,
             OrpoLambda = hp.OrpoLambda ?? c.OrpoLambda,
+            DesirableWeight = hp.DesirableWeight ?? c.DesirableWeight,
+            UndesirableWeight = hp.UndesirableWeight ?? c.UndesirableWeight,
             CenterRewardsCoefficient = hp.CenterRewardsCoefficient ?? c.CenterRewardsCoefficient,
             GradientAccumulationSteps = hp.GradientAccumulationSteps ?? c.GradientAccumulationSteps,
             LearningRate = hp.LearningRate ?? c.LearningRate,

@@ -13,7 +13,7 @@ public sealed record PreferenceConfig
 {
     /// <summary>KL strength: how far the policy may move from the reference (DPO family).</summary>
     public double Beta { get; init; } = 0.1;
-    /// <summary><c>sigmoid</c> (DPO), <c>robust</c>, <c>hinge</c>, <c>ipo</c>, <c>simpo</c>, <c>orpo</c>.</summary>
+    /// <summary><c>sigmoid</c> (DPO), <c>robust</c>, <c>hinge</c>, <c>ipo</c>, <c>simpo</c>, <c>orpo</c>, <c>kto</c> (unpaired rows, or pairs split into them).</summary>
     public string LossType { get; init; } = "sigmoid";
     /// <summary>Label smoothing e: cDPO with <c>sigmoid</c>, the flip rate with <c>robust</c>.</summary>
     public double LabelSmoothing { get; init; }
@@ -21,6 +21,10 @@ public sealed record PreferenceConfig
     public double SimpoGamma { get; init; } = 0.5;
     /// <summary>ORPO's weight lambda on the odds-ratio term.</summary>
     public double OrpoLambda { get; init; } = 0.1;
+    /// <summary>KTO's weight on desirable rows (w_d).</summary>
+    public double DesirableWeight { get; init; } = 1.0;
+    /// <summary>KTO's weight on undesirable rows (w_u).</summary>
+    public double UndesirableWeight { get; init; } = 1.0;
     /// <summary>Reward model: coefficient of the centering term (r_c + r_r)^2 (0: off).</summary>
     public double CenterRewardsCoefficient { get; init; }
     public int NEpochs { get; init; } = 3;

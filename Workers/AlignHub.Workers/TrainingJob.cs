@@ -143,23 +143,24 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
     {
         var model = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
         var config = PreferenceConfig.FromJson(job.ConfigJson);
-        List<PreferencePair> Load(string fileId)
+        (List<PreferencePair>? Pairs, List<UnpairedExample>? Unpaired) Load(string fileId)
         {
             var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId) ?? throw new InvalidDataException($"file \"{fileId}\" no longer exists");
-            return JsonlRows.LoadPreferences(options.Resolve(file.StoragePath)).ToList();
+            var path = options.Resolve(file.StoragePath);
+            return file.Format == JsonlRows.UnpairedPreference ? (null, JsonlRows.LoadUnpaired(path).ToList()) : (JsonlRows.LoadPreferences(path).ToList(), null);
         }
         var train = Load(job.TrainingFile);
-        var valid = job.ValidationFile is null ? null : Load(job.ValidationFile);
+        var valid = job.ValidationFile is null ? ((List<PreferencePair>?)null, (List<UnpairedExample>?)null) : Load(job.ValidationFile);
         var resume = ResumePoint(db, job, reporter);
         // Reference log-probs depend on the reference model (its weights, or its seed when initialised at random),
         // the data and the tokenisation: jobs that share all of them share the cache.
         var fingerprint = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\n",
             model.Id, model.WeightsPath ?? $"seed:{config.Seed}", model.ConfigJson, model.Tokenizer, job.TrainingFile, job.ValidationFile ?? "",
-            config.MaxLength?.ToString() ?? "", config.MaxPromptLength?.ToString() ?? "", config.BatchSize.ToString()))))[..32].ToLowerInvariant();
+            config.MaxLength?.ToString() ?? "", config.MaxPromptLength?.ToString() ?? "", config.BatchSize.ToString(), config.LossType == "kto" ? "kto" : "pairs"))))[..32].ToLowerInvariant();
         return new PreferenceRun(
             new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
-            job.MethodType, train, valid, config, options.Resolve(Path.Combine("checkpoints", job.Id)), resume,
-            options.Resolve(Path.Combine("refcache", fingerprint + ".json")));
+            job.MethodType, train.Pairs ?? [], valid.Item1, config, options.Resolve(Path.Combine("checkpoints", job.Id)), resume,
+            options.Resolve(Path.Combine("refcache", fingerprint + ".json")), train.Unpaired, valid.Item2);
     }
 
     EvaluateRun PrepareEvaluate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)

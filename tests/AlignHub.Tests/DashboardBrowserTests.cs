@@ -35,14 +35,14 @@ public class DashboardBrowserTests
         var page = await browser.NewPageAsync();
         await page.GotoAsync(app.Http.BaseAddress + "jobs");
         await page.GetByText("No jobs yet").WaitForAsync();
-        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
 
         var file = (await app.Upload(TestData.Jsonl(64))).Body.GetProperty("id").GetString()!;
         var jobId = await app.CreateSftJob(file, new { n_epochs = 12, save_steps = 40 });
 
         // The row appears, its progress moves and its chip turns green: all without navigating.
         var row = $"tr[data-job-id='{jobId}']";
-        await page.Locator(row).WaitForAsync(new() { Timeout = 15_000 });
+        await page.Locator(row).WaitForAsync(new() { Timeout = 45_000 });
         await page.WaitForFunctionAsync($"() => Number(document.querySelector(\"{row} .job-progress\")?.dataset.steps) >= 5", null, new() { Timeout = 60_000 });
         await page.Locator($"{row} .status-chip[data-status='succeeded']").WaitForAsync(new() { Timeout = 120_000 });
         Assert.Equal("96", await page.Locator($"{row} .job-progress").GetAttributeAsync("data-steps"));
@@ -59,7 +59,7 @@ public class DashboardBrowserTests
         await using var browser = await LaunchAsync(pw);
         var page = await browser.NewPageAsync();
         await page.GotoAsync(app.Http.BaseAddress + "jobs/new");
-        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
 
         // A bad file: the form names the line, and nothing is stored.
         await page.Locator("#file-input").SetInputFilesAsync(new FilePayload
@@ -67,7 +67,7 @@ public class DashboardBrowserTests
             Name = "bad.jsonl", MimeType = "application/jsonl",
             Buffer = Encoding.UTF8.GetBytes(TestData.Jsonl(3) + "not json\n"),
         });
-        await page.Locator("#upload-error").WaitForAsync(new() { Timeout = 15_000 });
+        await page.Locator("#upload-error").WaitForAsync(new() { Timeout = 45_000 });
         Assert.Contains("line 4", await page.Locator("#upload-error").InnerTextAsync());
         Assert.Empty((await app.GetJson("/v1/files")).GetProperty("data").EnumerateArray());
 
@@ -75,13 +75,13 @@ public class DashboardBrowserTests
         {
             Name = "greetings.jsonl", MimeType = "application/jsonl", Buffer = Encoding.UTF8.GetBytes(TestData.Jsonl(40)),
         });
-        await page.Locator("#start-job:not([disabled])").WaitForAsync(new() { Timeout = 15_000 });
+        await page.Locator("#start-job:not([disabled])").WaitForAsync(new() { Timeout = 45_000 });
         await page.ClickAsync("#start-job");
-        await page.WaitForURLAsync("**/jobs/ftjob-*", new() { Timeout = 15_000 });
+        await page.WaitForURLAsync("**/jobs/ftjob-*", new() { Timeout = 45_000 });
         await page.Locator("#job-title ~ .status-chip[data-status='succeeded'], .status-chip[data-status='succeeded']").First
             .WaitForAsync(new() { Timeout = 120_000 });
-        await page.Locator("#loss-chart svg").First.WaitForAsync(new() { Timeout = 15_000 });
-        await page.GetByText("Checkpoint saved at step 15").WaitForAsync(new() { Timeout = 15_000 });
+        await page.Locator("#loss-chart svg").First.WaitForAsync(new() { Timeout = 45_000 });
+        await page.GetByText("Checkpoint saved at step 15").WaitForAsync(new() { Timeout = 45_000 });
 
         var jobId = page.Url[(page.Url.LastIndexOf('/') + 1)..];
         var job = await app.GetJson($"/v1/fine_tuning/jobs/{jobId}");

@@ -102,6 +102,29 @@ public class PreferenceApiTests
         var ev2Job = await app.WaitForStatus(ev2Body.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(1));
         Assert.Equal(rmAcc, Metric(await app.GetJson($"/v1/fine_tuning/jobs/{ev2Job.GetProperty("id").GetString()}/metrics"), "eval/accuracy"), 6);
 
+        // KTO reads unpaired rows {"prompt", "completion", "label"}; other loss types refuse them.
+        var unpaired = string.Join("\n", PreferenceTask.Pairs(64, 4).SelectMany(p => new[]
+        {
+            JsonSerializer.Serialize(new { prompt = p.Prompt, completion = p.Chosen, label = true }),
+            JsonSerializer.Serialize(new { prompt = p.Prompt, completion = p.Rejected, label = false }),
+        }));
+        var (su, unpairedFile) = await app.Upload(unpaired, "kto.jsonl");
+        Assert.True(su == HttpStatusCode.OK, unpairedFile.ToString());
+        Assert.Equal("unpaired_preference", unpairedFile.GetProperty("format").GetString());
+        var (sk, ktoBody) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = unpairedFile.GetProperty("id").GetString(), seed = 2,
+            method = new { type = "dpo", dpo = new { hyperparameters = new { loss_type = "kto", max_steps = 4, batch_size = 16, desirable_weight = 1.0, undesirable_weight = 1.5 } } },
+        });
+        Assert.True(sk == HttpStatusCode.OK, ktoBody.ToString());
+        await app.WaitForStatus(ktoBody.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(1));
+        var ktoMetrics = (await app.GetJson($"/v1/fine_tuning/jobs/{ktoBody.GetProperty("id").GetString()}/metrics")).GetProperty("data").EnumerateArray()
+            .Select(m => m.GetProperty("name").GetString()).ToHashSet();
+        Assert.Contains("kl", ktoMetrics);
+        var (sn, notKto) = await app.PostJson("/v1/fine_tuning/jobs", new { model = "alignhub/tiny", training_file = unpairedFile.GetProperty("id").GetString(), method = new { type = "dpo" } });
+        Assert.Equal(HttpStatusCode.BadRequest, sn);
+        Assert.Equal("training_file", notKto.GetProperty("error").GetProperty("param").GetString());
+
         // Validation up front: an unknown loss type, a reward model as a DPO policy, a supervised file for DPO.
         var (e1, p1) = await app.PostJson("/v1/fine_tuning/jobs", new { model = "alignhub/tiny", training_file = trainId, method = new { type = "dpo", dpo = new { hyperparameters = new { loss_type = "magic", beta = -1 } } } });
         Assert.Equal(HttpStatusCode.BadRequest, e1);

@@ -21,7 +21,7 @@ public sealed record PairLogps(
 /// </summary>
 public static class PreferenceLosses
 {
-    public static readonly string[] Types = ["sigmoid", "robust", "hinge", "ipo", "simpo", "orpo"];
+    public static readonly string[] Types = ["sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto"];
 
     /// <summary>
     /// DPO (Rafailov et al., 2023, "Direct Preference Optimization"): L = -log sigmoid(beta d); with label smoothing e

@@ -19,7 +19,9 @@ public sealed record PreferenceRun(
     PreferenceConfig Config,
     string CheckpointRoot,
     string? ResumeFrom,
-    string ReferenceCachePath);
+    string ReferenceCachePath,
+    IReadOnlyList<UnpairedExample>? UnpairedTrain = null,
+    IReadOnlyList<UnpairedExample>? UnpairedValidation = null);
 
 /// <summary>A pair as token ids: [bos] + prompt (kept from its end), and each continuation + [eos].</summary>
 public sealed record TokenizedPair(int[] Prompt, int[] Chosen, int[] Rejected, float Margin);
@@ -65,14 +67,18 @@ public static class PreferenceTrainer
     public static TrainingResult Train(PreferenceRun run, ITrainingReporter reporter, CancellationToken ct)
     {
         var c = run.Config;
-        bool rm = run.Method == "reward_model";
+        bool rm = run.Method == "reward_model", kto = !rm && c.LossType == "kto";
         var tok = run.Model.CreateTokenizer();
         var arch = run.Model.Architecture;
         int maxLen = Math.Min(c.MaxLength ?? arch.MaxPositions, arch.MaxPositions);
         int maxPrompt = Math.Clamp(c.MaxPromptLength ?? maxLen / 2, 1, maxLen - 1);
-        var train = run.Train.Select(p => Tokenize(p, tok, maxLen, maxPrompt)).ToList();
-        var valid = run.Validation?.Select(p => Tokenize(p, tok, maxLen, maxPrompt)).ToList();
-        if (train.Count == 0) throw new InvalidDataException("the training file has no pairs");
+        // KTO reads unpaired rows; a paired file gives one desirable and one undesirable row per pair (as TRL does).
+        List<TokenizedPair> Prepare(IReadOnlyList<PreferencePair>? pairs, IReadOnlyList<UnpairedExample>? unpaired) => kto
+            ? Kto.Rows(unpaired ?? Kto.FromPairs(pairs ?? []), tok, maxLen, maxPrompt)
+            : (pairs ?? []).Select(p => Tokenize(p, tok, maxLen, maxPrompt)).ToList();
+        var train = Prepare(run.Train, run.UnpairedTrain);
+        var valid = run.Validation is null && run.UnpairedValidation is null ? null : Prepare(run.Validation, run.UnpairedValidation);
+        if (train.Count == 0) throw new InvalidDataException("the training file has no rows");
 
         (ReferenceLogps Train, ReferenceLogps? Valid)? reference = null;
         if (!rm && PreferenceLosses.NeedsReference(c.LossType))
@@ -86,6 +92,12 @@ public static class PreferenceTrainer
         using var policyOwner = rm ? null : policy;
         var parameters = rm ? rewardModel!.Parameters().ToList() : policy.parameters().ToList();
         using var optimizer = optim.AdamW(parameters, lr: c.PeakLearningRate, weight_decay: c.WeightDecay);
+
+        // One micro-batch: its mean loss (with the graph) and its statistics.
+        Tensor Step(IReadOnlyList<TokenizedPair> data, IReadOnlyList<int> idx, ReferenceLogps? r, BatchStats stats) =>
+            rm ? RewardStep(rewardModel!, data, idx, tok.PadId, maxLen, c, stats)
+            : kto ? Kto.Step(policy, data, idx, r!, tok.PadId, maxLen, c, stats)
+            : DpoStep(policy, data, idx, r, tok.PadId, maxLen, c, stats);
 
         int step = 0, epochs = 0;
         long tokens = 0;
@@ -101,8 +113,8 @@ public static class PreferenceTrainer
         }
         else
         {
-            reporter.Event("info", $"Training {(rm ? "a reward model" : $"DPO ({c.LossType})")}: {train.Count} pairs, {total} steps, batch size {c.BatchSize}",
-                new Dictionary<string, object> { ["pairs"] = train.Count, ["total_steps"] = total });
+            reporter.Event("info", $"Training {(rm ? "a reward model" : $"DPO ({c.LossType})")}: {train.Count} {(kto ? "rows" : "pairs")}, {total} steps, batch size {c.BatchSize}",
+                new Dictionary<string, object> { ["rows"] = train.Count, ["total_steps"] = total });
         }
         SetTrain(policy, rewardModel, true);
 
@@ -111,6 +123,7 @@ public static class PreferenceTrainer
         int stepsThisRun = 0;
         var lastMetrics = new Dictionary<string, double>();
         int micro = Math.Max(1, (c.BatchSize + c.GradientAccumulationSteps - 1) / c.GradientAccumulationSteps);
+        long TokensOf(int i) => (long)train[i].Prompt.Length * 2 + train[i].Chosen.Length + train[i].Rejected.Length;
         while (step < total)
         {
             if (reporter.CancelRequested()) return new TrainingResult(TrainingOutcome.Cancelled, step, lastCheckpoint, tokens);
@@ -133,8 +146,7 @@ public static class PreferenceTrainer
                 foreach (var part in batch.Chunk(micro))
                 {
                     using var inner = NewDisposeScope();
-                    var loss = rm ? RewardStep(rewardModel!, train, part, tok.PadId, maxLen, c, stats)
-                                  : DpoStep(policy, train, part, reference?.Train, tok.PadId, maxLen, c, stats);
+                    var loss = Step(train, part, reference?.Train, stats);
                     (loss * ((double)part.Length / batch.Count)).backward();
                 }
                 gradNorm = nn.utils.clip_grad_norm_(parameters, c.MaxGradNorm);
@@ -144,16 +156,16 @@ public static class PreferenceTrainer
             if (!double.IsFinite(stats.Loss / stats.Count))
                 throw new InvalidOperationException($"loss became {stats.Loss / stats.Count} at step {step + 1}; lower the learning rate");
             step++; stepsThisRun++;
-            tokens += batch.Sum(i => (long)train[i].Prompt.Length * 2 + train[i].Chosen.Length + train[i].Rejected.Length);
+            tokens += batch.Sum(TokensOf);
             if (step % perEpoch == 0 || step == total) epochs = (step + perEpoch - 1) / perEpoch;
 
             Dictionary<string, double>? metrics = null;
             if (step % c.LoggingSteps == 0 || step == total)
             {
-                metrics = stats.Metrics(rm, "");
+                metrics = stats.Metrics(rm, kto, "");
                 metrics["grad_norm"] = gradNorm;
                 metrics["learning_rate"] = lr;
-                metrics["tokens_per_second"] = batch.Sum(i => train[i].Prompt.Length * 2 + train[i].Chosen.Length + train[i].Rejected.Length) / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
+                metrics["tokens_per_second"] = batch.Sum(TokensOf) / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
                 lastMetrics = new Dictionary<string, double>(metrics);
             }
             double perStep = clock.Elapsed.TotalSeconds / stepsThisRun;
@@ -162,7 +174,7 @@ public static class PreferenceTrainer
 
             if (valid is { Count: > 0 } && (step % c.EvalSteps == 0 || step == total))
             {
-                var eval = Evaluate(policy, rewardModel, valid, reference?.Valid, tok.PadId, maxLen, c);
+                var eval = Evaluate(policy, rewardModel, valid, (d, i, s2) => Step(d, i, reference?.Valid, s2), rm, kto, c.BatchSize);
                 foreach (var (k, v) in eval) lastMetrics[k] = v;
                 reporter.Step(progress, eval);
             }
@@ -179,13 +191,24 @@ public static class PreferenceTrainer
     }
 
     /// <summary>Running sums over the pairs of one step (or of an evaluation).</summary>
-    sealed class BatchStats
+    internal sealed class BatchStats
     {
         public double Loss, ChosenRewards, RejectedRewards, Correct, LogpsChosen, LogpsRejected, Count;
 
-        public Dictionary<string, double> Metrics(bool rm, string prefix)
+        public double Desirable, Undesirable, Kl;
+
+        public Dictionary<string, double> Metrics(bool rm, bool kto, string prefix)
         {
             double n = Math.Max(1, Count);
+            if (kto)
+                return new Dictionary<string, double>
+                {
+                    [prefix + "loss"] = Loss / n,
+                    [prefix + "rewards/chosen"] = ChosenRewards / Math.Max(1, Desirable), [prefix + "rewards/rejected"] = RejectedRewards / Math.Max(1, Undesirable),
+                    [prefix + "rewards/margins"] = ChosenRewards / Math.Max(1, Desirable) - RejectedRewards / Math.Max(1, Undesirable),
+                    [prefix + "logps/chosen"] = LogpsChosen / Math.Max(1, Desirable), [prefix + "logps/rejected"] = LogpsRejected / Math.Max(1, Undesirable),
+                    [prefix + "kl"] = Kl / n,
+                };
             return rm
                 ? new Dictionary<string, double>
                 {
@@ -215,7 +238,7 @@ public static class PreferenceTrainer
     static List<(int[], int[])> Side(IReadOnlyList<TokenizedPair> data, IEnumerable<int> idx, bool chosen) =>
         idx.Select(i => (data[i].Prompt, chosen ? data[i].Chosen : data[i].Rejected)).ToList();
 
-    static Tensor Pick(float[] values, IReadOnlyList<int> idx) => tensor(idx.Select(i => values[i]).ToArray());
+    internal static Tensor Pick(float[] values, IReadOnlyList<int> idx) => tensor(idx.Select(i => values[i]).ToArray());
 
     /// <summary>The mean DPO-family loss of some pairs; adds their statistics.</summary>
     static Tensor DpoStep(CausalLM policy, IReadOnlyList<TokenizedPair> data, IReadOnlyList<int> idx, ReferenceLogps? reference,
@@ -254,23 +277,21 @@ public static class PreferenceTrainer
         return (r[..b], r[b..]);
     }
 
-    /// <summary>The eval/ metrics over the validation pairs, under no_grad and eval().</summary>
-    public static Dictionary<string, double> Evaluate(CausalLM policy, RewardModel? rm, IReadOnlyList<TokenizedPair> valid, ReferenceLogps? reference,
-        int pad, int maxLen, PreferenceConfig c)
+    /// <summary>The eval/ metrics over the validation rows, under no_grad and eval().</summary>
+    static Dictionary<string, double> Evaluate(CausalLM policy, RewardModel? rm, IReadOnlyList<TokenizedPair> valid,
+        Func<IReadOnlyList<TokenizedPair>, IReadOnlyList<int>, BatchStats, Tensor> step, bool isRm, bool kto, int batchSize)
     {
         SetTrain(policy, rm, false);
         try
         {
             using var _ = no_grad();
             var stats = new BatchStats();
-            for (int i = 0; i < valid.Count; i += c.BatchSize)
+            for (int i = 0; i < valid.Count; i += batchSize)
             {
                 using var scope = NewDisposeScope();
-                var idx = Enumerable.Range(i, Math.Min(c.BatchSize, valid.Count - i)).ToList();
-                if (rm is not null) RewardStep(rm, valid, idx, pad, maxLen, c, stats);
-                else DpoStep(policy, valid, idx, reference, pad, maxLen, c, stats);
+                step(valid, Enumerable.Range(i, Math.Min(batchSize, valid.Count - i)).ToList(), stats);
             }
-            return stats.Metrics(rm is not null, "eval/");
+            return stats.Metrics(isRm, kto, "eval/");
         }
         finally { SetTrain(policy, rm, true); }
     }
@@ -292,6 +313,47 @@ public static class PreferenceTrainer
             run.Model, run.Config.ToJson(), rm?.Extra, config);
         reporter.Checkpoint(step, dir, new Dictionary<string, double>(metrics) { ["step"] = step });
         return dir;
+    }
+}
+
+/// <summary>
+/// KTO's data path. Each unpaired row becomes a <see cref="TokenizedPair"/> whose <c>Chosen</c> is its completion,
+/// whose <c>Rejected</c> is the completion of the row half the file away (a mismatched prompt/completion pair for the
+/// KL estimate, fixed per row so its reference log-prob can be cached), and whose <c>Margin</c> is 1 when desirable.
+/// </summary>
+static class Kto
+{
+    public static List<UnpairedExample> FromPairs(IReadOnlyList<PreferencePair> pairs) =>
+        pairs.SelectMany(p => new[] { new UnpairedExample(p.Prompt, p.Chosen, true), new UnpairedExample(p.Prompt, p.Rejected, false) }).ToList();
+
+    public static List<TokenizedPair> Rows(IReadOnlyList<UnpairedExample> rows, ITokenizer tok, int maxLen, int maxPrompt)
+    {
+        int n = rows.Count, shift = Math.Max(1, n / 2);
+        return rows.Select((r, i) => PreferenceTrainer.Tokenize(
+            new PreferencePair(r.Prompt, r.Completion, rows[(i + shift) % n].Completion, r.Desirable ? 1 : 0), tok, maxLen, maxPrompt)).ToList();
+    }
+
+    public static Tensor Step(CausalLM policy, IReadOnlyList<TokenizedPair> data, IReadOnlyList<int> idx, ReferenceLogps reference,
+        int pad, int maxLen, PreferenceConfig c, PreferenceTrainer.BatchStats stats)
+    {
+        var (matched, mismatched) = CompletionLogProbs.Concatenated(policy,
+            idx.Select(i => (data[i].Prompt, data[i].Chosen)).ToList(), idx.Select(i => (data[i].Prompt, data[i].Rejected)).ToList(), pad, maxLen);
+        var desirable = tensor(idx.Select(i => data[i].Margin > 0.5f).ToArray());
+        var refMatched = PreferenceTrainer.Pick(reference.Chosen, idx);
+        var refMismatched = PreferenceTrainer.Pick(reference.Rejected, idx);
+        var o = PreferenceLosses.Kto(matched.Sum, refMatched, desirable, mismatched.Sum, refMismatched, c.Beta, c.DesirableWeight, c.UndesirableWeight);
+        var want = desirable.to_type(ScalarType.Float32);
+        int nd = (int)want.sum().item<float>();
+        stats.Loss += o.Losses.sum().item<float>();
+        stats.ChosenRewards += o.ChosenRewards.sum().item<float>();
+        stats.RejectedRewards += o.RejectedRewards.sum().item<float>();
+        stats.LogpsChosen += (matched.Sum.detach() * want).sum().item<float>();
+        stats.LogpsRejected += (matched.Sum.detach() * (1 - want)).sum().item<float>();
+        stats.Kl += (mismatched.Sum.detach() - refMismatched).mean().clamp_min(0).item<float>() * idx.Count;
+        stats.Desirable += nd;
+        stats.Undesirable += idx.Count - nd;
+        stats.Count += idx.Count;
+        return o.Losses.mean();
     }
 }
 
