@@ -41,6 +41,7 @@ public sealed record EvaluateHyperparametersRequest
 {
     public string? ReferenceModel { get; init; }
     public string? RewardModel { get; init; }
+    public double? UncertaintyPenalty { get; init; }
     public int? MaxNewTokens { get; init; }
     public double? Temperature { get; init; }
     public int? BootstrapSamples { get; init; }
@@ -67,6 +68,7 @@ public sealed record PreferenceHyperparametersRequest
     public double? LabelSmoothing { get; init; }
     public double? SimpoGamma { get; init; }
     public double? OrpoLambda { get; init; }
+    public int? EnsembleSize { get; init; }
     public double? DesirableWeight { get; init; }
     public double? UndesirableWeight { get; init; }
     public double? CenterRewardsCoefficient { get; init; }

@@ -14,6 +14,8 @@ public sealed record EvaluateConfig
     public string? ReferenceModel { get; init; }
     /// <summary>A reward model that judges policy samples against reference samples (null: no win rate).</summary>
     public string? RewardModel { get; init; }
+    /// <summary>With an ensemble judge: the reward is mean - k * std over its members (0: the mean).</summary>
+    public double UncertaintyPenalty { get; init; }
     public int MaxNewTokens { get; init; } = 64;
     /// <summary>0: greedy samples.</summary>
     public double Temperature { get; init; } = 0;

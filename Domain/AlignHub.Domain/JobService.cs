@@ -136,6 +136,8 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         if (hp.LossType is { } lt && !new[] { "sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto" }.Contains(lt))
             err(P + "loss_type", $"unknown loss_type \"{lt}\"; supported: sigmoid, robust, hinge, ipo, simpo, orpo, kto");
         Range(hp.DesirableWeight, "desirable_weight", 0, 100);
+        Range(hp.EnsembleSize, "ensemble_size", 1, 16);
+        if (methodType == "dpo" && hp.EnsembleSize is not null) err(P + "ensemble_size", "ensembles are of reward models");
         Range(hp.UndesirableWeight, "undesirable_weight", 0, 100);
         if (methodType == "reward_model" && hp.LossType is not null) err(P + "loss_type", "a reward model has no loss_type (Bradley-Terry)");
         if (hp.LrSchedulerType is { } st && st is not ("cosine" or "linear")) err(P + "lr_scheduler_type", "must be cosine or linear");
@@ -166,6 +168,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             SimpoGamma = hp.SimpoGamma ?? c.SimpoGamma,
             OrpoLambda = hp.OrpoLambda ?? c.OrpoLambda,
             DesirableWeight = hp.DesirableWeight ?? c.DesirableWeight,
+            EnsembleSize = hp.EnsembleSize ?? c.EnsembleSize,
             UndesirableWeight = hp.UndesirableWeight ?? c.UndesirableWeight,
             CenterRewardsCoefficient = hp.CenterRewardsCoefficient ?? c.CenterRewardsCoefficient,
             GradientAccumulationSteps = hp.GradientAccumulationSteps ?? c.GradientAccumulationSteps,
@@ -195,10 +198,11 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         Range(hp.MaxNewTokens, "max_new_tokens", 1, 8192);
         Range(hp.Temperature, "temperature", 0, 10);
         Range(hp.BootstrapSamples, "bootstrap_samples", 100, 100_000);
+        Range(hp.UncertaintyPenalty, "uncertainty_penalty", 0, 100);
         Range(hp.BatchSize, "batch_size", 1, 512);
         return c with
         {
-            ReferenceModel = hp.ReferenceModel, RewardModel = hp.RewardModel,
+            ReferenceModel = hp.ReferenceModel, RewardModel = hp.RewardModel, UncertaintyPenalty = hp.UncertaintyPenalty ?? 0,
             MaxNewTokens = hp.MaxNewTokens ?? c.MaxNewTokens, Temperature = hp.Temperature ?? c.Temperature,
             BootstrapSamples = hp.BootstrapSamples ?? c.BootstrapSamples, BatchSize = hp.BatchSize ?? c.BatchSize,
         };

@@ -27,6 +27,11 @@ public sealed record PreferenceConfig
     public double UndesirableWeight { get; init; } = 1.0;
     /// <summary>Reward model: coefficient of the centering term (r_c + r_r)^2 (0: off).</summary>
     public double CenterRewardsCoefficient { get; init; }
+    /// <summary>
+    /// Reward model: members of an ensemble, trained one after another with seeds seed, seed+1, ...; their mean and
+    /// standard deviation give an uncertainty-penalised reward (mean - k * std) where a judge is used.
+    /// </summary>
+    public int EnsembleSize { get; init; } = 1;
     public int NEpochs { get; init; } = 3;
     /// <summary>Pairs per optimizer step.</summary>
     public int BatchSize { get; init; } = 8;

@@ -72,12 +72,14 @@ public class PreferenceApiTests
         await app.WaitForStatus(ipo, "succeeded", TimeSpan.FromMinutes(2));
         Assert.Contains(await Messages(ipo), m => m.StartsWith("Reference log-probs reused"));
 
-        var rm = await Create("reward_model", new { n_epochs = 2, batch_size = 16, learning_rate = 2e-3, eval_steps = 8 });
+        var rm = await Create("reward_model", new { n_epochs = 2, batch_size = 16, learning_rate = 2e-3, eval_steps = 8, ensemble_size = 2 });
         var rmJob = await app.WaitForStatus(rm, "succeeded", TimeSpan.FromMinutes(3));
         var rmModel = rmJob.GetProperty("fine_tuned_model").GetString()!;
         Assert.Equal("reward_model", (await app.GetJson($"/v1/models/{rmModel}")).GetProperty("kind").GetString());
-        var rmAcc = (await app.GetJson($"/v1/fine_tuning/jobs/{rm}/metrics?name=eval/accuracy")).GetProperty("data").EnumerateArray().Last().GetProperty("value").GetDouble();
-        Assert.True(rmAcc > 0.7, $"held-out reward-model accuracy {rmAcc}");
+        Assert.Equal(64, rmJob.GetProperty("total_steps").GetInt32()); // 2 members x 32 steps
+        var rmAcc = (await app.GetJson($"/v1/fine_tuning/jobs/{rm}/metrics?name=eval/ensemble/accuracy")).GetProperty("data").EnumerateArray().Last().GetProperty("value").GetDouble();
+        Assert.True(rmAcc > 0.7, $"held-out reward-model ensemble accuracy {rmAcc}");
+        Assert.True((await app.GetJson($"/v1/fine_tuning/jobs/{rm}/metrics?name=eval/ensemble/reward_std")).GetProperty("data").EnumerateArray().Last().GetProperty("value").GetDouble() > 0);
 
         // Evaluate the DPO policy: implicit-reward accuracy against its base model (the default reference) and the
         // win rate of its greedy samples over the base model's, judged by the reward model.
@@ -85,7 +87,7 @@ public class PreferenceApiTests
         var (ev, evBody) = await app.PostJson("/v1/fine_tuning/jobs", new
         {
             model = dpoModel, training_file = validId, seed = 1,
-            method = new { type = "evaluate", evaluate = new { hyperparameters = new { reward_model = rmModel, max_new_tokens = 16, bootstrap_samples = 500 } } },
+            method = new { type = "evaluate", evaluate = new { hyperparameters = new { reward_model = rmModel, uncertainty_penalty = 0.5, max_new_tokens = 16, bootstrap_samples = 500 } } },
         });
         Assert.True(ev == HttpStatusCode.OK, evBody.ToString());
         var evJob = await app.WaitForStatus(evBody.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(2));

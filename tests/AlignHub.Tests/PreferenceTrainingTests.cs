@@ -83,6 +83,28 @@ public class PreferenceTrainingTests
     }
 
     [Fact]
+    public void A_reward_model_ensemble_trains_members_with_different_seeds_and_reports_its_spread()
+    {
+        var c = new PreferenceConfig { EnsembleSize = 3, NEpochs = 2, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
+        var rep = new RecordingReporter();
+        var root = TempDir();
+        var result = PreferenceTrainer.Train(Run("reward_model", c, root: root), rep, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+        Assert.Equal(3 * 48, result.Step); // 384 pairs / 16 x 2 epochs per member
+        Assert.True(RewardEnsemble.IsEnsemble(result.LastCheckpoint));
+        var members = RewardEnsemble.MemberFolders(result.LastCheckpoint!);
+        Assert.Equal(3, members.Count);
+        Assert.Equal([48, 96, 144], rep.Saved.Select(s => s.Step).ToArray()); // steps numbered across the ensemble
+        var last = rep.Metrics[^1].Metrics;
+        Assert.True(last["eval/ensemble/accuracy"] >= 0.85, $"ensemble accuracy {last["eval/ensemble/accuracy"]:F3}");
+        Assert.True(last["eval/ensemble/reward_std"] > 0);
+        // Members differ (seeds 3, 4, 5); the ensemble folder itself loads as member 0.
+        var w = members.Select(m => AlignHub.Training.IO.SafeTensors.Read(Path.Combine(m, "model.safetensors"))[RewardModel.ScoreKey].data<float>().ToArray()).ToList();
+        Assert.NotEqual(w[0], w[1]);
+        Assert.Equal(w[0], AlignHub.Training.IO.SafeTensors.Read(Path.Combine(result.LastCheckpoint!, "model.safetensors"))[RewardModel.ScoreKey].data<float>().ToArray());
+    }
+
+    [Fact]
     public void KTO_learns_from_unpaired_labels()
     {
         // Unpaired rows: each pair's chosen as desirable, its rejected as undesirable, shuffled apart.

@@ -36,9 +36,8 @@ public static class EvaluateRunner
 
         if (arch.IsRewardModel)
         {
-            using var rm = run.Model.CreateRewardModel();
-            rm.Train(false);
-            metrics["eval/accuracy"] = Accuracy(rm, pairs, tok.PadId, maxLen, c.BatchSize);
+            using var ensemble = RewardEnsemble.Load(run.Model); // a single reward model is an ensemble of one
+            metrics["eval/accuracy"] = Accuracy(ensemble, pairs, tok.PadId, maxLen, c.BatchSize);
         }
         else
         {
@@ -71,11 +70,10 @@ public static class EvaluateRunner
             }
             var policySamples = Sample(run.Model);
             var referenceSamples = Sample(run.Reference);
-            using var judge = run.Judge.CreateRewardModel();
-            judge.Train(false);
+            using var judge = RewardEnsemble.Load(run.Judge);
             var judgeTok = run.Judge.CreateTokenizer();
-            var rp = Score(judge, judgeTok, prompts, policySamples.Select(s => s.Text).ToList(), c.BatchSize);
-            var rr = Score(judge, judgeTok, prompts, referenceSamples.Select(s => s.Text).ToList(), c.BatchSize);
+            var rp = Score(judge, judgeTok, prompts, policySamples.Select(s => s.Text).ToList(), c.BatchSize, c.UncertaintyPenalty);
+            var rr = Score(judge, judgeTok, prompts, referenceSamples.Select(s => s.Text).ToList(), c.BatchSize, c.UncertaintyPenalty);
             var outcome = rp.Zip(rr, (a, b) => a > b ? 1.0 : a == b ? 0.5 : 0.0).ToArray();
             metrics["win_rate"] = outcome.Average();
             var (lo, hi) = Bootstrap(outcome, c.BootstrapSamples, c.Seed);
@@ -97,31 +95,35 @@ public static class EvaluateRunner
         return (new TrainingResult(TrainingOutcome.Completed, total, null, 0), metrics);
     }
 
-    public static double Accuracy(RewardModel rm, IReadOnlyList<TokenizedPair> pairs, int pad, int maxLen, int batchSize)
+    /// <summary>Share of pairs whose chosen side gets the higher (mean) reward.</summary>
+    public static double Accuracy(RewardEnsemble rm, IReadOnlyList<TokenizedPair> pairs, int pad, int maxLen, int batchSize)
     {
         int wins = 0;
         for (int i = 0; i < pairs.Count; i += batchSize)
         {
             using var scope = NewDisposeScope();
             var idx = Enumerable.Range(i, Math.Min(batchSize, pairs.Count - i)).ToList();
-            var (c, r) = PreferenceTrainer.ScorePairs(rm, pairs, idx, pad, maxLen);
+            var (c, _, r, _) = rm.ScorePairs(pairs, idx, pad, maxLen);
             wins += (int)c.gt(r).sum().item<long>();
         }
         return (double)wins / Math.Max(1, pairs.Count);
     }
 
-    /// <summary>Judge rewards of prompt + completion texts (the completion ends with eos, as in training).</summary>
-    static double[] Score(RewardModel judge, Tokenizers.ITokenizer tok, IReadOnlyList<string> prompts, IReadOnlyList<string> completions, int batchSize)
+    /// <summary>
+    /// Judge rewards of prompt + completion texts (the completion ends with eos, as in training): the members' mean
+    /// minus <paramref name="penalty"/> times their standard deviation.
+    /// </summary>
+    static double[] Score(RewardEnsemble judge, Tokenizers.ITokenizer tok, IReadOnlyList<string> prompts, IReadOnlyList<string> completions, int batchSize, double penalty)
     {
-        int maxLen = judge.Backbone.Architecture.MaxPositions;
+        int maxLen = judge.Models[0].Backbone.Architecture.MaxPositions;
         var data = prompts.Select((p, i) => PreferenceTrainer.Tokenize(new PreferencePair(p, completions[i], completions[i]), tok, maxLen, maxLen / 2)).ToList();
         var scores = new double[data.Count];
         for (int i = 0; i < data.Count; i += batchSize)
         {
             using var scope = NewDisposeScope();
             var idx = Enumerable.Range(i, Math.Min(batchSize, data.Count - i)).ToList();
-            var (c, _) = PreferenceTrainer.ScorePairs(judge, data, idx, tok.PadId, maxLen);
-            var arr = c.data<float>().ToArray();
+            var (mean, std, _, _) = judge.ScorePairs(data, idx, tok.PadId, maxLen);
+            var arr = (mean - penalty * std).data<float>().ToArray();
             for (int k = 0; k < idx.Count; k++) scores[i + k] = arr[k];
         }
         return scores;

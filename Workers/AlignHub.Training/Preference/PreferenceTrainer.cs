@@ -66,6 +66,7 @@ public static class PreferenceTrainer
 
     public static TrainingResult Train(PreferenceRun run, ITrainingReporter reporter, CancellationToken ct)
     {
+        if (run.Method == "reward_model" && run.Config.EnsembleSize > 1) return TrainEnsemble(run, reporter, ct);
         var c = run.Config;
         bool rm = run.Method == "reward_model", kto = !rm && c.LossType == "kto";
         var tok = run.Model.CreateTokenizer();
@@ -182,6 +183,56 @@ public static class PreferenceTrainer
                 lastCheckpoint = Save(run, policy, rewardModel, optimizer, step, epochs, tokens, total, lastMetrics, reporter);
         }
         return new TrainingResult(TrainingOutcome.Completed, step, lastCheckpoint, tokens);
+    }
+
+    /// <summary>
+    /// Members one after another, seeds seed + k, each in <c>member-k</c> under the job's checkpoint folder, steps
+    /// numbered across the ensemble. A resumed job skips members whose final checkpoint exists and resumes the member
+    /// its checkpoint belongs to. Ends with the ensemble folder and the ensemble's eval/ensemble metrics.
+    /// </summary>
+    static TrainingResult TrainEnsemble(PreferenceRun run, ITrainingReporter reporter, CancellationToken ct)
+    {
+        var c = run.Config;
+        int k = c.EnsembleSize, per = TotalSteps(run.Train.Count, c), total = k * per;
+        var finals = new List<string>();
+        long tokens = 0;
+        for (int m = 0; m < k; m++)
+        {
+            var root = Path.Combine(run.CheckpointRoot, $"member-{m}");
+            var final = Path.Combine(root, $"step-{per:D7}");
+            if (Directory.Exists(final)) { finals.Add(final); continue; }
+            var resume = run.ResumeFrom is { } r && Path.GetFullPath(r).StartsWith(Path.GetFullPath(root) + Path.DirectorySeparatorChar) ? r : null;
+            var result = Train(run with { Config = c with { Seed = c.Seed + m, EnsembleSize = 1 }, CheckpointRoot = root, ResumeFrom = resume },
+                new MemberReporter(reporter, m * per, total, m, k), ct);
+            tokens += result.TrainedTokens;
+            if (result.Outcome != TrainingOutcome.Completed) return result with { Step = result.Step + m * per };
+            finals.Add(result.LastCheckpoint!);
+        }
+        var ensembleDir = Path.Combine(run.CheckpointRoot, "ensemble");
+        RewardEnsemble.Write(ensembleDir, finals);
+        if (run.Validation is { Count: > 0 } v)
+        {
+            var tok = run.Model.CreateTokenizer();
+            int maxLen = Math.Min(c.MaxLength ?? run.Model.Architecture.MaxPositions, run.Model.Architecture.MaxPositions);
+            var valid = v.Select(p => Tokenize(p, tok, maxLen, Math.Clamp(c.MaxPromptLength ?? maxLen / 2, 1, maxLen - 1))).ToList();
+            using var ensemble = RewardEnsemble.Load(run.Model with { Folder = ensembleDir });
+            using var _ = no_grad();
+            double correct = 0, std = 0;
+            for (int i = 0; i < valid.Count; i += c.BatchSize)
+            {
+                using var scope = NewDisposeScope();
+                var idx = Enumerable.Range(i, Math.Min(c.BatchSize, valid.Count - i)).ToList();
+                var (cm, cs, rmn, rs) = ensemble.ScorePairs(valid, idx, tok.PadId, maxLen);
+                correct += cm.gt(rmn).sum().item<long>();
+                std += (cs + rs).sum().item<float>() / 2;
+            }
+            reporter.Step(new TrainingProgress(total, total, c.NEpochs, tokens, 0), new Dictionary<string, double>
+            {
+                ["eval/ensemble/accuracy"] = correct / valid.Count, ["eval/ensemble/reward_std"] = std / valid.Count,
+            });
+        }
+        reporter.Event("info", $"Reward-model ensemble of {k} members written", new Dictionary<string, object> { ["members"] = k });
+        return new TrainingResult(TrainingOutcome.Completed, total, ensembleDir, tokens);
     }
 
     static void SetTrain(CausalLM policy, RewardModel? rm, bool on)
