@@ -43,6 +43,48 @@ public class ResilienceTests
         Assert.Contains(events, m => m.Contains("attempt 2"));
     }
 
+    /// <summary>A DPO job whose process is killed resumes from its checkpoint and ends with the weights of an uninterrupted job.</summary>
+    [Fact]
+    public async Task A_DPO_job_killed_mid_run_ends_with_the_weights_of_an_uninterrupted_run()
+    {
+        var data = TempDir();
+        await using var app = await AlignHubProcess.StartAsync(data);
+        var pairs = string.Join("\n", AlignHub.Domain.PreferenceTask.Pairs(256, 1).Select(p => JsonSerializer.Serialize(new { prompt = p.Prompt, chosen = p.Chosen, rejected = p.Rejected })));
+        var file = (await app.Upload(pairs, "pairs.jsonl")).Body.GetProperty("id").GetString()!;
+        async Task<string> Create()
+        {
+            var (status, body) = await app.PostJson("/v1/fine_tuning/jobs", new
+            {
+                model = "alignhub/tiny", training_file = file, seed = 7,
+                method = new { type = "dpo", dpo = new { hyperparameters = new { n_epochs = 100, max_steps = 300, batch_size = 16, learning_rate = 1e-3, save_steps = 20 } } },
+            });
+            Assert.True(status == System.Net.HttpStatusCode.OK, body.ToString());
+            return body.GetProperty("id").GetString()!;
+        }
+        var killed = await Create();
+        await app.WaitForJob(killed, j => j.GetProperty("steps_completed").GetInt32() >= 50, TimeSpan.FromMinutes(2));
+        app.Kill();
+        await app.RestartAsync();
+        await app.WaitForStatus(killed, "succeeded", TimeSpan.FromMinutes(3));
+        var events = (await app.GetJson($"/v1/fine_tuning/jobs/{killed}/events?limit=1000")).GetProperty("data").EnumerateArray()
+            .Select(e => e.GetProperty("message").GetString()!).ToList();
+        Assert.Contains(events, m => m.StartsWith("Resumed from checkpoint at step "));
+        var keys = await MetricKeys(app, killed);
+        Assert.Equal(keys.Count, keys.Distinct().Count());
+        Assert.Equal(Enumerable.Range(1, 300), keys.Where(k => k.Name == "loss").Select(k => k.Step));
+
+        var straight = await Create();
+        await app.WaitForStatus(straight, "succeeded", TimeSpan.FromMinutes(3));
+        var a = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(data, "checkpoints", killed, "step-0000300", "model.safetensors"));
+        var b = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(data, "checkpoints", straight, "step-0000300", "model.safetensors"));
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, t) in a)
+        {
+            var diff = (t - b[name]).abs().max().item<float>();
+            Assert.True(diff <= 1e-6f, $"{name} differs by {diff}");
+        }
+    }
+
     [PostgresFact]
     public async Task Postgres_one_api_and_two_workers_run_each_job_exactly_once()
     {
