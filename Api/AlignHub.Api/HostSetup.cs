@@ -68,6 +68,7 @@ public static class HostSetup
         services.AddSingleton<FileService>();
         services.AddSingleton<JobService>();
         services.AddSingleton<ModelService>();
+        services.AddSingleton<AnnotationService>();
 
         services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = false);

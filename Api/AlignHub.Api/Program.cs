@@ -25,6 +25,7 @@ if (options.HasRole("api"))
     v1.MapFiles();
     v1.MapFineTuningJobs();
     v1.MapModels();
+    v1.MapAnnotation();
 }
 if (options.HasRole("web"))
     app.MapDashboard();

@@ -11,6 +11,9 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
     public DbSet<JobEvent> Events => Set<JobEvent>();
     public DbSet<JobMetric> Metrics => Set<JobMetric>();
     public DbSet<JobCheckpoint> Checkpoints => Set<JobCheckpoint>();
+    public DbSet<AnnotationCampaign> Campaigns => Set<AnnotationCampaign>();
+    public DbSet<AnnotationItem> AnnotationItems => Set<AnnotationItem>();
+    public DbSet<AnnotationAssignment> Assignments => Set<AnnotationAssignment>();
 
     protected override void OnModelCreating(ModelBuilder b)
     {
@@ -52,6 +55,25 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.ToTable("job_checkpoints");
             e.Property(x => x.Id).HasMaxLength(64);
             e.HasIndex(x => new { x.JobId, x.Step }).IsUnique();
+        });
+        b.Entity<AnnotationCampaign>(e =>
+        {
+            e.ToTable("annotation_campaigns");
+            e.Property(x => x.Id).HasMaxLength(64);
+        });
+        b.Entity<AnnotationItem>(e =>
+        {
+            e.ToTable("annotation_items");
+            e.HasIndex(x => new { x.CampaignId, x.Index }).IsUnique();
+        });
+        b.Entity<AnnotationAssignment>(e =>
+        {
+            e.ToTable("annotation_assignments");
+            e.Property(x => x.Annotator).HasMaxLength(128);
+            // A slot of an item is filled once; an annotator holds or labels an item once.
+            e.HasIndex(x => new { x.ItemId, x.Slot }).IsUnique().HasFilter("\"Slot\" IS NOT NULL");
+            e.HasIndex(x => new { x.ItemId, x.Annotator }).IsUnique();
+            e.HasIndex(x => new { x.CampaignId, x.Annotator, x.SubmittedAtMs });
         });
     }
 }

@@ -21,6 +21,145 @@ namespace AlignHub.Migrations.Postgres.Migrations
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.Entity("AlignHub.Domain.AnnotationAssignment", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("Annotator")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
+
+                    b.Property<string>("CampaignId")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<int?>("DurationMs")
+                        .HasColumnType("integer");
+
+                    b.Property<long>("ItemId")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Label")
+                        .HasColumnType("text");
+
+                    b.Property<long>("LeaseUntilMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("LeasedAtMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("RationaleText")
+                        .HasColumnType("text");
+
+                    b.Property<int?>("Slot")
+                        .HasColumnType("integer");
+
+                    b.Property<long?>("SubmittedAtMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<bool>("Swapped")
+                        .HasColumnType("boolean");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ItemId", "Annotator")
+                        .IsUnique();
+
+                    b.HasIndex("ItemId", "Slot")
+                        .IsUnique()
+                        .HasFilter("\"Slot\" IS NOT NULL");
+
+                    b.HasIndex("CampaignId", "Annotator", "SubmittedAtMs");
+
+                    b.ToTable("annotation_assignments", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.AnnotationCampaign", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<bool>("AllowTies")
+                        .HasColumnType("boolean");
+
+                    b.Property<int>("AnnotatorsPerItem")
+                        .HasColumnType("integer");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Guidelines")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<int>("ItemCount")
+                        .HasColumnType("integer");
+
+                    b.Property<int>("LeaseSeconds")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("Question")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("Rationale")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("SourceFile")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.HasKey("Id");
+
+                    b.ToTable("annotation_campaigns", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.AnnotationItem", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("CampaignId")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<int>("Index")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Prompt")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("ResponseA")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("ResponseB")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("CampaignId", "Index")
+                        .IsUnique();
+
+                    b.ToTable("annotation_items", (string)null);
+                });
+
             modelBuilder.Entity("AlignHub.Domain.FileRecord", b =>
                 {
                     b.Property<string>("Id")

@@ -16,6 +16,141 @@ namespace AlignHub.Migrations.Sqlite.Migrations
 #pragma warning disable 612, 618
             modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
 
+            modelBuilder.Entity("AlignHub.Domain.AnnotationAssignment", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Annotator")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("CampaignId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int?>("DurationMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("ItemId")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Label")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("LeaseUntilMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("LeasedAtMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("RationaleText")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int?>("Slot")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("SubmittedAtMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("Swapped")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ItemId", "Annotator")
+                        .IsUnique();
+
+                    b.HasIndex("ItemId", "Slot")
+                        .IsUnique()
+                        .HasFilter("\"Slot\" IS NOT NULL");
+
+                    b.HasIndex("CampaignId", "Annotator", "SubmittedAtMs");
+
+                    b.ToTable("annotation_assignments", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.AnnotationCampaign", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("AllowTies")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("AnnotatorsPerItem")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Guidelines")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("ItemCount")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("LeaseSeconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Question")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Rationale")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("SourceFile")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.ToTable("annotation_campaigns", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.AnnotationItem", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("CampaignId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Index")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Prompt")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ResponseA")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ResponseB")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("CampaignId", "Index")
+                        .IsUnique();
+
+                    b.ToTable("annotation_items", (string)null);
+                });
+
             modelBuilder.Entity("AlignHub.Domain.FileRecord", b =>
                 {
                     b.Property<string>("Id")

@@ -1,0 +1,304 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
+
+namespace AlignHub.Domain;
+
+/// <summary>Body of <c>POST /v1/annotation/campaigns</c>.</summary>
+public sealed record CreateCampaignRequest
+{
+    public string? Name { get; init; }
+    /// <summary>A file of items: a generation job's rows (<c>{"prompt", "completions": [a, b, ...]}</c>, the first two) or <c>{"prompt", "response_a", "response_b"}</c>.</summary>
+    public string? File { get; init; }
+    public int? AnnotatorsPerItem { get; init; }
+    public string? Guidelines { get; init; }
+    public string? Question { get; init; }
+    public bool? AllowTies { get; init; }
+    public string? Rationale { get; init; }
+    public int? LeaseSeconds { get; init; }
+}
+
+/// <summary>
+/// Labeling campaigns: creation from a file, assignment that holds under concurrency (leases on item slots, enforced
+/// by unique indexes), labels with sides mapped back, undo, agreement statistics and export to a preference file.
+/// </summary>
+public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileService files, AlignHubOptions options)
+{
+    public abstract record Result;
+    public sealed record Ok<T>(T Value) : Result;
+    public sealed record Invalid(string Field, string Message) : Result;
+    public sealed record NotFound(string What) : Result;
+    public sealed record Conflict(string Message) : Result;
+
+    public async Task<Result> CreateAsync(CreateCampaignRequest req, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(req.Name) || req.Name.Length > 200) return new Invalid("name", "name is required (at most 200 characters)");
+        int k = req.AnnotatorsPerItem ?? 1;
+        if (k is < 1 or > 50) return new Invalid("annotators_per_item", "must be from 1 to 50");
+        var rationale = req.Rationale ?? "optional";
+        if (rationale is not ("off" or "optional" or "required")) return new Invalid("rationale", "must be off, optional or required");
+        int lease = req.LeaseSeconds ?? 600;
+        if (lease is < 10 or > 86400) return new Invalid("lease_seconds", "must be from 10 to 86400");
+        if (req.Guidelines is { Length: > 100_000 }) return new Invalid("guidelines", "at most 100,000 characters");
+        if (req.Question is { Length: > 500 }) return new Invalid("question", "at most 500 characters");
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var file = req.File is null ? null : await db.Files.FindAsync([req.File], ct);
+        if (file is null) return new Invalid("file", req.File is null ? "file is required" : $"file \"{req.File}\" does not exist");
+        List<(string Prompt, string A, string B)> items;
+        try { items = ReadItems(options.Resolve(file.StoragePath)); }
+        catch (JsonlFormatException e) { return new Invalid("file", $"line {e.Line}: {e.Reason}"); }
+        if (items.Count == 0) return new Invalid("file", "the file has no items");
+
+        var c = new AnnotationCampaign
+        {
+            Id = Ids.New("camp-"), Name = req.Name, SourceFile = file.Id, AnnotatorsPerItem = k, Guidelines = req.Guidelines ?? "",
+            Question = req.Question ?? "Which response is better?", AllowTies = req.AllowTies ?? false, Rationale = rationale,
+            LeaseSeconds = lease, ItemCount = items.Count, CreatedAt = Ids.Now(),
+        };
+        db.Campaigns.Add(c);
+        db.AnnotationItems.AddRange(items.Select((it, i) => new AnnotationItem { CampaignId = c.Id, Index = i, Prompt = it.Prompt, ResponseA = it.A, ResponseB = it.B }));
+        await db.SaveChangesAsync(ct);
+        return new Ok<AnnotationCampaign>(c);
+    }
+
+    /// <summary>Items from generation rows (first two completions) or <c>{"prompt", "response_a", "response_b"}</c> rows.</summary>
+    static List<(string, string, string)> ReadItems(string path)
+    {
+        var list = new List<(string, string, string)>();
+        using var fs = File.OpenRead(path);
+        foreach (var (no, line) in JsonlRows.ReadLines(fs))
+        {
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            using var doc = JsonDocument.Parse(line);
+            var r = doc.RootElement;
+            string PromptText() => r.TryGetProperty("prompt", out var p)
+                ? p.ValueKind == JsonValueKind.String ? p.GetString()! : string.Join("\n", p.EnumerateArray().Select(m => $"{m.GetProperty("role").GetString()}: {m.GetProperty("content").GetString()}"))
+                : throw new JsonlFormatException(no, "\"prompt\" is missing");
+            if (r.TryGetProperty("completions", out var comps) && comps.ValueKind == JsonValueKind.Array)
+            {
+                if (comps.GetArrayLength() < 2) throw new JsonlFormatException(no, "an item needs two completions");
+                string Text(JsonElement e) => e.ValueKind == JsonValueKind.String ? e.GetString()! : e.GetProperty("text").GetString()!;
+                list.Add((PromptText(), Text(comps[0]), Text(comps[1])));
+            }
+            else if (r.TryGetProperty("response_a", out var a) && r.TryGetProperty("response_b", out var b) && a.ValueKind == JsonValueKind.String && b.ValueKind == JsonValueKind.String)
+                list.Add((PromptText(), a.GetString()!, b.GetString()!));
+            else throw new JsonlFormatException(no, "expected {\"prompt\", \"completions\": [a, b]} or {\"prompt\", \"response_a\", \"response_b\"}");
+        }
+        return list;
+    }
+
+    /// <summary>What an annotator sees: the item with sides as shown to them, and their progress.</summary>
+    public sealed record NextItem(long AssignmentId, long ItemId, string Prompt, string Left, string Right, long LeaseUntilMs, int Done, int Total);
+
+    /// <summary>
+    /// The caller's current item: their unexpired lease, or a new lease on a free slot of an item they have not seen.
+    /// Concurrent callers race on the unique indexes; a lost race tries the next item. Null when nothing is left.
+    /// </summary>
+    public async Task<Result> NextAsync(string campaignId, string annotator, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        if (c is null) return new NotFound("campaign");
+        for (int attempt = 0; attempt < 20; attempt++)
+        {
+            var now = Ids.NowMs();
+            var mine = await db.Assignments.AsNoTracking()
+                .Where(a => a.CampaignId == campaignId && a.Annotator == annotator && a.Label == null && a.LeaseUntilMs >= now)
+                .OrderBy(a => a.Id).FirstOrDefaultAsync(ct);
+            if (mine is not null) return new Ok<NextItem?>(await Show(db, c, mine, annotator, ct));
+            // Expired leases return their slots.
+            await db.Assignments.Where(a => a.CampaignId == campaignId && a.Label == null && a.LeaseUntilMs < now).ExecuteDeleteAsync(ct);
+
+            int k = c.AnnotatorsPerItem;
+            var candidates = await db.AnnotationItems.AsNoTracking()
+                .Where(i => i.CampaignId == campaignId
+                            && !db.Assignments.Any(a => a.ItemId == i.Id && a.Annotator == annotator)
+                            && db.Assignments.Count(a => a.ItemId == i.Id && a.Slot != null) < k)
+                .OrderBy(i => i.Index).Select(i => i.Id).Take(8).ToListAsync(ct);
+            if (candidates.Count == 0) return new Ok<NextItem?>(null);
+            // Spread concurrent annotators over the first candidates instead of all racing for one.
+            var itemId = candidates[Random.Shared.Next(candidates.Count)];
+            var used = await db.Assignments.AsNoTracking().Where(a => a.ItemId == itemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
+            var slot = Enumerable.Range(0, k).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault();
+            if (slot is null) continue;
+            var row = new AnnotationAssignment
+            {
+                CampaignId = campaignId, ItemId = itemId, Slot = slot, Annotator = annotator, Swapped = SideSwap(annotator, itemId),
+                LeasedAtMs = now, LeaseUntilMs = now + c.LeaseSeconds * 1000L,
+            };
+            db.Assignments.Add(row);
+            try
+            {
+                await db.SaveChangesAsync(ct);
+                return new Ok<NextItem?>(await Show(db, c, row, annotator, ct));
+            }
+            catch (DbUpdateException)
+            {
+                db.ChangeTracker.Clear(); // someone took that slot (or this item) first: try again
+            }
+        }
+        return new Conflict("too many concurrent claims; try again");
+    }
+
+    /// <summary>Left/right per annotator and item, stable and recorded: a hash of both, so the order does not favour a side.</summary>
+    public static bool SideSwap(string annotator, long itemId)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (var b in Encoding.UTF8.GetBytes($"{annotator}\n{itemId}")) { h ^= b; h *= 1099511628211UL; }
+        return (h & 1) == 1;
+    }
+
+    async Task<NextItem> Show(AlignHubDb db, AnnotationCampaign c, AnnotationAssignment a, string annotator, CancellationToken ct)
+    {
+        var item = await db.AnnotationItems.AsNoTracking().SingleAsync(i => i.Id == a.ItemId, ct);
+        int done = await db.Assignments.CountAsync(x => x.CampaignId == c.Id && x.Annotator == annotator && x.Label != null, ct);
+        // An annotator can label each item at most once; the items already complete without them are out of reach.
+        int total = done + await db.AnnotationItems.CountAsync(i => i.CampaignId == c.Id
+            && !db.Assignments.Any(x => x.ItemId == i.Id && x.Annotator == annotator && x.Label != null)
+            && db.Assignments.Count(x => x.ItemId == i.Id && x.Slot != null && x.Label != null) < c.AnnotatorsPerItem, ct);
+        return new NextItem(a.Id, item.Id, item.Prompt, a.Swapped ? item.ResponseB : item.ResponseA, a.Swapped ? item.ResponseA : item.ResponseB,
+            a.LeaseUntilMs, done, total);
+    }
+
+    /// <summary>Records the caller's label for their leased item; <paramref name="choice"/> is as shown: left, right, tie or skip.</summary>
+    public async Task<Result> SubmitAsync(string campaignId, string annotator, long assignmentId, string? choice, string? rationale, int? durationMs, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        if (c is null) return new NotFound("campaign");
+        if (choice is not ("left" or "right" or "tie" or "skip")) return new Invalid("choice", "must be left, right, tie or skip");
+        if (choice == "tie" && !c.AllowTies) return new Invalid("choice", "this campaign does not allow ties");
+        if (choice != "skip" && c.Rationale == "required" && string.IsNullOrWhiteSpace(rationale)) return new Invalid("rationale", "this campaign requires a rationale");
+        if (rationale is { Length: > 5000 }) return new Invalid("rationale", "at most 5,000 characters");
+        if (durationMs is < 0) return new Invalid("duration_ms", "must be >= 0");
+        var a = await db.Assignments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == assignmentId && x.CampaignId == campaignId && x.Annotator == annotator, ct);
+        if (a is null) return new NotFound("assignment");
+        if (a.Label is not null) return new Conflict("this item is already labelled; undo it first");
+        var label = choice switch
+        {
+            "left" => a.Swapped ? "b" : "a",
+            "right" => a.Swapped ? "a" : "b",
+            _ => choice,
+        };
+        var now = Ids.NowMs();
+        var text = c.Rationale == "off" ? null : rationale;
+        // Conditional update: a lease that expired and was taken over no longer exists, so nothing is written twice.
+        int n = await db.Assignments.Where(x => x.Id == assignmentId && x.Annotator == annotator && x.Label == null)
+            .ExecuteUpdateAsync(s => s
+                .SetProperty(x => x.Label, label)
+                .SetProperty(x => x.Slot, x => label == "skip" ? null : x.Slot)
+                .SetProperty(x => x.RationaleText, text)
+                .SetProperty(x => x.SubmittedAtMs, now)
+                .SetProperty(x => x.DurationMs, durationMs ?? (int)Math.Min(int.MaxValue, now - a.LeasedAtMs)), ct);
+        return n == 0 ? new Conflict("the lease on this item expired") : new Ok<string>(label);
+    }
+
+    /// <summary>Takes back the caller's last label: the item becomes their current item again.</summary>
+    public async Task<Result> UndoAsync(string campaignId, string annotator, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        if (c is null) return new NotFound("campaign");
+        var last = await db.Assignments.AsNoTracking().Where(x => x.CampaignId == campaignId && x.Annotator == annotator && x.Label != null)
+            .OrderByDescending(x => x.SubmittedAtMs).ThenByDescending(x => x.Id).FirstOrDefaultAsync(ct);
+        if (last is null) return new Conflict("nothing to undo");
+        var now = Ids.NowMs();
+        // Release any other lease the caller holds, so the undone item is the one shown next.
+        await db.Assignments.Where(x => x.CampaignId == campaignId && x.Annotator == annotator && x.Label == null).ExecuteDeleteAsync(ct);
+        int? slot = last.Slot;
+        if (slot is null)
+        {
+            var used = await db.Assignments.Where(a => a.ItemId == last.ItemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
+            slot = Enumerable.Range(0, c.AnnotatorsPerItem).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault();
+            if (slot is null)
+            {
+                await db.Assignments.Where(x => x.Id == last.Id).ExecuteDeleteAsync(ct); // the item filled up meanwhile
+                return new Ok<NextItem?>(null);
+            }
+        }
+        try
+        {
+            await db.Assignments.Where(x => x.Id == last.Id).ExecuteUpdateAsync(s => s
+                .SetProperty(x => x.Label, (string?)null).SetProperty(x => x.RationaleText, (string?)null)
+                .SetProperty(x => x.SubmittedAtMs, (long?)null).SetProperty(x => x.DurationMs, (int?)null)
+                .SetProperty(x => x.Slot, slot).SetProperty(x => x.LeasedAtMs, now)
+                .SetProperty(x => x.LeaseUntilMs, now + c.LeaseSeconds * 1000L), ct);
+        }
+        catch (DbUpdateException) { return new Conflict("the item's slots filled up meanwhile"); }
+        var row = await db.Assignments.AsNoTracking().SingleAsync(x => x.Id == last.Id, ct);
+        return new Ok<NextItem?>(await Show(db, c, row, annotator, ct));
+    }
+
+    public sealed record AnnotatorStats(string Annotator, int Labels, double? MedianSeconds, double? AgreementWithMajority);
+    public sealed record PairKappa(string A, string B, double? Kappa, int SharedItems);
+    public sealed record ContestedItem(long ItemId, int Index, string Prompt, IReadOnlyDictionary<string, int> Votes, double Agreement);
+    public sealed record CampaignStats(int Items, int CompleteItems, int Labels, int Skips, double? PercentAgreement, double? FleissKappa,
+        IReadOnlyList<PairKappa> CohensKappa, IReadOnlyList<AnnotatorStats> Annotators, IReadOnlyList<ContestedItem> MostContested);
+
+    public async Task<Result> StatsAsync(string campaignId, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        if (c is null) return new NotFound("campaign");
+        var rows = await db.Assignments.AsNoTracking().Where(a => a.CampaignId == campaignId && a.Label != null).ToListAsync(ct);
+        var labels = rows.Where(r => r.Label != "skip").Select(r => new Agreement.Label(r.ItemId, r.Annotator, r.Label!)).ToList();
+        var byItem = labels.GroupBy(l => l.Item).ToDictionary(g => g.Key, g => g.ToList());
+        var annotators = labels.Select(l => l.Annotator).Distinct().Order().ToList();
+        var pairs = new List<PairKappa>();
+        for (int i = 0; i < annotators.Count; i++)
+            for (int j = i + 1; j < annotators.Count; j++)
+            {
+                var shared = labels.Where(l => l.Annotator == annotators[i]).Select(l => l.Item).Intersect(labels.Where(l => l.Annotator == annotators[j]).Select(l => l.Item)).Count();
+                if (shared > 0) pairs.Add(new PairKappa(annotators[i], annotators[j], Agreement.CohensKappa(labels, annotators[i], annotators[j]), shared));
+            }
+        var majority = byItem.ToDictionary(kv => kv.Key, kv => Agreement.Majority(kv.Value.Select(l => l.Value)));
+        var perAnnotator = annotators.Select(a =>
+        {
+            var mine = rows.Where(r => r.Annotator == a && r.Label != "skip").ToList();
+            var times = mine.Where(r => r.DurationMs is not null).Select(r => r.DurationMs!.Value / 1000.0).Order().ToList();
+            double? median = times.Count == 0 ? null : times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+            var judged = mine.Where(r => byItem[r.ItemId].Count >= 2 && majority[r.ItemId] is not null).ToList();
+            return new AnnotatorStats(a, mine.Count, median, judged.Count == 0 ? null : judged.Count(r => r.Label == majority[r.ItemId]) / (double)judged.Count);
+        }).ToList();
+        var items = await db.AnnotationItems.AsNoTracking().Where(i => i.CampaignId == campaignId).ToDictionaryAsync(i => i.Id, ct);
+        var contested = byItem.Where(kv => kv.Value.Count >= 2)
+            .Select(kv => (kv.Key, Votes: kv.Value.GroupBy(l => l.Value).ToDictionary(g => g.Key, g => g.Count()), Agree: Agreement.PercentAgreement(kv.Value) ?? 1))
+            .OrderBy(x => x.Agree).ThenBy(x => items[x.Key].Index).Take(10)
+            .Select(x => new ContestedItem(x.Key, items[x.Key].Index, items[x.Key].Prompt, x.Votes, x.Agree)).ToList();
+        return new Ok<CampaignStats>(new CampaignStats(c.ItemCount, byItem.Count(kv => kv.Value.Count >= c.AnnotatorsPerItem), labels.Count,
+            rows.Count(r => r.Label == "skip"), Agreement.PercentAgreement(labels), Agreement.FleissKappa(labels, c.AnnotatorsPerItem),
+            pairs, perAnnotator, contested));
+    }
+
+    /// <summary>
+    /// The campaign as a preference file (TRL's rows): per item, the majority label decides chosen and rejected;
+    /// items without a majority are dropped, majority ties are dropped or kept with margin 0; <c>agreement</c> is the
+    /// item's pairwise agreement (a weight or label-smoothing hint). The file appears under /v1/files.
+    /// </summary>
+    public async Task<Result> ExportAsync(string campaignId, bool includeTies, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        if (c is null) return new NotFound("campaign");
+        var rows = await db.Assignments.AsNoTracking().Where(a => a.CampaignId == campaignId && a.Label != null && a.Label != "skip").ToListAsync(ct);
+        var items = await db.AnnotationItems.AsNoTracking().Where(i => i.CampaignId == campaignId).OrderBy(i => i.Index).ToListAsync(ct);
+        var lines = new List<string>();
+        foreach (var item in items)
+        {
+            var votes = rows.Where(r => r.ItemId == item.Id).Select(r => new Agreement.Label(item.Id, r.Annotator, r.Label!)).ToList();
+            var m = Agreement.Majority(votes.Select(v => v.Value));
+            if (m is null || (m == "tie" && !includeTies)) continue;
+            var agreement = votes.Count >= 2 ? Agreement.PercentAgreement(votes)!.Value : 1.0;
+            var (chosen, rejected) = m == "b" ? (item.ResponseB, item.ResponseA) : (item.ResponseA, item.ResponseB);
+            var row = new Dictionary<string, object> { ["prompt"] = item.Prompt, ["chosen"] = chosen, ["rejected"] = rejected, ["agreement"] = Math.Round(agreement, 6), ["votes"] = votes.Count };
+            if (m == "tie") row["margin"] = 0;
+            lines.Add(JsonSerializer.Serialize(row));
+        }
+        if (lines.Count == 0) return new Conflict("no item has a majority label yet");
+        var tmp = Path.Combine(options.FullDataDir, "files", $"export-{Guid.NewGuid():N}.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(tmp)!);
+        await File.WriteAllLinesAsync(tmp, lines, ct);
+        var file = files.AddProduced(tmp, $"{c.Id}-preferences.jsonl", "fine-tune", JsonlRows.Preference, lines.Count);
+        return new Ok<FileRecord>(file);
+    }
+}

@@ -1,0 +1,159 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using AlignHub.Domain;
+using Xunit;
+using L = AlignHub.Domain.Agreement.Label;
+
+namespace AlignHub.Tests;
+
+/// <summary>Agreement figures against values worked out by hand.</summary>
+public class AgreementTests
+{
+    static List<L> Two(string[] a, string[] b) =>
+        [.. a.Select((v, i) => new L(i, "ann", v)), .. b.Select((v, i) => new L(i, "bob", v))];
+
+    [Fact]
+    public void Cohens_kappa_is_zero_at_chance_agreement_and_negative_below_it()
+    {
+        // p_o = 2/4; each annotator says a half the time: p_e = 0.5*0.5 + 0.5*0.5 = 0.5 => kappa = 0.
+        Assert.Equal(0, Agreement.CohensKappa(Two(["a", "a", "b", "b"], ["a", "b", "a", "b"]), "ann", "bob")!.Value, 9);
+        // Always disagreeing: p_o = 0, p_e = 0.5 => kappa = -1.
+        Assert.Equal(-1, Agreement.CohensKappa(Two(["a", "b", "a", "b"], ["b", "a", "b", "a"]), "ann", "bob")!.Value, 9);
+        // p_o = 4/5; ann: a 3/5, b 2/5; bob: a 2/5, b 3/5 => p_e = 0.24 + 0.24 = 0.48; kappa = (0.8 - 0.48) / 0.52.
+        Assert.Equal(0.32 / 0.52, Agreement.CohensKappa(Two(["a", "a", "a", "b", "b"], ["a", "a", "b", "b", "b"]), "ann", "bob")!.Value, 9);
+        // Both always say the same single label: p_e = 1, kappa undefined.
+        Assert.Null(Agreement.CohensKappa(Two(["a", "a"], ["a", "a"]), "ann", "bob"));
+    }
+
+    [Fact]
+    public void Fleiss_kappa_and_percent_agreement_of_a_small_table()
+    {
+        // 4 items x 3 raters: [a,a,a], [a,a,b], [b,b,b], [a,b,tie].
+        string[][] votes = [["a", "a", "a"], ["a", "a", "b"], ["b", "b", "b"], ["a", "b", "tie"]];
+        var labels = votes.SelectMany((v, i) => v.Select((x, r) => new L(i, $"r{r}", x))).ToList();
+        // P_i = (sum n_ij^2 - 3) / 6: 1, 1/3, 1, 0 => P = 7/12. p_a = 6/12, p_b = 5/12, p_tie = 1/12 => P_e = (36 + 25 + 1) / 144.
+        double pe = 62.0 / 144, expected = (7.0 / 12 - pe) / (1 - pe);
+        Assert.Equal(expected, Agreement.FleissKappa(labels, 3)!.Value, 9);
+        // Pairwise agreement per item: 1, 1/3, 1, 0 => mean 7/12.
+        Assert.Equal(7.0 / 12, Agreement.PercentAgreement(labels)!.Value, 9);
+        Assert.Equal("a", Agreement.Majority(["a", "a", "b"]));
+        Assert.Null(Agreement.Majority(["a", "b"]));
+    }
+}
+
+/// <summary>Campaigns through a real AlignHub process.</summary>
+public class AnnotationApiTests
+{
+    static string Items(int n) => string.Join("\n", Enumerable.Range(0, n).Select(i =>
+        JsonSerializer.Serialize(new { prompt = $"Review the item {i}: ", response_a = $"great lovely {i}", response_b = $"awful dull {i}" })));
+
+    static async Task<(HttpStatusCode, JsonElement)> Post(HttpClient http, string path, object body, string? annotator)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+        if (annotator is not null) req.Headers.Add("X-AlignHub-Annotator", annotator);
+        var r = await http.SendAsync(req);
+        var text = await r.Content.ReadAsStringAsync();
+        return (r.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    static async Task<string> Campaign(AlignHubProcess app, int items, int k, bool ties = true)
+    {
+        var (_, file) = await app.Upload(Items(items), "items.jsonl");
+        var (s, c) = await app.PostJson("/v1/annotation/campaigns", new
+        {
+            name = "test", file = file.GetProperty("id").GetString(), annotators_per_item = k, allow_ties = ties, guidelines = "# Prefer kind words",
+        });
+        Assert.True(s == HttpStatusCode.OK, c.ToString());
+        return c.GetProperty("id").GetString()!;
+    }
+
+    [Fact]
+    public async Task Labels_skips_ties_and_undo_map_back_to_the_items_sides_and_export_trains_DPO()
+    {
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-ann-").FullName);
+        var id = await Campaign(app, 4, k: 1);
+        var shown = new Dictionary<long, (string Left, string Right)>();
+        async Task<JsonElement> Next()
+        {
+            var (s, item) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "ann");
+            Assert.Equal(HttpStatusCode.OK, s);
+            shown[item.GetProperty("item_id").GetInt64()] = (item.GetProperty("left").GetString()!, item.GetProperty("right").GetString()!);
+            return item;
+        }
+        async Task<HttpStatusCode> Label(JsonElement item, string choice) =>
+            (await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice }, "ann")).Item1;
+
+        // Item 1: pick the side showing "great": the label must be a (response_a) whatever the side.
+        var i1 = await Next();
+        Assert.Equal(HttpStatusCode.OK, await Label(i1, i1.GetProperty("left").GetString()!.StartsWith("great") ? "left" : "right"));
+        var i2 = await Next();
+        Assert.Equal(HttpStatusCode.OK, await Label(i2, "tie"));
+        var i3 = await Next();
+        Assert.Equal(HttpStatusCode.OK, await Label(i3, "skip"));
+        // Undo the skip: the same item comes back, then label it for "awful" (response_b).
+        var (us, undone) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/undo", new { }, "ann");
+        Assert.Equal(HttpStatusCode.OK, us);
+        Assert.Equal(i3.GetProperty("item_id").GetInt64(), undone.GetProperty("item_id").GetInt64());
+        Assert.Equal(HttpStatusCode.OK, await Label(undone, undone.GetProperty("left").GetString()!.StartsWith("awful") ? "left" : "right"));
+        // Labelling the same assignment twice is refused; no annotator header is refused.
+        Assert.Equal(HttpStatusCode.Conflict, await Label(undone, "left"));
+        Assert.Equal(HttpStatusCode.BadRequest, (await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, null)).Item1);
+
+        var stats = await app.GetJson($"/v1/annotation/campaigns/{id}/stats");
+        Assert.Equal(3, stats.GetProperty("labels").GetInt32());
+        Assert.Equal(0, stats.GetProperty("skips").GetInt32());
+
+        // Export: item 1 chosen = response_a, item 3 chosen = response_b; the tie is dropped by default.
+        var (es, file) = await app.PostJson($"/v1/annotation/campaigns/{id}/export", new { include_ties = false });
+        Assert.True(es == HttpStatusCode.OK, file.ToString());
+        Assert.Equal("preference", file.GetProperty("format").GetString());
+        var rows = (await app.Http.GetStringAsync($"/v1/files/{file.GetProperty("id").GetString()}/content")).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+        Assert.Equal(2, rows.Count);
+        Assert.Contains(rows, r => r.GetProperty("chosen").GetString()!.StartsWith("great"));
+        Assert.Contains(rows, r => r.GetProperty("chosen").GetString()!.StartsWith("awful"));
+
+        // The exported pairs train a DPO job.
+        var (js, job) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = file.GetProperty("id").GetString(), method = new { type = "dpo", dpo = new { hyperparameters = new { max_steps = 2 } } },
+        });
+        Assert.True(js == HttpStatusCode.OK, job.ToString());
+        await app.WaitForStatus(job.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(1));
+    }
+
+    [PostgresFact]
+    public async Task Twenty_annotators_in_parallel_fill_every_item_exactly_k_times()
+    {
+        var db = await Postgres.CreateDatabaseAsync();
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-ann-pg-").FullName, postgres: db);
+        var id = await Campaign(app, 50, k: 3, ties: false);
+        var accepted = new ConcurrentBag<(string Annotator, long Item)>();
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(async a =>
+        {
+            var who = $"annotator-{a:D2}";
+            var rng = new Random(a);
+            while (true)
+            {
+                var (s, item) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, who);
+                if (s == HttpStatusCode.NoContent) break;
+                Assert.True(s == HttpStatusCode.OK, $"{s} {item}");
+                var (ls, body) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels",
+                    new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice = rng.Next(2) == 0 ? "left" : "right" }, who);
+                Assert.True(ls == HttpStatusCode.OK, $"{ls} {body}");
+                accepted.Add((who, item.GetProperty("item_id").GetInt64()));
+            }
+        }));
+        Assert.Equal(150, accepted.Count);
+        Assert.Equal(accepted.Count, accepted.Distinct().Count()); // nobody labelled an item twice
+        Assert.All(accepted.GroupBy(x => x.Item), g => Assert.Equal(3, g.Count()));
+        Assert.Equal(50, accepted.Select(x => x.Item).Distinct().Count());
+        var rows = await Postgres.QueryAsync(db, "SELECT \"ItemId\", COUNT(*) FROM annotation_assignments WHERE \"Label\" IS NOT NULL GROUP BY \"ItemId\"");
+        Assert.Equal(50, rows.Count);
+        Assert.All(rows, r => Assert.Equal(3L, Convert.ToInt64(r[1])));
+        var stats = await app.GetJson($"/v1/annotation/campaigns/{id}/stats");
+        Assert.Equal(50, stats.GetProperty("complete_items").GetInt32());
+    }
+}
