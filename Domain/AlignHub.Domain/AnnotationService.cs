@@ -114,13 +114,14 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
                 .Where(i => i.CampaignId == campaignId
                             && !db.Assignments.Any(a => a.ItemId == i.Id && a.Annotator == annotator)
                             && db.Assignments.Count(a => a.ItemId == i.Id && a.Slot != null) < k)
-                .OrderBy(i => i.Index).Select(i => i.Id).Take(8).ToListAsync(ct);
+                .OrderBy(i => i.Index).Select(i => i.Id).Take(32).ToListAsync(ct);
             if (candidates.Count == 0) return new Ok<NextItem?>(null);
             // Spread concurrent annotators over the first candidates instead of all racing for one.
             var itemId = candidates[Random.Shared.Next(candidates.Count)];
             var used = await db.Assignments.AsNoTracking().Where(a => a.ItemId == itemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
-            var slot = Enumerable.Range(0, k).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault();
-            if (slot is null) continue;
+            var free = Enumerable.Range(0, k).Where(s => !used.Contains(s)).ToList();
+            if (free.Count == 0) continue;
+            int? slot = free[Random.Shared.Next(free.Count)]; // a random free slot: fewer collisions between concurrent claims
             var row = new AnnotationAssignment
             {
                 CampaignId = campaignId, ItemId = itemId, Slot = slot, Annotator = annotator, Swapped = SideSwap(annotator, itemId),

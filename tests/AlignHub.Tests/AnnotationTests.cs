@@ -131,7 +131,8 @@ public class AnnotationApiTests
         await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-ann-pg-").FullName, postgres: db);
         var id = await Campaign(app, 50, k: 3, ties: false);
         var accepted = new ConcurrentBag<(string Annotator, long Item)>();
-        await Task.WhenAll(Enumerable.Range(0, 20).Select(async a =>
+        // Task.Run: real parallel clients, not continuations queued on the test framework's synchronization context.
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(a => Task.Run(async () =>
         {
             var who = $"annotator-{a:D2}";
             var rng = new Random(a);
@@ -145,7 +146,7 @@ public class AnnotationApiTests
                 Assert.True(ls == HttpStatusCode.OK, $"{ls} {body}");
                 accepted.Add((who, item.GetProperty("item_id").GetInt64()));
             }
-        }));
+        })));
         Assert.Equal(150, accepted.Count);
         Assert.Equal(accepted.Count, accepted.Distinct().Count()); // nobody labelled an item twice
         Assert.All(accepted.GroupBy(x => x.Item), g => Assert.Equal(3, g.Count()));

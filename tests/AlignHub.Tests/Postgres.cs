@@ -20,7 +20,7 @@ public static class Postgres
             await using var cmd = new NpgsqlCommand($"CREATE DATABASE {name}", conn);
             await cmd.ExecuteNonQueryAsync();
         }
-        return new NpgsqlConnectionStringBuilder(Server) { Database = name, Pooling = false }.ConnectionString;
+        return new NpgsqlConnectionStringBuilder(Server) { Database = name }.ConnectionString;
     }
 
     public static async Task<List<object?[]>> QueryAsync(string connectionString, string sql)
