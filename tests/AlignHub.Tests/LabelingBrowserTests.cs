@@ -91,5 +91,15 @@ public class LabelingBrowserTests
             else Assert.Equal(chosen.Split('\n')[0].Trim(), row.GetProperty("chosen").GetString()!.Split('\n')[0].Trim());
         }
         await page.ScreenshotAsync(new() { Path = Path.Combine(data, "label.png"), FullPage = true });
+
+        // The campaign page shows the figures and starts a DPO job on the exported pairs in one click.
+        await page.GotoAsync(app.Http.BaseAddress + $"campaigns/{id}");
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
+        await page.Locator("tr[data-annotator='kbd']").WaitForAsync(new() { Timeout = 45_000 });
+        await page.ClickAsync("#train-dpo");
+        await page.WaitForURLAsync("**/jobs/ftjob-*", new() { Timeout = 45_000 });
+        var jobId = page.Url[(page.Url.LastIndexOf('/') + 1)..];
+        var job = await app.WaitForStatus(jobId, "succeeded", TimeSpan.FromMinutes(2));
+        Assert.Equal("dpo", job.GetProperty("method").GetProperty("type").GetString());
     }
 }
