@@ -12,8 +12,9 @@ switch (command)
     case "preference": PreferenceBenchmarks.Task(); return;
     case "dpo-step": PreferenceBenchmarks.StepTime(); return;
     case "peak-rss": PreferenceBenchmarks.PeakRss(args[1]); return;
+    case "annotation-latency": await AnnotationBenchmarks.Latency(args[1]); return;
     case "memory": break;
-    default: Console.Error.WriteLine("usage: memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo"); Environment.Exit(2); break;
+    default: Console.Error.WriteLine("usage: memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | annotation-latency BASE_URL"); Environment.Exit(2); break;
 }
 
 // Memory across 1,000 SFT steps on alignhub/tiny: the resident set must stay flat once warm
