@@ -61,6 +61,9 @@ public class DashboardBrowserTests
         await page.GotoAsync(app.Http.BaseAddress + "jobs/new");
         await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
 
+        // InputFile hooks its change listener from JS after the first interactive render; a file set before that is lost.
+        await page.WaitForFunctionAsync("() => document.querySelector('#file-input')?._blazorInputFileNextFileId !== undefined", null, new() { Timeout = 45_000 });
+
         // A bad file: the form names the line, and nothing is stored.
         await page.Locator("#file-input").SetInputFilesAsync(new FilePayload
         {
