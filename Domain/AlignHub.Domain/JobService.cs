@@ -129,10 +129,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         int? nEpochs = AutoInt(hp.NEpochs, P + "n_epochs", 1, 100, err);
         int? batch = AutoInt(hp.BatchSize, P + "batch_size", 1, 1024, err);
         double? mult = AutoDouble(hp.LearningRateMultiplier, P + "learning_rate_multiplier", 1e-6, 100, err);
-        void Range(double? v, string name, double lo, double hi)
-        {
-            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
-        }
+        var Range = RangeCheck(P, err);
         if (hp.LossType is { } lt && !new[] { "sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto" }.Contains(lt))
             err(P + "loss_type", $"unknown loss_type \"{lt}\"; supported: sigmoid, robust, hinge, ipo, simpo, orpo, kto");
         Range(hp.DesirableWeight, "desirable_weight", 0, 100);
@@ -191,10 +188,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         const string P = "method.evaluate.hyperparameters.";
         var c = new EvaluateConfig { Seed = seed ?? Random.Shared.Next(0, int.MaxValue) };
         if (hp is null) return c;
-        void Range(double? v, string name, double lo, double hi)
-        {
-            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
-        }
+        var Range = RangeCheck(P, err);
         Range(hp.MaxNewTokens, "max_new_tokens", 1, 8192);
         Range(hp.Temperature, "temperature", 0, 10);
         Range(hp.BootstrapSamples, "bootstrap_samples", 100, 100_000);
@@ -214,10 +208,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         const string P = "method.generate.hyperparameters.";
         var c = new GenerateConfig { Seed = seed ?? Random.Shared.Next(0, int.MaxValue) };
         if (hp is null) return c;
-        void Range(double? v, string name, double lo, double hi)
-        {
-            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
-        }
+        var Range = RangeCheck(P, err);
         Range(hp.N, "n", 1, 64);
         Range(hp.MaxNewTokens, "max_new_tokens", 1, 8192);
         Range(hp.Temperature, "temperature", 0, 10);
@@ -253,10 +244,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         int? nEpochs = AutoInt(hp.NEpochs, P + "n_epochs", 1, 100, err);
         int? batch = AutoInt(hp.BatchSize, P + "batch_size", 1, 1024, err);
         double? mult = AutoDouble(hp.LearningRateMultiplier, P + "learning_rate_multiplier", 1e-6, 100, err);
-        void Range(double? v, string name, double lo, double hi)
-        {
-            if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(P + name, $"must be between {lo} and {hi}");
-        }
+        var Range = RangeCheck(P, err);
         Range(hp.LearningRate, "learning_rate", 1e-8, 1);
         Range(hp.MaxSteps, "max_steps", 1, 10_000_000);
         Range(hp.WarmupRatio, "warmup_ratio", 0, 1);
@@ -280,6 +268,12 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
             MaxSeqLength = hp.MaxSeqLength ?? c.MaxSeqLength,
         };
     }
+
+    /// <summary>A check that a value, when given, is finite and within [lo, hi]; its errors name the field under <paramref name="prefix"/>.</summary>
+    static Action<double?, string, double, double> RangeCheck(string prefix, Action<string, string> err) => (v, name, lo, hi) =>
+    {
+        if (v is double x && (!double.IsFinite(x) || x < lo || x > hi)) err(prefix + name, $"must be between {lo} and {hi}");
+    };
 
     static int? AutoInt(JsonElement? v, string field, int lo, int hi, Action<string, string> err)
     {

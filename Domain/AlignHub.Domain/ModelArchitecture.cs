@@ -116,6 +116,15 @@ public sealed record ModelArchitecture
         if (Parameters() > 20_000_000_000L) throw new InvalidDataException("config.json: the model has more than 20B parameters");
     }
 
+    /// <summary>
+    /// Tensors of Hugging Face files that are not parameters of this architecture: GPT-2's causal-mask buffers
+    /// (<c>attn.bias</c>, <c>attn.masked_bias</c>), Llama's rotary cache (<c>rotary_emb.inv_freq</c>), and a tied
+    /// model's stored <c>lm_head.weight</c>. Loaders skip them and the API leaves them out of parameter counts.
+    /// </summary>
+    public bool IsIgnoredHfKey(string key) => Family == DecoderFamily.Gpt2
+        ? key == "lm_head.weight" || key.EndsWith(".attn.masked_bias") || key.EndsWith(".attn.bias")
+        : key.EndsWith("rotary_emb.inv_freq") || (key == "lm_head.weight" && TieWordEmbeddings);
+
     /// <summary>Parameter count (tied embeddings counted once).</summary>
     public long Parameters()
     {

@@ -161,9 +161,9 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
         ModelArchitecture arch;
         try { arch = ModelArchitecture.Parse(json); }
         catch (InvalidDataException e) { return new(e.Message); }
-        List<string> files;
-        try { files = WeightFiles(folder); }
-        catch (InvalidDataException e) { return new(e.Message); }
+        IReadOnlyList<string> files;
+        try { files = SafeTensorsFolder.Files(folder); }
+        catch (Exception e) when (e is InvalidDataException or FileNotFoundException) { return new(e.Message); }
         if (files.Count == 0)
             return new(File.Exists(Path.Combine(folder, "pytorch_model.bin"))
                 ? "weights are in pytorch_model.bin; AlignHub reads safetensors (convert with save_pretrained(..., safe_serialization=True))"
@@ -177,9 +177,7 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
                 var (entries, _, _) = SafeTensorsHeader.Read(s, Path.GetFileName(f));
                 foreach (var e in entries)
                 {
-                    if (e.Name.EndsWith(".attn.bias") && arch.Family == DecoderFamily.Gpt2 && e.Shape.Length == 4) continue;
-                    if (e.Name.EndsWith(".attn.masked_bias") || e.Name.EndsWith("rotary_emb.inv_freq")) continue;
-                    if (e.Name == "lm_head.weight" && arch.TieWordEmbeddings) continue;
+                    if (arch.IsIgnoredHfKey(e.Name)) continue;
                     count += e.Shape.Aggregate(1L, (a, b) => a * b);
                 }
             }
@@ -194,30 +192,6 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
         if (tokenizer == TokenizerFiles.Byte && arch.VocabSize < ModelPresets.ByteVocab)
             return new($"no tokenizer files (vocab.json + merges.txt, tokenizer.model or *.tiktoken), and vocab_size {arch.VocabSize} is too small for the byte tokenizer");
         return new(null, arch, json, tokenizer);
-    }
-
-    static List<string> WeightFiles(string folder)
-    {
-        var single = Path.Combine(folder, "model.safetensors");
-        if (File.Exists(single)) return [single];
-        var index = Path.Combine(folder, "model.safetensors.index.json");
-        if (!File.Exists(index)) return [];
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(index));
-            var shards = doc.RootElement.GetProperty("weight_map").EnumerateObject().Select(p => p.Value.GetString() ?? "").Distinct().ToList();
-            foreach (var s in shards)
-            {
-                if (s.Length == 0 || s.Contains('/') || s.Contains('\\') || s.StartsWith('.'))
-                    throw new InvalidDataException($"model.safetensors.index.json names \"{s}\", not a file of the folder");
-                if (!File.Exists(Path.Combine(folder, s))) throw new InvalidDataException($"model.safetensors.index.json names shard {s}, which is missing");
-            }
-            return shards.Select(s => Path.Combine(folder, s)).ToList();
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            throw new InvalidDataException("model.safetensors.index.json has no valid \"weight_map\"");
-        }
     }
 
     static string? FindModelRoot(string extracted)

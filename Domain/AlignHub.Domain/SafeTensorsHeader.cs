@@ -56,3 +56,48 @@ public static class SafeTensorsHeader
     };
 
 }
+
+/// <summary>
+/// The weight files of a Hugging Face model folder: <c>model.safetensors</c>, or the shards that
+/// <c>model.safetensors.index.json</c> maps tensors to (<c>{"weight_map": {tensor: shard file}}</c>).
+/// </summary>
+public static class SafeTensorsFolder
+{
+    public const string SingleFile = "model.safetensors", IndexFile = "model.safetensors.index.json";
+
+    public static bool Exists(string folder) =>
+        File.Exists(Path.Combine(folder, SingleFile)) || File.Exists(Path.Combine(folder, IndexFile));
+
+    /// <summary>
+    /// The single file, or every shard the index names (each once); empty when the folder has neither. A bad index
+    /// throws <see cref="InvalidDataException"/>, a missing shard <see cref="FileNotFoundException"/>; both name the file.
+    /// </summary>
+    public static IReadOnlyList<string> Files(string folder)
+    {
+        var single = Path.Combine(folder, SingleFile);
+        if (File.Exists(single)) return [single];
+        var index = Path.Combine(folder, IndexFile);
+        if (!File.Exists(index)) return [];
+        JsonElement map;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(index));
+            if (!doc.RootElement.TryGetProperty("weight_map", out var m) || m.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{IndexFile}: no \"weight_map\" object");
+            map = m.Clone();
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{IndexFile} is not valid JSON: {e.Message}"); }
+        var shards = new List<string>();
+        foreach (var p in map.EnumerateObject())
+        {
+            var shard = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : "";
+            if (shard.Length == 0 || shard.Contains('/') || shard.Contains('\\') || shard.StartsWith('.'))
+                throw new InvalidDataException($"{IndexFile}: tensor \"{p.Name}\" maps to \"{shard}\", not a file of this folder");
+            var path = Path.Combine(folder, shard);
+            if (!shards.Contains(path)) shards.Add(path);
+        }
+        foreach (var s in shards)
+            if (!File.Exists(s)) throw new FileNotFoundException($"{IndexFile} names shard {Path.GetFileName(s)}, which is missing");
+        return shards;
+    }
+}

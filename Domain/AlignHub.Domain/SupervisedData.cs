@@ -98,13 +98,16 @@ public static class JsonlRows
         }
     }
 
-    public static IEnumerable<SupervisedExample> LoadSupervised(string path)
+    /// <summary>The non-blank rows of a stored file, each parsed with its line number.</summary>
+    static IEnumerable<T> LoadRows<T>(string path, Func<string, int, T> parse)
     {
         using var fs = File.OpenRead(path);
         foreach (var (no, line) in ReadLines(fs))
             if (!string.IsNullOrWhiteSpace(line))
-                yield return ParseSupervised(line, no);
+                yield return parse(line, no);
     }
+
+    public static IEnumerable<SupervisedExample> LoadSupervised(string path) => LoadRows(path, ParseSupervised);
 
     static string Describe(string kind) => kind switch
     {
@@ -138,21 +141,11 @@ public static class JsonlRows
         return parse(doc.RootElement);
     }
 
-    public static IEnumerable<PreferencePair> LoadPreferences(string path)
-    {
-        using var fs = File.OpenRead(path);
-        foreach (var (no, line) in ReadLines(fs))
-            if (!string.IsNullOrWhiteSpace(line))
-                yield return WithRow(line, no, r => PreferenceData.ParsePair(r, no));
-    }
+    public static IEnumerable<PreferencePair> LoadPreferences(string path) =>
+        LoadRows(path, (line, no) => WithRow(line, no, r => PreferenceData.ParsePair(r, no)));
 
-    public static IEnumerable<UnpairedExample> LoadUnpaired(string path)
-    {
-        using var fs = File.OpenRead(path);
-        foreach (var (no, line) in ReadLines(fs))
-            if (!string.IsNullOrWhiteSpace(line))
-                yield return WithRow(line, no, r => PreferenceData.ParseUnpaired(r, no));
-    }
+    public static IEnumerable<UnpairedExample> LoadUnpaired(string path) =>
+        LoadRows(path, (line, no) => WithRow(line, no, r => PreferenceData.ParseUnpaired(r, no)));
 
     /// <summary>True for a row with a prompt and no completion, or messages whose last turn is not the assistant's.</summary>
     static bool IsPromptOnly(string line)
@@ -219,13 +212,7 @@ public static class JsonlRows
         }
     }
 
-    public static IEnumerable<GenerationPrompt> LoadPrompts(string path)
-    {
-        using var fs = File.OpenRead(path);
-        foreach (var (no, line) in ReadLines(fs))
-            if (!string.IsNullOrWhiteSpace(line))
-                yield return ParsePrompt(line, no);
-    }
+    public static IEnumerable<GenerationPrompt> LoadPrompts(string path) => LoadRows(path, ParsePrompt);
 
     /// <summary>
     /// <c>{"prompt": str, "completion": str}</c> (loss on the completion) or OpenAI chat

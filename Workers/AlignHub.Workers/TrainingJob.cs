@@ -107,8 +107,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
 
     SftRun PrepareRun(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
     {
-        var model = ModelService.Find(db, job.Model)
-            ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        var model = FindModel(db, job.Model);
         var config = SftConfig.FromJson(job.ConfigJson);
         var train = LoadFile(db, job.TrainingFile);
         var valid = job.ValidationFile is null ? null : LoadFile(db, job.ValidationFile);
@@ -116,7 +115,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         var resume = ResumePoint(db, job, reporter);
 
         return new SftRun(
-            new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
+            SourceOf(model),
             train, valid, config,
             options.Resolve(Path.Combine("checkpoints", job.Id)),
             resume);
@@ -141,11 +140,11 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
 
     PreferenceRun PreparePreference(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
     {
-        var model = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        var model = FindModel(db, job.Model);
         var config = PreferenceConfig.FromJson(job.ConfigJson);
         (List<PreferencePair>? Pairs, List<UnpairedExample>? Unpaired) Load(string fileId)
         {
-            var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId) ?? throw new InvalidDataException($"file \"{fileId}\" no longer exists");
+            var file = FindFile(db, fileId);
             var path = options.Resolve(file.StoragePath);
             return file.Format == JsonlRows.UnpairedPreference ? (null, JsonlRows.LoadUnpaired(path).ToList()) : (JsonlRows.LoadPreferences(path).ToList(), null);
         }
@@ -158,7 +157,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             model.Id, model.WeightsPath ?? $"seed:{config.Seed}", model.ConfigJson, model.Tokenizer, job.TrainingFile, job.ValidationFile ?? "",
             config.MaxLength?.ToString() ?? "", config.MaxPromptLength?.ToString() ?? "", config.BatchSize.ToString(), config.LossType == "kto" ? "kto" : "pairs"))))[..32].ToLowerInvariant();
         return new PreferenceRun(
-            new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
+            SourceOf(model),
             job.MethodType, train.Pairs ?? [], valid.Item1, config, options.Resolve(Path.Combine("checkpoints", job.Id)), resume,
             options.Resolve(Path.Combine("refcache", fingerprint + ".json")), train.Unpaired, valid.Item2);
     }
@@ -166,15 +165,11 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
     EvaluateRun PrepareEvaluate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
     {
         var config = EvaluateConfig.FromJson(job.ConfigJson);
-        ModelSource Source(string id)
-        {
-            var m = ModelService.Find(db, id) ?? throw new InvalidDataException($"model \"{id}\" is no longer registered");
-            return new ModelSource(m.ConfigJson, m.Tokenizer, m.WeightsPath is null ? null : options.Resolve(m.WeightsPath));
-        }
-        var model = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        ModelSource Source(string id) => SourceOf(FindModel(db, id));
+        var model = FindModel(db, job.Model);
         // The reference of a trained policy defaults to the model its training job started from.
         var referenceId = config.ReferenceModel ?? (model.ParentJobId is { } parent ? db.Jobs.AsNoTracking().Where(j => j.Id == parent).Select(j => j.Model).FirstOrDefault() : null);
-        var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == job.TrainingFile) ?? throw new InvalidDataException($"file \"{job.TrainingFile}\" no longer exists");
+        var file = FindFile(db, job.TrainingFile);
         var pairs = JsonlRows.LoadPreferences(options.Resolve(file.StoragePath)).ToList();
         db.Metrics.Where(m => m.JobId == job.Id).ExecuteDelete();
         reporter.Event("info", $"Evaluating {job.Model} on {pairs.Count} pairs" + (referenceId is null ? "" : $" against {referenceId}") +
@@ -187,32 +182,34 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
 
     GenerateRun PrepareGenerate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
     {
-        var model = ModelService.Find(db, job.Model)
-            ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
-        var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == job.TrainingFile)
-            ?? throw new InvalidDataException($"file \"{job.TrainingFile}\" no longer exists");
+        var model = FindModel(db, job.Model);
+        var file = FindFile(db, job.TrainingFile);
         var prompts = JsonlRows.LoadPrompts(options.Resolve(file.StoragePath)).ToList();
         db.Metrics.Where(m => m.JobId == job.Id).ExecuteDelete(); // a re-run generates again from the first batch
         reporter.Event("info", job.Attempts == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {job.Attempts}); generating again from the start",
             new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = job.Attempts });
         var output = Path.Combine(options.FullDataDir, "jobs", job.Id, "generations.jsonl");
         Directory.CreateDirectory(Path.GetDirectoryName(output)!);
-        return new GenerateRun(new ModelSource(model.ConfigJson, model.Tokenizer, model.WeightsPath is null ? null : options.Resolve(model.WeightsPath)),
+        return new GenerateRun(SourceOf(model),
             model.Id, prompts, GenerateConfig.FromJson(job.ConfigJson), output);
     }
 
-    List<SupervisedExample> LoadFile(AlignHubDb db, string fileId)
-    {
-        var file = db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId)
-            ?? throw new InvalidDataException($"file \"{fileId}\" no longer exists");
-        return JsonlRows.LoadSupervised(options.Resolve(file.StoragePath)).ToList();
-    }
+    static ModelRecord FindModel(AlignHubDb db, string id) =>
+        ModelService.Find(db, id) ?? throw new InvalidDataException($"model \"{id}\" is no longer registered");
+
+    /// <summary>Where a model's config, tokenizer and weights are on this worker.</summary>
+    ModelSource SourceOf(ModelRecord m) => new(m.ConfigJson, m.Tokenizer, m.WeightsPath is null ? null : options.Resolve(m.WeightsPath));
+
+    FileRecord FindFile(AlignHubDb db, string fileId) =>
+        db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId) ?? throw new InvalidDataException($"file \"{fileId}\" no longer exists");
+
+    List<SupervisedExample> LoadFile(AlignHubDb db, string fileId) => JsonlRows.LoadSupervised(options.Resolve(FindFile(db, fileId).StoragePath)).ToList();
 
     /// <summary>Registers the final checkpoint as the fine-tuned model (once, even when the job runs again).</summary>
     string RegisterFineTunedModel(AlignHubDb db, FineTuningJob job, TrainingResult result)
     {
         var name = job.FineTunedModelName;
-        var baseModel = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
+        var baseModel = FindModel(db, job.Model);
         if (!db.Models.Any(m => m.Id == name))
         {
             db.Models.Add(new ModelRecord

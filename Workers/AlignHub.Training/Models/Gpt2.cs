@@ -34,7 +34,7 @@ public sealed class Gpt2LMHeadModel : CausalLM
     /// </summary>
     public override string? ParameterForHfKey(string key)
     {
-        if (key == "lm_head.weight" || key.EndsWith(".attn.masked_bias") || key.EndsWith(".attn.bias")) return null;
+        if (Architecture.IsIgnoredHfKey(key)) return null;
         return key.StartsWith("transformer.") ? key : "transformer." + key;
     }
 

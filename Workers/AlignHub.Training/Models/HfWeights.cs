@@ -12,32 +12,15 @@ namespace AlignHub.Training.Models;
 /// </summary>
 public static class HfWeights
 {
-    public const string SingleFile = "model.safetensors", IndexFile = "model.safetensors.index.json";
+    public const string SingleFile = SafeTensorsFolder.SingleFile, IndexFile = SafeTensorsFolder.IndexFile;
 
-    public static bool Exists(string folder) =>
-        File.Exists(Path.Combine(folder, SingleFile)) || File.Exists(Path.Combine(folder, IndexFile));
+    public static bool Exists(string folder) => SafeTensorsFolder.Exists(folder);
 
-    /// <summary>The safetensors files of a folder: the single file, or every shard the index names.</summary>
+    /// <summary>The safetensors files of a folder (<see cref="SafeTensorsFolder.Files"/>); a folder without weights is an error here.</summary>
     public static IReadOnlyList<string> Files(string folder)
     {
-        var single = Path.Combine(folder, SingleFile);
-        if (File.Exists(single)) return [single];
-        var index = Path.Combine(folder, IndexFile);
-        if (!File.Exists(index)) throw new FileNotFoundException($"{folder}: neither {SingleFile} nor {IndexFile}");
-        using var doc = JsonDocument.Parse(File.ReadAllText(index));
-        if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
-            throw new InvalidDataException($"{IndexFile}: no \"weight_map\" object");
-        var shards = new List<string>();
-        foreach (var p in map.EnumerateObject())
-        {
-            var shard = p.Value.GetString() ?? throw new InvalidDataException($"{IndexFile}: tensor \"{p.Name}\" maps to no file");
-            if (shard.Contains('/') || shard.Contains('\\') || shard.StartsWith('.'))
-                throw new InvalidDataException($"{IndexFile}: tensor \"{p.Name}\" maps to \"{shard}\", not a file of this folder");
-            var path = Path.Combine(folder, shard);
-            if (!shards.Contains(path)) shards.Add(path);
-        }
-        foreach (var s in shards) if (!File.Exists(s)) throw new FileNotFoundException($"{IndexFile} names shard {Path.GetFileName(s)}, which is missing");
-        return shards;
+        var files = SafeTensorsFolder.Files(folder);
+        return files.Count > 0 ? files : throw new FileNotFoundException($"{folder}: neither {SingleFile} nor {IndexFile}");
     }
 
     /// <summary>

@@ -31,12 +31,7 @@ public sealed class LlamaForCausalLM : CausalLM
     public override Tensor LmHead(Tensor hidden) => lm_head is null ? functional.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
 
     /// <summary>Tied models skip a stored <c>lm_head.weight</c>; rotary caches (<c>rotary_emb.inv_freq</c>) are recomputed.</summary>
-    public override string? ParameterForHfKey(string key)
-    {
-        if (key.EndsWith("rotary_emb.inv_freq")) return null;
-        if (key == "lm_head.weight" && lm_head is null) return null;
-        return key;
-    }
+    public override string? ParameterForHfKey(string key) => Architecture.IsIgnoredHfKey(key) ? null : key;
 
     /// <summary>HF's Llama initialisation: N(0, initializer_range = 0.02) weights, zero biases, unit norms.</summary>
     void InitWeights()
