@@ -27,7 +27,7 @@ public static class HostSetup
         bool postgres = !string.IsNullOrWhiteSpace(pg);
         services.AddSingleton(new StorageMode(postgres));
         var sqlitePath = Path.Combine(options.FullDataDir, "alignhub.db");
-        services.AddDbContextFactory<AlignHubDb>(o =>
+        services.AddPooledDbContextFactory<AlignHubDb>(o =>
         {
             if (postgres) o.UseNpgsql(pg, x => x.MigrationsAssembly(PostgresMigrations));
             else o.UseSqlite($"Data Source={sqlitePath};Default Timeout=30", x => x.MigrationsAssembly(SqliteMigrations));

@@ -65,6 +65,8 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
         {
             e.ToTable("annotation_items");
             e.HasIndex(x => new { x.CampaignId, x.Index }).IsUnique();
+            // The claimable items in order: a claim reads the first few of these.
+            e.HasIndex(x => new { x.CampaignId, x.Index }, "IX_annotation_items_open").HasFilter("\"OpenSlots\" > 0");
         });
         b.Entity<AnnotationAssignment>(e =>
         {
@@ -74,6 +76,7 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.HasIndex(x => new { x.ItemId, x.Slot }).IsUnique().HasFilter("\"Slot\" IS NOT NULL");
             e.HasIndex(x => new { x.ItemId, x.Annotator }).IsUnique();
             e.HasIndex(x => new { x.CampaignId, x.Annotator, x.SubmittedAtMs });
+            e.HasIndex(x => new { x.CampaignId, x.LeaseUntilMs }, "IX_annotation_assignments_leases").HasFilter("\"Label\" IS NULL");
         });
     }
 }

@@ -28,6 +28,12 @@ public sealed class AnnotationItem
     public required string Prompt { get; set; }
     public required string ResponseA { get; set; }
     public required string ResponseB { get; set; }
+    /// <summary>
+    /// Slots nobody holds: k minus the item's assignments with a slot (leased or labelled). Kept in step with those
+    /// rows inside the same transactions, so claiming reads one indexed row instead of counting; the unique index on
+    /// (item, slot) stays the guarantee.
+    /// </summary>
+    public int OpenSlots { get; set; }
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
@@ -56,7 +57,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             LeaseSeconds = lease, ItemCount = items.Count, CreatedAt = Ids.Now(),
         };
         db.Campaigns.Add(c);
-        db.AnnotationItems.AddRange(items.Select((it, i) => new AnnotationItem { CampaignId = c.Id, Index = i, Prompt = it.Prompt, ResponseA = it.A, ResponseB = it.B }));
+        db.AnnotationItems.AddRange(items.Select((it, i) => new AnnotationItem { CampaignId = c.Id, Index = i, Prompt = it.Prompt, ResponseA = it.A, ResponseB = it.B, OpenSlots = k }));
         await db.SaveChangesAsync(ct);
         return new Ok<AnnotationCampaign>(c);
     }
@@ -90,55 +91,94 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     /// <summary>What an annotator sees: the item with sides as shown to them, and their progress.</summary>
     public sealed record NextItem(long AssignmentId, long ItemId, string Prompt, string Left, string Right, long LeaseUntilMs, int Done, int Total);
 
+    // Campaign settings never change after creation, so the hot paths (next, submit) read them from memory.
+    readonly ConcurrentDictionary<string, AnnotationCampaign> campaigns = new();
+    // When each campaign's expired leases were last returned by this process.
+    readonly ConcurrentDictionary<string, long> lastExpirySweepMs = new();
+
+    async Task<AnnotationCampaign?> Campaign(AlignHubDb db, string id, CancellationToken ct)
+    {
+        if (campaigns.TryGetValue(id, out var c)) return c;
+        c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        if (c is not null) campaigns.TryAdd(id, c);
+        return c;
+    }
+
     /// <summary>
     /// The caller's current item: their unexpired lease, or a new lease on a free slot of an item they have not seen.
-    /// Concurrent callers race on the unique indexes; a lost race tries the next item. Null when nothing is left.
+    /// A claim takes one of the item's <see cref="AnnotationItem.OpenSlots"/> with a conditional update and inserts
+    /// the slot's row in the same transaction; concurrent claims of one item queue on its row, and the unique indexes
+    /// on (item, slot) and (item, annotator) catch anything else (the claim then tries another item). Null when
+    /// nothing is left.
     /// </summary>
     public async Task<Result> NextAsync(string campaignId, string annotator, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        var c = await Campaign(db, campaignId, ct);
         if (c is null) return new NotFound("campaign");
+        var now = Ids.NowMs();
+        var mine = await db.Assignments.AsNoTracking()
+            .Where(a => a.CampaignId == campaignId && a.Annotator == annotator && a.Label == null && a.LeaseUntilMs >= now)
+            .OrderBy(a => a.Id).FirstOrDefaultAsync(ct);
+        if (mine is not null) return new Ok<NextItem?>(await Show(db, c, mine, annotator, ct));
+        await ReturnExpiredLeases(db, campaignId, now, ct);
+
         for (int attempt = 0; attempt < 20; attempt++)
         {
-            var now = Ids.NowMs();
-            var mine = await db.Assignments.AsNoTracking()
-                .Where(a => a.CampaignId == campaignId && a.Annotator == annotator && a.Label == null && a.LeaseUntilMs >= now)
-                .OrderBy(a => a.Id).FirstOrDefaultAsync(ct);
-            if (mine is not null) return new Ok<NextItem?>(await Show(db, c, mine, annotator, ct));
-            // Expired leases return their slots.
-            await db.Assignments.Where(a => a.CampaignId == campaignId && a.Label == null && a.LeaseUntilMs < now).ExecuteDeleteAsync(ct);
-
-            int k = c.AnnotatorsPerItem;
             var candidates = await db.AnnotationItems.AsNoTracking()
-                .Where(i => i.CampaignId == campaignId
-                            && !db.Assignments.Any(a => a.ItemId == i.Id && a.Annotator == annotator)
-                            && db.Assignments.Count(a => a.ItemId == i.Id && a.Slot != null) < k)
-                .OrderBy(i => i.Index).Select(i => i.Id).Take(32).ToListAsync(ct);
+                .Where(i => i.CampaignId == campaignId && i.OpenSlots > 0 && !db.Assignments.Any(a => a.ItemId == i.Id && a.Annotator == annotator))
+                .OrderBy(i => i.Index).Select(i => i.Id).Take(16).ToListAsync(ct);
             if (candidates.Count == 0) return new Ok<NextItem?>(null);
-            // Spread concurrent annotators over the first candidates instead of all racing for one.
+            // Spread concurrent annotators over the first candidates instead of all queueing on one row.
             var itemId = candidates[Random.Shared.Next(candidates.Count)];
-            var used = await db.Assignments.AsNoTracking().Where(a => a.ItemId == itemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
-            var free = Enumerable.Range(0, k).Where(s => !used.Contains(s)).ToList();
-            if (free.Count == 0) continue;
-            int? slot = free[Random.Shared.Next(free.Count)]; // a random free slot: fewer collisions between concurrent claims
-            var row = new AnnotationAssignment
-            {
-                CampaignId = campaignId, ItemId = itemId, Slot = slot, Annotator = annotator, Swapped = SideSwap(annotator, itemId),
-                LeasedAtMs = now, LeaseUntilMs = now + c.LeaseSeconds * 1000L,
-            };
-            db.Assignments.Add(row);
+            now = Ids.NowMs();
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
             try
             {
+                int taken = await db.AnnotationItems.Where(i => i.Id == itemId && i.OpenSlots > 0)
+                    .ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots - 1), ct);
+                if (taken == 0) { await tx.RollbackAsync(ct); continue; } // filled meanwhile
+                var used = await db.Assignments.Where(a => a.ItemId == itemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
+                int? slot = Enumerable.Range(0, c.AnnotatorsPerItem).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault();
+                if (slot is null) { await tx.RollbackAsync(ct); continue; }
+                var row = new AnnotationAssignment
+                {
+                    CampaignId = campaignId, ItemId = itemId, Slot = slot, Annotator = annotator, Swapped = SideSwap(annotator, itemId),
+                    LeasedAtMs = now, LeaseUntilMs = now + c.LeaseSeconds * 1000L,
+                };
+                db.Assignments.Add(row);
                 await db.SaveChangesAsync(ct);
+                await tx.CommitAsync(ct);
                 return new Ok<NextItem?>(await Show(db, c, row, annotator, ct));
             }
             catch (DbUpdateException)
             {
-                db.ChangeTracker.Clear(); // someone took that slot (or this item) first: try again
+                await tx.RollbackAsync(CancellationToken.None); // this slot or item was taken first: try again
+                db.ChangeTracker.Clear();
             }
         }
         return new Conflict("too many concurrent claims; try again");
+    }
+
+    /// <summary>
+    /// Deletes the campaign's unlabelled rows whose lease ran out and gives their slots back (at most once a second per
+    /// campaign and process; a row is given back by whoever deletes it).
+    /// </summary>
+    async Task ReturnExpiredLeases(AlignHubDb db, string campaignId, long now, CancellationToken ct)
+    {
+        if (lastExpirySweepMs.TryGetValue(campaignId, out var last) && now - last < 1000) return;
+        lastExpirySweepMs[campaignId] = now;
+        var expired = await db.Assignments.AsNoTracking()
+            .Where(a => a.CampaignId == campaignId && a.Label == null && a.LeaseUntilMs < now)
+            .Select(a => new { a.Id, a.ItemId, a.Slot }).Take(1000).ToListAsync(ct);
+        foreach (var e in expired)
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            int n = await db.Assignments.Where(a => a.Id == e.Id && a.Label == null && a.LeaseUntilMs < now).ExecuteDeleteAsync(ct);
+            if (n == 1 && e.Slot is not null)
+                await db.AnnotationItems.Where(i => i.Id == e.ItemId).ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots + 1), ct);
+            await tx.CommitAsync(ct);
+        }
     }
 
     /// <summary>Left/right per annotator and item, stable and recorded: a hash of both, so the order does not favour a side.</summary>
@@ -149,83 +189,118 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         return (h & 1) == 1;
     }
 
+    /// <summary>
+    /// The item as shown to the annotator, with progress: done (their labels and skips) of done plus the items still
+    /// within their reach (their current one and every item with an open slot they have not seen).
+    /// </summary>
     async Task<NextItem> Show(AlignHubDb db, AnnotationCampaign c, AnnotationAssignment a, string annotator, CancellationToken ct)
     {
         var item = await db.AnnotationItems.AsNoTracking().SingleAsync(i => i.Id == a.ItemId, ct);
         int done = await db.Assignments.CountAsync(x => x.CampaignId == c.Id && x.Annotator == annotator && x.Label != null, ct);
-        // An annotator can label each item at most once; the items already complete without them are out of reach.
-        int total = done + await db.AnnotationItems.CountAsync(i => i.CampaignId == c.Id
-            && !db.Assignments.Any(x => x.ItemId == i.Id && x.Annotator == annotator && x.Label != null)
-            && db.Assignments.Count(x => x.ItemId == i.Id && x.Slot != null && x.Label != null) < c.AnnotatorsPerItem, ct);
+        int open = await db.AnnotationItems.CountAsync(i => i.CampaignId == c.Id && i.OpenSlots > 0
+            && !db.Assignments.Any(x => x.ItemId == i.Id && x.Annotator == annotator), ct);
         return new NextItem(a.Id, item.Id, item.Prompt, a.Swapped ? item.ResponseB : item.ResponseA, a.Swapped ? item.ResponseA : item.ResponseB,
-            a.LeaseUntilMs, done, total);
+            a.LeaseUntilMs, done, done + 1 + open);
     }
 
-    /// <summary>Records the caller's label for their leased item; <paramref name="choice"/> is as shown: left, right, tie or skip.</summary>
+    /// <summary>
+    /// Records the caller's label for their leased item; <paramref name="choice"/> is as shown: left, right, tie or
+    /// skip. A label is one conditional update (sides mapped back in SQL); a skip also gives the slot back.
+    /// </summary>
     public async Task<Result> SubmitAsync(string campaignId, string annotator, long assignmentId, string? choice, string? rationale, int? durationMs, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        var c = await Campaign(db, campaignId, ct);
         if (c is null) return new NotFound("campaign");
         if (choice is not ("left" or "right" or "tie" or "skip")) return new Invalid("choice", "must be left, right, tie or skip");
         if (choice == "tie" && !c.AllowTies) return new Invalid("choice", "this campaign does not allow ties");
         if (choice != "skip" && c.Rationale == "required" && string.IsNullOrWhiteSpace(rationale)) return new Invalid("rationale", "this campaign requires a rationale");
         if (rationale is { Length: > 5000 }) return new Invalid("rationale", "at most 5,000 characters");
         if (durationMs is < 0) return new Invalid("duration_ms", "must be >= 0");
-        var a = await db.Assignments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == assignmentId && x.CampaignId == campaignId && x.Annotator == annotator, ct);
-        if (a is null) return new NotFound("assignment");
-        if (a.Label is not null) return new Conflict("this item is already labelled; undo it first");
-        var label = choice switch
-        {
-            "left" => a.Swapped ? "b" : "a",
-            "right" => a.Swapped ? "a" : "b",
-            _ => choice,
-        };
         var now = Ids.NowMs();
         var text = c.Rationale == "off" ? null : rationale;
-        // Conditional update: a lease that expired and was taken over no longer exists, so nothing is written twice.
-        int n = await db.Assignments.Where(x => x.Id == assignmentId && x.Annotator == annotator && x.Label == null)
-            .ExecuteUpdateAsync(s => s
-                .SetProperty(x => x.Label, label)
-                .SetProperty(x => x.Slot, x => label == "skip" ? null : x.Slot)
+        // Only the caller's own unlabelled row: a lease that expired and was given back no longer exists.
+        var target = db.Assignments.Where(x => x.Id == assignmentId && x.CampaignId == campaignId && x.Annotator == annotator && x.Label == null);
+        int n;
+        if (choice == "skip")
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var row = await target.Select(x => new { x.ItemId, x.Slot }).FirstOrDefaultAsync(ct);
+            n = row is null ? 0 : await target.ExecuteUpdateAsync(s => s
+                .SetProperty(x => x.Label, "skip").SetProperty(x => x.Slot, (int?)null).SetProperty(x => x.RationaleText, (string?)null)
+                .SetProperty(x => x.SubmittedAtMs, now)
+                .SetProperty(x => x.DurationMs, x => durationMs ?? (int)(now - x.LeasedAtMs)), ct);
+            if (n == 1 && row!.Slot is not null)
+                await db.AnnotationItems.Where(i => i.Id == row.ItemId).ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots + 1), ct);
+            await tx.CommitAsync(ct);
+        }
+        else
+        {
+            n = await target.ExecuteUpdateAsync(s => s
+                .SetProperty(x => x.Label, x => choice == "tie" ? "tie" : (choice == "left") != x.Swapped ? "a" : "b")
                 .SetProperty(x => x.RationaleText, text)
                 .SetProperty(x => x.SubmittedAtMs, now)
-                .SetProperty(x => x.DurationMs, durationMs ?? (int)Math.Min(int.MaxValue, now - a.LeasedAtMs)), ct);
-        return n == 0 ? new Conflict("the lease on this item expired") : new Ok<string>(label);
+                .SetProperty(x => x.DurationMs, x => durationMs ?? (int)(now - x.LeasedAtMs)), ct);
+        }
+        if (n == 1)
+        {
+            if (choice is "tie" or "skip") return new Ok<string>(choice);
+            var swapped = await db.Assignments.Where(x => x.Id == assignmentId).Select(x => x.Swapped).FirstAsync(ct);
+            return new Ok<string>((choice == "left") != swapped ? "a" : "b");
+        }
+        // Nothing written: say why.
+        var a = await db.Assignments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == assignmentId && x.CampaignId == campaignId && x.Annotator == annotator, ct);
+        return a is null ? new Conflict("no lease on this item (it expired and was given back, or it is not yours)")
+            : new Conflict("this item is already labelled; undo it first");
     }
 
     /// <summary>Takes back the caller's last label: the item becomes their current item again.</summary>
     public async Task<Result> UndoAsync(string campaignId, string annotator, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
+        var c = await Campaign(db, campaignId, ct);
         if (c is null) return new NotFound("campaign");
         var last = await db.Assignments.AsNoTracking().Where(x => x.CampaignId == campaignId && x.Annotator == annotator && x.Label != null)
             .OrderByDescending(x => x.SubmittedAtMs).ThenByDescending(x => x.Id).FirstOrDefaultAsync(ct);
         if (last is null) return new Conflict("nothing to undo");
         var now = Ids.NowMs();
-        // Release any other lease the caller holds, so the undone item is the one shown next.
-        await db.Assignments.Where(x => x.CampaignId == campaignId && x.Annotator == annotator && x.Label == null).ExecuteDeleteAsync(ct);
-        int? slot = last.Slot;
-        if (slot is null)
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
         {
-            var used = await db.Assignments.Where(a => a.ItemId == last.ItemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
-            slot = Enumerable.Range(0, c.AnnotatorsPerItem).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault();
+            // Release any other lease the caller holds, so the undone item is the one shown next.
+            var held = await db.Assignments.Where(x => x.CampaignId == campaignId && x.Annotator == annotator && x.Label == null)
+                .Select(x => new { x.Id, x.ItemId, x.Slot }).ToListAsync(ct);
+            foreach (var h in held)
+                if (await db.Assignments.Where(x => x.Id == h.Id && x.Label == null).ExecuteDeleteAsync(ct) == 1 && h.Slot is not null)
+                    await db.AnnotationItems.Where(i => i.Id == h.ItemId).ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots + 1), ct);
+            int? slot = last.Slot;
             if (slot is null)
             {
-                await db.Assignments.Where(x => x.Id == last.Id).ExecuteDeleteAsync(ct); // the item filled up meanwhile
-                return new Ok<NextItem?>(null);
+                // A skipped item: take a slot again, if one is open.
+                bool open = await db.AnnotationItems.Where(i => i.Id == last.ItemId && i.OpenSlots > 0)
+                    .ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots - 1), ct) == 1;
+                var used = await db.Assignments.Where(a => a.ItemId == last.ItemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
+                slot = open ? Enumerable.Range(0, c.AnnotatorsPerItem).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault() : null;
+                if (slot is null)
+                {
+                    await tx.RollbackAsync(ct);
+                    return new Conflict("the item you skipped has meanwhile been labelled by enough annotators");
+                }
+            }
+            try
+            {
+                await db.Assignments.Where(x => x.Id == last.Id).ExecuteUpdateAsync(s => s
+                    .SetProperty(x => x.Label, (string?)null).SetProperty(x => x.RationaleText, (string?)null)
+                    .SetProperty(x => x.SubmittedAtMs, (long?)null).SetProperty(x => x.DurationMs, (int?)null)
+                    .SetProperty(x => x.Slot, slot).SetProperty(x => x.LeasedAtMs, now)
+                    .SetProperty(x => x.LeaseUntilMs, now + c.LeaseSeconds * 1000L), ct);
+                await tx.CommitAsync(ct);
+            }
+            catch (DbUpdateException)
+            {
+                await tx.RollbackAsync(CancellationToken.None);
+                return new Conflict("the item's slots filled up meanwhile");
             }
         }
-        try
-        {
-            await db.Assignments.Where(x => x.Id == last.Id).ExecuteUpdateAsync(s => s
-                .SetProperty(x => x.Label, (string?)null).SetProperty(x => x.RationaleText, (string?)null)
-                .SetProperty(x => x.SubmittedAtMs, (long?)null).SetProperty(x => x.DurationMs, (int?)null)
-                .SetProperty(x => x.Slot, slot).SetProperty(x => x.LeasedAtMs, now)
-                .SetProperty(x => x.LeaseUntilMs, now + c.LeaseSeconds * 1000L), ct);
-        }
-        catch (DbUpdateException) { return new Conflict("the item's slots filled up meanwhile"); }
         var row = await db.Assignments.AsNoTracking().SingleAsync(x => x.Id == last.Id, ct);
         return new Ok<NextItem?>(await Show(db, c, row, annotator, ct));
     }

@@ -141,20 +141,53 @@ public class AnnotationApiTests
                 var (s, item) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, who);
                 if (s == HttpStatusCode.NoContent) break;
                 Assert.True(s == HttpStatusCode.OK, $"{s} {item}");
+                // One in ten is skipped: the slot goes back to the pool for someone else.
+                var choice = rng.Next(10) == 0 ? "skip" : rng.Next(2) == 0 ? "left" : "right";
                 var (ls, body) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels",
-                    new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice = rng.Next(2) == 0 ? "left" : "right" }, who);
+                    new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice }, who);
                 Assert.True(ls == HttpStatusCode.OK, $"{ls} {body}");
-                accepted.Add((who, item.GetProperty("item_id").GetInt64()));
+                if (choice != "skip") accepted.Add((who, item.GetProperty("item_id").GetInt64()));
             }
         })));
         Assert.Equal(150, accepted.Count);
         Assert.Equal(accepted.Count, accepted.Distinct().Count()); // nobody labelled an item twice
         Assert.All(accepted.GroupBy(x => x.Item), g => Assert.Equal(3, g.Count()));
         Assert.Equal(50, accepted.Select(x => x.Item).Distinct().Count());
-        var rows = await Postgres.QueryAsync(db, "SELECT \"ItemId\", COUNT(*) FROM annotation_assignments WHERE \"Label\" IS NOT NULL GROUP BY \"ItemId\"");
+        var rows = await Postgres.QueryAsync(db, "SELECT \"ItemId\", COUNT(*) FROM annotation_assignments WHERE \"Label\" IS NOT NULL AND \"Label\" <> 'skip' GROUP BY \"ItemId\"");
         Assert.Equal(50, rows.Count);
         Assert.All(rows, r => Assert.Equal(3L, Convert.ToInt64(r[1])));
         var stats = await app.GetJson($"/v1/annotation/campaigns/{id}/stats");
         Assert.Equal(50, stats.GetProperty("complete_items").GetInt32());
+        // The denormalised open-slot counts agree with the rows: all full.
+        var open = await Postgres.QueryAsync(db, "SELECT i.\"OpenSlots\", (SELECT COUNT(*) FROM annotation_assignments a WHERE a.\"ItemId\" = i.\"Id\" AND a.\"Slot\" IS NOT NULL) FROM annotation_items i");
+        Assert.All(open, r => Assert.Equal((0, 3L), (Convert.ToInt32(r[0]), Convert.ToInt64(r[1]))));
+    }
+
+    [PostgresFact]
+    public async Task An_expired_lease_returns_its_slot_and_the_late_label_is_refused()
+    {
+        var db = await Postgres.CreateDatabaseAsync();
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-ann-lease-").FullName, postgres: db);
+        var id = await Campaign(app, 1, k: 1, ties: false);
+        var (s1, first) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "slow");
+        Assert.Equal(HttpStatusCode.OK, s1);
+        var (s2, _) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "fast");
+        Assert.Equal(HttpStatusCode.NoContent, s2); // the only slot is leased
+        // Time passes: the lease runs out.
+        await Postgres.QueryAsync(db, "UPDATE annotation_assignments SET \"LeaseUntilMs\" = 0");
+        await Task.Delay(1100); // expired leases are swept at most once a second per campaign
+        var (s3, second) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "fast");
+        Assert.True(s3 == HttpStatusCode.OK, $"{s3} {second}");
+        Assert.Equal(first.GetProperty("item_id").GetInt64(), second.GetProperty("item_id").GetInt64());
+        var (late, problem) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = first.GetProperty("assignment_id").GetInt64(), choice = "left" }, "slow");
+        Assert.Equal(HttpStatusCode.Conflict, late);
+        Assert.Contains("expired", problem.GetProperty("detail").GetString());
+        var (ok, _) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = second.GetProperty("assignment_id").GetInt64(), choice = "left" }, "fast");
+        Assert.Equal(HttpStatusCode.OK, ok);
+        var rows = await Postgres.QueryAsync(db, "SELECT \"Annotator\", \"Label\" FROM annotation_assignments");
+        Assert.Equal("fast", rows.Single()[0]);
+        Assert.Contains(rows.Single()[1], new object[] { "a", "b" });
+        var items = await Postgres.QueryAsync(db, "SELECT \"OpenSlots\" FROM annotation_items");
+        Assert.Equal(0, Convert.ToInt32(items.Single()[0]));
     }
 }

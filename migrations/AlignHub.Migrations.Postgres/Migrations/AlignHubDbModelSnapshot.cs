@@ -76,6 +76,9 @@ namespace AlignHub.Migrations.Postgres.Migrations
 
                     b.HasIndex("CampaignId", "Annotator", "SubmittedAtMs");
 
+                    b.HasIndex(new[] { "CampaignId", "LeaseUntilMs" }, "IX_annotation_assignments_leases")
+                        .HasFilter("\"Label\" IS NULL");
+
                     b.ToTable("annotation_assignments", (string)null);
                 });
 
@@ -140,6 +143,9 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.Property<int>("Index")
                         .HasColumnType("integer");
 
+                    b.Property<int>("OpenSlots")
+                        .HasColumnType("integer");
+
                     b.Property<string>("Prompt")
                         .IsRequired()
                         .HasColumnType("text");
@@ -156,6 +162,9 @@ namespace AlignHub.Migrations.Postgres.Migrations
 
                     b.HasIndex("CampaignId", "Index")
                         .IsUnique();
+
+                    b.HasIndex(new[] { "CampaignId", "Index" }, "IX_annotation_items_open")
+                        .HasFilter("\"OpenSlots\" > 0");
 
                     b.ToTable("annotation_items", (string)null);
                 });

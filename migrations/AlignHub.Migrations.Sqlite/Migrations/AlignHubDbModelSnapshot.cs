@@ -69,6 +69,9 @@ namespace AlignHub.Migrations.Sqlite.Migrations
 
                     b.HasIndex("CampaignId", "Annotator", "SubmittedAtMs");
 
+                    b.HasIndex(new[] { "CampaignId", "LeaseUntilMs" }, "IX_annotation_assignments_leases")
+                        .HasFilter("\"Label\" IS NULL");
+
                     b.ToTable("annotation_assignments", (string)null);
                 });
 
@@ -131,6 +134,9 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.Property<int>("Index")
                         .HasColumnType("INTEGER");
 
+                    b.Property<int>("OpenSlots")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("Prompt")
                         .IsRequired()
                         .HasColumnType("TEXT");
@@ -147,6 +153,9 @@ namespace AlignHub.Migrations.Sqlite.Migrations
 
                     b.HasIndex("CampaignId", "Index")
                         .IsUnique();
+
+                    b.HasIndex(new[] { "CampaignId", "Index" }, "IX_annotation_items_open")
+                        .HasFilter("\"OpenSlots\" > 0");
 
                     b.ToTable("annotation_items", (string)null);
                 });
