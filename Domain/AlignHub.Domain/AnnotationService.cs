@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace AlignHub.Domain;
 
@@ -123,27 +124,29 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         if (mine is not null) return new Ok<NextItem?>(await Show(db, c, mine, annotator, ct));
         await ReturnExpiredLeases(db, campaignId, now, ct);
 
-        for (int attempt = 0; attempt < 20; attempt++)
+        for (int attempt = 0; attempt < 50; attempt++)
         {
-            var candidates = await db.AnnotationItems.AsNoTracking()
-                .Where(i => i.CampaignId == campaignId && i.OpenSlots > 0 && !db.Assignments.Any(a => a.ItemId == i.Id && a.Annotator == annotator))
-                .OrderBy(i => i.Index).Select(i => i.Id).Take(16).ToListAsync(ct);
-            if (candidates.Count == 0) return new Ok<NextItem?>(null);
-            // Spread concurrent annotators over the first candidates instead of all queueing on one row.
-            var itemId = candidates[Random.Shared.Next(candidates.Count)];
             now = Ids.NowMs();
             await using var tx = await db.Database.BeginTransactionAsync(ct);
             try
             {
-                int taken = await db.AnnotationItems.Where(i => i.Id == itemId && i.OpenSlots > 0)
-                    .ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots - 1), ct);
-                if (taken == 0) { await tx.RollbackAsync(ct); continue; } // filled meanwhile
+                var itemId = await TakeOpenSlot(db, campaignId, annotator, ct);
+                if (itemId is null)
+                {
+                    await tx.RollbackAsync(ct);
+                    // Nothing left for this annotator, or what is left is being claimed this instant.
+                    bool any = await db.AnnotationItems.AnyAsync(i => i.CampaignId == campaignId && i.OpenSlots > 0
+                        && !db.Assignments.Any(a => a.ItemId == i.Id && a.Annotator == annotator), ct);
+                    if (!any) return new Ok<NextItem?>(null);
+                    await Task.Delay(Random.Shared.Next(1, 5), ct);
+                    continue;
+                }
                 var used = await db.Assignments.Where(a => a.ItemId == itemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
                 int? slot = Enumerable.Range(0, c.AnnotatorsPerItem).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault();
-                if (slot is null) { await tx.RollbackAsync(ct); continue; }
+                if (slot is null) { await tx.RollbackAsync(ct); continue; } // OpenSlots out of step: the unique index stays the arbiter
                 var row = new AnnotationAssignment
                 {
-                    CampaignId = campaignId, ItemId = itemId, Slot = slot, Annotator = annotator, Swapped = SideSwap(annotator, itemId),
+                    CampaignId = campaignId, ItemId = itemId.Value, Slot = slot, Annotator = annotator, Swapped = SideSwap(annotator, itemId.Value),
                     LeasedAtMs = now, LeaseUntilMs = now + c.LeaseSeconds * 1000L,
                 };
                 db.Assignments.Add(row);
@@ -158,6 +161,35 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             }
         }
         return new Conflict("too many concurrent claims; try again");
+    }
+
+    /// <summary>
+    /// In the caller's transaction: takes one open slot of the first item (by index) the annotator has not seen, and
+    /// returns that item, or null. One statement; on PostgreSQL the item is chosen with <c>FOR UPDATE SKIP LOCKED</c>,
+    /// so concurrent claims never queue on one row (each takes the next free item); SQLite has one writer at a time.
+    /// </summary>
+    static async Task<long?> TakeOpenSlot(AlignHubDb db, string campaignId, string annotator, CancellationToken ct)
+    {
+        var conn = db.Database.GetDbConnection();
+        await using var cmd = conn.CreateCommand();
+        cmd.Transaction = db.Database.CurrentTransaction!.GetDbTransaction();
+        cmd.CommandText = $"""
+            UPDATE annotation_items SET "OpenSlots" = "OpenSlots" - 1
+            WHERE "Id" = (SELECT i."Id" FROM annotation_items i
+                          WHERE i."CampaignId" = @campaign AND i."OpenSlots" > 0
+                            AND NOT EXISTS (SELECT 1 FROM annotation_assignments a WHERE a."ItemId" = i."Id" AND a."Annotator" = @annotator)
+                          ORDER BY i."Index" LIMIT 1{(db.Database.ProviderName?.Contains("Npgsql") == true ? " FOR UPDATE SKIP LOCKED" : "")})
+              AND "OpenSlots" > 0
+            RETURNING "Id"
+            """;
+        foreach (var (name, value) in new[] { ("campaign", campaignId), ("annotator", annotator) })
+        {
+            var p = cmd.CreateParameter();
+            p.ParameterName = name;
+            p.Value = value;
+            cmd.Parameters.Add(p);
+        }
+        return await cmd.ExecuteScalarAsync(ct) is { } id and not DBNull ? Convert.ToInt64(id) : null;
     }
 
     /// <summary>
@@ -197,10 +229,12 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     {
         var item = await db.AnnotationItems.AsNoTracking().SingleAsync(i => i.Id == a.ItemId, ct);
         int done = await db.Assignments.CountAsync(x => x.CampaignId == c.Id && x.Annotator == annotator && x.Label != null, ct);
-        int open = await db.AnnotationItems.CountAsync(i => i.CampaignId == c.Id && i.OpenSlots > 0
-            && !db.Assignments.Any(x => x.ItemId == i.Id && x.Annotator == annotator), ct);
+        // Open items minus the open items the annotator has a row for (two indexed counts, not an anti-join per item).
+        int open = await db.AnnotationItems.CountAsync(i => i.CampaignId == c.Id && i.OpenSlots > 0, ct);
+        int seenOpen = await db.Assignments.CountAsync(x => x.CampaignId == c.Id && x.Annotator == annotator
+            && db.AnnotationItems.Any(i => i.Id == x.ItemId && i.OpenSlots > 0), ct);
         return new NextItem(a.Id, item.Id, item.Prompt, a.Swapped ? item.ResponseB : item.ResponseA, a.Swapped ? item.ResponseA : item.ResponseB,
-            a.LeaseUntilMs, done, done + 1 + open);
+            a.LeaseUntilMs, done, done + 1 + open - seenOpen);
     }
 
     /// <summary>

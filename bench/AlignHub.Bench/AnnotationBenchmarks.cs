@@ -5,12 +5,15 @@ using System.Text.Json;
 
 /// <summary>
 /// Label-submit latency with many concurrent annotators (issue 5), against a running AlignHub (on PostgreSQL for the
-/// recorded numbers): 200 annotators label a 1,000-item campaign with k = 3 until nothing is left.
+/// recorded numbers): 200 annotators label a campaign with k = 3. Each annotator loops: next, think, submit. The think
+/// time (uniform between half and one and a half times the mean; 0 for a closed loop) stands for reading two responses
+/// and pressing a key.
 /// </summary>
 static class AnnotationBenchmarks
 {
-    public static async Task Latency(string baseUrl, int annotators = 200, int items = 1000)
+    public static async Task Latency(string baseUrl, int thinkMeanMs, int seconds, int annotators = 200)
     {
+        int items = 3000;
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = annotators + 10 }) { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromMinutes(2) };
         var lines = string.Join("\n", Enumerable.Range(0, items).Select(i => JsonSerializer.Serialize(new { prompt = $"p{i}", response_a = $"a{i}", response_b = $"b{i}" })));
         using var form = new MultipartFormDataContent { { new StringContent(lines), "file", "items.jsonl" }, { new StringContent("fine-tune"), "purpose" } };
@@ -18,24 +21,29 @@ static class AnnotationBenchmarks
         var campaignResponse = await http.PostAsJsonAsync("/v1/annotation/campaigns", new { name = "bench", file, annotators_per_item = 3 });
         var campaign = JsonDocument.Parse(await campaignResponse.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString();
 
-        var submit = new ConcurrentBag<double>();
-        var next = new ConcurrentBag<double>();
+        // (seconds since start, latency ms)
+        var submitAt = new ConcurrentBag<(double At, double Ms)>();
+        var nextAt = new ConcurrentBag<(double At, double Ms)>();
         int errors = 0;
         var wall = Stopwatch.StartNew();
+        var stopAt = TimeSpan.FromSeconds(seconds);
         await Task.WhenAll(Enumerable.Range(0, annotators).Select(a => Task.Run(async () =>
         {
             var who = $"annotator-{a:D3}";
             var rng = new Random(a);
-            while (true)
+            if (thinkMeanMs > 0) await Task.Delay(rng.Next(thinkMeanMs)); // staggered arrivals
+            while (wall.Elapsed < stopAt)
             {
                 var sw = Stopwatch.StartNew();
                 using var nreq = new HttpRequestMessage(HttpMethod.Post, $"/v1/annotation/campaigns/{campaign}/next") { Content = JsonContent.Create(new { }) };
                 nreq.Headers.Add("X-AlignHub-Annotator", who);
                 using var nres = await http.SendAsync(nreq);
-                next.Add(sw.Elapsed.TotalMilliseconds);
+                var nextBody = await nres.Content.ReadAsStringAsync();
+                nextAt.Add((wall.Elapsed.TotalSeconds, sw.Elapsed.TotalMilliseconds));
                 if (nres.StatusCode == System.Net.HttpStatusCode.NoContent) break;
                 if (!nres.IsSuccessStatusCode) { Interlocked.Increment(ref errors); continue; }
-                var item = JsonDocument.Parse(await nres.Content.ReadAsStringAsync()).RootElement;
+                var item = JsonDocument.Parse(nextBody).RootElement;
+                if (thinkMeanMs > 0) await Task.Delay(thinkMeanMs / 2 + rng.Next(thinkMeanMs));
                 sw.Restart();
                 using var sreq = new HttpRequestMessage(HttpMethod.Post, $"/v1/annotation/campaigns/{campaign}/labels")
                 {
@@ -43,13 +51,25 @@ static class AnnotationBenchmarks
                 };
                 sreq.Headers.Add("X-AlignHub-Annotator", who);
                 using var sres = await http.SendAsync(sreq);
-                submit.Add(sw.Elapsed.TotalMilliseconds);
+                await sres.Content.ReadAsStringAsync();
+                submitAt.Add((wall.Elapsed.TotalSeconds, sw.Elapsed.TotalMilliseconds));
                 if (!sres.IsSuccessStatusCode) Interlocked.Increment(ref errors);
             }
         })));
+        var elapsed = wall.Elapsed.TotalSeconds;
         var stats = JsonDocument.Parse(await http.GetStringAsync($"/v1/annotation/campaigns/{campaign}/stats")).RootElement;
-        static double P(IEnumerable<double> v, double q) { var s = v.Order().ToArray(); return s[(int)Math.Min(s.Length - 1, Math.Floor(q * s.Length))]; }
-        Console.WriteLine($"{annotators} annotators, {items} items, k = 3: {submit.Count} labels in {wall.Elapsed.TotalSeconds:F1} s, errors {errors}, complete items {stats.GetProperty("complete_items").GetInt32()}");
-        Console.WriteLine($"submit latency ms: p50 {P(submit, 0.5):F1}, p99 {P(submit, 0.99):F1}; next latency ms: p50 {P(next, 0.5):F1}, p99 {P(next, 0.99):F1}");
+        static double P(IEnumerable<double> v, double q) { var s = v.Order().ToArray(); return s.Length == 0 ? double.NaN : s[(int)Math.Min(s.Length - 1, Math.Floor(q * s.Length))]; }
+        var think = thinkMeanMs > 0 ? $"{thinkMeanMs / 2}-{thinkMeanMs * 3 / 2} ms" : "none";
+        Console.WriteLine($"{annotators} annotators, think time {think}, {items} items, k = 3");
+        Console.WriteLine($"{submitAt.Count} labels in {elapsed:F1} s ({submitAt.Count / elapsed:F1} labels/s, {(submitAt.Count + nextAt.Count) / elapsed:F1} requests/s), errors {errors}, labels stored {stats.GetProperty("labels").GetInt32()}");
+        Console.WriteLine("| annotators | think time | window | labels | labels/s | errors | submit p50 | submit p99 | next p50 | next p99 |");
+        foreach (var (name, from) in new[] { ("all", 0.0), ("after 10 s", 10.0) })
+        {
+            var sub = submitAt.Where(x => x.At >= from).Select(x => x.Ms).ToList();
+            var nxt = nextAt.Where(x => x.At >= from).Select(x => x.Ms).ToList();
+            Console.WriteLine($"| {annotators} | {think} | {name} | {sub.Count:N0} | {sub.Count / (elapsed - from):F1} | {errors} | {P(sub, 0.5):F1} | {P(sub, 0.99):F1} | {P(nxt, 0.5):F1} | {P(nxt, 0.99):F1} |");
+        }
+        var sec = submitAt.Concat(nextAt).GroupBy(x => (int)x.At).OrderBy(g => g.Key).Select(g => $"{g.Key}s:{P(g.Select(x => x.Ms), 0.99):F0}");
+        Console.WriteLine("p99 (ms) per second of the run, next and submit: " + string.Join(" ", sec));
     }
 }
