@@ -20,7 +20,7 @@ dotnet build -c Release "$root/Api/AlignHub.Api" -v q -nologo >/dev/null
 dotnet build -c Release "$root/bench/AlignHub.Bench" -v q -nologo >/dev/null
 ConnectionStrings__AlignHub="Host=127.0.0.1;Port=$port;Username=$pg_user;Database=postgres;Maximum Pool Size=100" \
 AlignHub__Roles=api AlignHub__DataDir="$work/data" ASPNETCORE_URLS="http://127.0.0.1:$api_port" Logging__LogLevel__Default=Warning \
-  dotnet "$root/Api/AlignHub.Api/bin/Release/net10.0/AlignHub.Api.dll" >"$work/api.log" 2>&1 &
+  dotnet "$root/Api/AlignHub.Api/bin/Release/net10.0/AlignHub.Api.dll" >"${BENCH_API_LOG:-$work/api.log}" 2>&1 &
 api_pid=$!
 export ALIGNHUB_URL="http://127.0.0.1:$api_port"
 for _ in $(seq 1 120); do curl -fs "$ALIGNHUB_URL/readyz" >/dev/null 2>&1 && break; sleep 0.5; done

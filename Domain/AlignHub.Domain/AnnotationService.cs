@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Data.Common;
 using System.Text;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
@@ -107,10 +108,10 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
 
     /// <summary>
     /// The caller's current item: their unexpired lease, or a new lease on a free slot of an item they have not seen.
-    /// A claim takes one of the item's <see cref="AnnotationItem.OpenSlots"/> with a conditional update and inserts
-    /// the slot's row in the same transaction; concurrent claims of one item queue on its row, and the unique indexes
-    /// on (item, slot) and (item, annotator) catch anything else (the claim then tries another item). Null when
-    /// nothing is left.
+    /// A claim is one transaction of two statements: take one of the first free item's
+    /// <see cref="AnnotationItem.OpenSlots"/> (<see cref="TakeOpenSlot"/>), then insert the row for a free slot number.
+    /// The unique indexes on (item, slot) and (item, annotator) remain the guarantee: a claim that hits one rolls back
+    /// and tries again. Null when nothing is left for the caller.
     /// </summary>
     public async Task<Result> NextAsync(string campaignId, string annotator, CancellationToken ct)
     {
@@ -121,7 +122,8 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         var mine = await db.Assignments.AsNoTracking()
             .Where(a => a.CampaignId == campaignId && a.Annotator == annotator && a.Label == null && a.LeaseUntilMs >= now)
             .OrderBy(a => a.Id).FirstOrDefaultAsync(ct);
-        if (mine is not null) return new Ok<NextItem?>(await Show(db, c, mine, annotator, ct));
+        if (mine is not null)
+            return new Ok<NextItem?>(await Show(db, c, mine, await db.AnnotationItems.AsNoTracking().SingleAsync(i => i.Id == mine.ItemId, ct), ct));
         await ReturnExpiredLeases(db, campaignId, now, ct);
 
         for (int attempt = 0; attempt < 50; attempt++)
@@ -130,8 +132,8 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             await using var tx = await db.Database.BeginTransactionAsync(ct);
             try
             {
-                var itemId = await TakeOpenSlot(db, campaignId, annotator, ct);
-                if (itemId is null)
+                var item = await TakeOpenSlot(db, campaignId, annotator, ct);
+                if (item is null)
                 {
                     await tx.RollbackAsync(ct);
                     // Nothing left for this annotator, or what is left is being claimed this instant.
@@ -141,23 +143,28 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
                     await Task.Delay(Random.Shared.Next(1, 5), ct);
                     continue;
                 }
-                var used = await db.Assignments.Where(a => a.ItemId == itemId && a.Slot != null).Select(a => a.Slot!.Value).ToListAsync(ct);
-                int? slot = Enumerable.Range(0, c.AnnotatorsPerItem).Where(s => !used.Contains(s)).Cast<int?>().FirstOrDefault();
-                if (slot is null) { await tx.RollbackAsync(ct); continue; } // OpenSlots out of step: the unique index stays the arbiter
                 var row = new AnnotationAssignment
                 {
-                    CampaignId = campaignId, ItemId = itemId.Value, Slot = slot, Annotator = annotator, Swapped = SideSwap(annotator, itemId.Value),
+                    CampaignId = campaignId, ItemId = item.Id, Annotator = annotator, Swapped = SideSwap(annotator, item.Id),
                     LeasedAtMs = now, LeaseUntilMs = now + c.LeaseSeconds * 1000L,
                 };
-                db.Assignments.Add(row);
-                await db.SaveChangesAsync(ct);
+                var free = string.Join(" UNION ALL ", Enumerable.Range(0, c.AnnotatorsPerItem).Select(n => $"SELECT {n} AS n"));
+                var inserted = await Sql(db, $"""
+                    INSERT INTO annotation_assignments ("CampaignId", "ItemId", "Slot", "Annotator", "Swapped", "LeasedAtMs", "LeaseUntilMs")
+                    SELECT @campaign, @item, s.n, @annotator, @swapped, @leased, @until FROM ({free}) AS s
+                    WHERE s.n NOT IN (SELECT a."Slot" FROM annotation_assignments a WHERE a."ItemId" = @item AND a."Slot" IS NOT NULL)
+                    ORDER BY s.n LIMIT 1
+                    RETURNING "Id", "Slot"
+                    """, ct, ("campaign", campaignId), ("item", item.Id), ("annotator", annotator), ("swapped", row.Swapped),
+                    ("leased", row.LeasedAtMs), ("until", row.LeaseUntilMs));
+                if (inserted.Count == 0) { await tx.RollbackAsync(ct); continue; } // OpenSlots out of step with the rows: try another item
+                (row.Id, row.Slot) = (Convert.ToInt64(inserted[0][0]), Convert.ToInt32(inserted[0][1]));
                 await tx.CommitAsync(ct);
-                return new Ok<NextItem?>(await Show(db, c, row, annotator, ct));
+                return new Ok<NextItem?>(await Show(db, c, row, item, ct));
             }
-            catch (DbUpdateException)
+            catch (DbException)
             {
                 await tx.RollbackAsync(CancellationToken.None); // this slot or item was taken first: try again
-                db.ChangeTracker.Clear();
             }
         }
         return new Conflict("too many concurrent claims; try again");
@@ -168,28 +175,53 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     /// returns that item, or null. One statement; on PostgreSQL the item is chosen with <c>FOR UPDATE SKIP LOCKED</c>,
     /// so concurrent claims never queue on one row (each takes the next free item); SQLite has one writer at a time.
     /// </summary>
-    static async Task<long?> TakeOpenSlot(AlignHubDb db, string campaignId, string annotator, CancellationToken ct)
+    static async Task<AnnotationItem?> TakeOpenSlot(AlignHubDb db, string campaignId, string annotator, CancellationToken ct)
     {
-        var conn = db.Database.GetDbConnection();
-        await using var cmd = conn.CreateCommand();
-        cmd.Transaction = db.Database.CurrentTransaction!.GetDbTransaction();
-        cmd.CommandText = $"""
+        var rows = await Sql(db, $"""
             UPDATE annotation_items SET "OpenSlots" = "OpenSlots" - 1
             WHERE "Id" = (SELECT i."Id" FROM annotation_items i
                           WHERE i."CampaignId" = @campaign AND i."OpenSlots" > 0
                             AND NOT EXISTS (SELECT 1 FROM annotation_assignments a WHERE a."ItemId" = i."Id" AND a."Annotator" = @annotator)
-                          ORDER BY i."Index" LIMIT 1{(db.Database.ProviderName?.Contains("Npgsql") == true ? " FOR UPDATE SKIP LOCKED" : "")})
+                          ORDER BY i."Index" LIMIT 1{(IsPostgres(db) ? " FOR UPDATE SKIP LOCKED" : "")})
               AND "OpenSlots" > 0
-            RETURNING "Id"
-            """;
-        foreach (var (name, value) in new[] { ("campaign", campaignId), ("annotator", annotator) })
+            RETURNING "Id", "Index", "Prompt", "ResponseA", "ResponseB"
+            """, ct, ("campaign", campaignId), ("annotator", annotator));
+        return rows.Count == 0 ? null : new AnnotationItem
+        {
+            Id = Convert.ToInt64(rows[0][0]), CampaignId = campaignId, Index = Convert.ToInt32(rows[0][1]),
+            Prompt = (string)rows[0][2]!, ResponseA = (string)rows[0][3]!, ResponseB = (string)rows[0][4]!,
+        };
+    }
+
+    static bool IsPostgres(AlignHubDb db) => db.Database.ProviderName?.Contains("Npgsql") == true;
+
+    /// <summary>
+    /// One SQL statement on the context's connection, in its transaction if one is open, with named parameters (the same
+    /// text runs on PostgreSQL and SQLite). For the hot labeling paths, which need what EF Core cannot say in one
+    /// statement (UPDATE ... RETURNING, SKIP LOCKED, INSERT ... SELECT).
+    /// </summary>
+    static async Task<List<object?[]>> Sql(AlignHubDb db, string sql, CancellationToken ct, params (string Name, object? Value)[] parameters)
+    {
+        await db.Database.OpenConnectionAsync(ct);
+        await using var cmd = db.Database.GetDbConnection().CreateCommand();
+        cmd.Transaction = db.Database.CurrentTransaction?.GetDbTransaction();
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters)
         {
             var p = cmd.CreateParameter();
             p.ParameterName = name;
-            p.Value = value;
+            p.Value = value ?? DBNull.Value;
             cmd.Parameters.Add(p);
         }
-        return await cmd.ExecuteScalarAsync(ct) is { } id and not DBNull ? Convert.ToInt64(id) : null;
+        var rows = new List<object?[]>();
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct))
+        {
+            var row = new object?[r.FieldCount];
+            for (int i = 0; i < row.Length; i++) row[i] = r.IsDBNull(i) ? null : r.GetValue(i);
+            rows.Add(row);
+        }
+        return rows;
     }
 
     /// <summary>
@@ -223,16 +255,18 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
 
     /// <summary>
     /// The item as shown to the annotator, with progress: done (their labels and skips) of done plus the items still
-    /// within their reach (their current one and every item with an open slot they have not seen).
+    /// within their reach (their current one and every item with an open slot they have not seen). One query: open items
+    /// minus the open items the annotator has a row for, both indexed counts.
     /// </summary>
-    async Task<NextItem> Show(AlignHubDb db, AnnotationCampaign c, AnnotationAssignment a, string annotator, CancellationToken ct)
+    static async Task<NextItem> Show(AlignHubDb db, AnnotationCampaign c, AnnotationAssignment a, AnnotationItem item, CancellationToken ct)
     {
-        var item = await db.AnnotationItems.AsNoTracking().SingleAsync(i => i.Id == a.ItemId, ct);
-        int done = await db.Assignments.CountAsync(x => x.CampaignId == c.Id && x.Annotator == annotator && x.Label != null, ct);
-        // Open items minus the open items the annotator has a row for (two indexed counts, not an anti-join per item).
-        int open = await db.AnnotationItems.CountAsync(i => i.CampaignId == c.Id && i.OpenSlots > 0, ct);
-        int seenOpen = await db.Assignments.CountAsync(x => x.CampaignId == c.Id && x.Annotator == annotator
-            && db.AnnotationItems.Any(i => i.Id == x.ItemId && i.OpenSlots > 0), ct);
+        var counts = (await Sql(db, """
+            SELECT (SELECT COUNT(*) FROM annotation_assignments WHERE "CampaignId" = @campaign AND "Annotator" = @annotator AND "Label" IS NOT NULL),
+                   (SELECT COUNT(*) FROM annotation_items WHERE "CampaignId" = @campaign AND "OpenSlots" > 0),
+                   (SELECT COUNT(*) FROM annotation_assignments x JOIN annotation_items i ON i."Id" = x."ItemId"
+                     WHERE x."CampaignId" = @campaign AND x."Annotator" = @annotator AND i."OpenSlots" > 0)
+            """, ct, ("campaign", c.Id), ("annotator", a.Annotator)))[0].Select(Convert.ToInt32).ToArray();
+        int done = counts[0], open = counts[1], seenOpen = counts[2];
         return new NextItem(a.Id, item.Id, item.Prompt, a.Swapped ? item.ResponseB : item.ResponseA, a.Swapped ? item.ResponseA : item.ResponseB,
             a.LeaseUntilMs, done, done + 1 + open - seenOpen);
     }
@@ -270,18 +304,19 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         }
         else
         {
-            n = await target.ExecuteUpdateAsync(s => s
-                .SetProperty(x => x.Label, x => choice == "tie" ? "tie" : (choice == "left") != x.Swapped ? "a" : "b")
-                .SetProperty(x => x.RationaleText, text)
-                .SetProperty(x => x.SubmittedAtMs, now)
-                .SetProperty(x => x.DurationMs, x => durationMs ?? (int)(now - x.LeasedAtMs)), ct);
+            // One statement: the label in the item's terms (sides mapped back), returned.
+            var written = await Sql(db, """
+                UPDATE annotation_assignments
+                SET "Label" = CASE WHEN @tie THEN 'tie' WHEN @left <> "Swapped" THEN 'a' ELSE 'b' END,
+                    "RationaleText" = @text, "SubmittedAtMs" = @now, "DurationMs" = COALESCE(@duration, @now - "LeasedAtMs")
+                WHERE "Id" = @id AND "CampaignId" = @campaign AND "Annotator" = @annotator AND "Label" IS NULL
+                RETURNING "Label"
+                """, ct, ("tie", choice == "tie"), ("left", choice == "left"), ("text", text), ("now", now), ("duration", durationMs),
+                ("id", assignmentId), ("campaign", campaignId), ("annotator", annotator));
+            if (written.Count == 1) return new Ok<string>((string)written[0][0]!);
+            n = 0;
         }
-        if (n == 1)
-        {
-            if (choice is "tie" or "skip") return new Ok<string>(choice);
-            var swapped = await db.Assignments.Where(x => x.Id == assignmentId).Select(x => x.Swapped).FirstAsync(ct);
-            return new Ok<string>((choice == "left") != swapped ? "a" : "b");
-        }
+        if (n == 1) return new Ok<string>(choice);
         // Nothing written: say why.
         var a = await db.Assignments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == assignmentId && x.CampaignId == campaignId && x.Annotator == annotator, ct);
         return a is null ? new Conflict("no lease on this item (it expired and was given back, or it is not yours)")
@@ -336,7 +371,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             }
         }
         var row = await db.Assignments.AsNoTracking().SingleAsync(x => x.Id == last.Id, ct);
-        return new Ok<NextItem?>(await Show(db, c, row, annotator, ct));
+        return new Ok<NextItem?>(await Show(db, c, row, await db.AnnotationItems.AsNoTracking().SingleAsync(i => i.Id == row.ItemId, ct), ct));
     }
 
     public sealed record AnnotatorStats(string Annotator, int Labels, double? MedianSeconds, double? AgreementWithMajority);

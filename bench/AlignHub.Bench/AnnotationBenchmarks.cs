@@ -11,8 +11,9 @@ using System.Text.Json;
 /// </summary>
 static class AnnotationBenchmarks
 {
-    public static async Task Latency(string baseUrl, int thinkMeanMs, int seconds, int annotators = 200)
+    public static async Task Latency(string baseUrl, int thinkMeanMs, int seconds)
     {
+        int annotators = int.TryParse(Environment.GetEnvironmentVariable("BENCH_ANNOTATORS"), out var n) ? n : 200;
         int items = 3000;
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = annotators + 10 }) { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromMinutes(2) };
         var lines = string.Join("\n", Enumerable.Range(0, items).Select(i => JsonSerializer.Serialize(new { prompt = $"p{i}", response_a = $"a{i}", response_b = $"b{i}" })));
