@@ -69,6 +69,7 @@ public static class HostSetup
         services.AddSingleton<JobService>();
         services.AddSingleton<ModelService>();
         services.AddSingleton<AnnotationService>();
+        services.AddAlignHubAuth(options);
 
         services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = false);

@@ -12,10 +12,18 @@ var options = builder.AddAlignHub();
 var app = builder.Build();
 await app.PrepareDatabaseAsync();
 
+var firstAdminKey = await app.Services.GetRequiredService<ApiKeyService>().BootstrapAsync(options.AdminKey, CancellationToken.None);
+
 app.UseExceptionHandler();
 app.UseStatusCodePages();
-app.MapGet("/healthz", () => TypedResults.Ok(new { status = "ok" })).ExcludeFromDescription();
-app.MapGet("/readyz", ReadinessEndpoint.Check).ExcludeFromDescription();
+// Every response names its request; error bodies carry the same id, and log lines carry it in their scope.
+app.Use((http, next) => { http.Response.Headers["X-Request-Id"] = http.TraceIdentifier; return next(http); });
+app.UseAuthentication();
+app.UseAuthorization();
+app.UseRateLimiter();
+app.UseMiddleware<IdempotencyMiddleware>();
+app.MapGet("/healthz", () => TypedResults.Ok(new { status = "ok" })).ExcludeFromDescription().AllowAnonymous();
+app.MapGet("/readyz", ReadinessEndpoint.Check).ExcludeFromDescription().AllowAnonymous();
 
 if (options.HasRole("api"))
 {
@@ -26,6 +34,7 @@ if (options.HasRole("api"))
     v1.MapFineTuningJobs();
     v1.MapModels();
     v1.MapAnnotation();
+    v1.MapApiKeys();
 }
 if (options.HasRole("web"))
     app.MapDashboard();
@@ -36,6 +45,14 @@ app.Lifetime.ApplicationStarted.Register(() =>
     foreach (var a in addresses)
         app.Logger.LogWarning("AlignHub ({Roles}) listening on {Address}{Page}", options.Roles, a, options.HasRole("web") ? " - dashboard: " + a + "/" : "");
     Console.WriteLine($"AlignHub dashboard: {string.Join(", ", addresses.Select(a => a + "/"))}  (data: {options.FullDataDir})");
+    if (firstAdminKey is not null)
+        Console.WriteLine($"""
+
+            First start: created an admin API key. It is shown only this once; keep it somewhere safe.
+                {firstAdminKey}
+            Use it as "Authorization: Bearer <key>" and to sign in to the dashboard; create more keys at /keys.
+
+            """);
 });
 
 app.Run();

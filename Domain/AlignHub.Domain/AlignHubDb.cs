@@ -14,6 +14,8 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
     public DbSet<AnnotationCampaign> Campaigns => Set<AnnotationCampaign>();
     public DbSet<AnnotationItem> AnnotationItems => Set<AnnotationItem>();
     public DbSet<AnnotationAssignment> Assignments => Set<AnnotationAssignment>();
+    public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+    public DbSet<IdempotencyRecord> IdempotencyRecords => Set<IdempotencyRecord>();
 
     protected override void OnModelCreating(ModelBuilder b)
     {
@@ -77,6 +79,23 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.HasIndex(x => new { x.ItemId, x.Annotator }).IsUnique();
             e.HasIndex(x => new { x.CampaignId, x.Annotator, x.SubmittedAtMs });
             e.HasIndex(x => new { x.CampaignId, x.LeaseUntilMs }, "IX_annotation_assignments_leases").HasFilter("\"Label\" IS NULL");
+        });
+        b.Entity<ApiKey>(e =>
+        {
+            e.ToTable("api_keys");
+            e.Property(x => x.Id).HasMaxLength(64);
+            e.Property(x => x.Name).HasMaxLength(128);
+            e.Property(x => x.Role).HasMaxLength(16);
+            e.Property(x => x.Hash).HasMaxLength(64);
+            e.HasIndex(x => x.Hash).IsUnique();
+        });
+        b.Entity<IdempotencyRecord>(e =>
+        {
+            e.ToTable("idempotency_records");
+            e.HasKey(x => new { x.Owner, x.Key });
+            e.Property(x => x.Owner).HasMaxLength(64);
+            e.Property(x => x.Key).HasMaxLength(255);
+            e.HasIndex(x => x.CreatedAtMs);
         });
     }
 }

@@ -25,6 +25,13 @@ public sealed class AlignHubOptions
         ModelImportRoots.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(r => Path.TrimEndingDirectorySeparator(Path.GetFullPath(r))).ToList();
 
+    /// <summary>
+    /// An admin API key set by configuration (for automation); without it, the first start with no keys creates one
+    /// and prints it once.
+    /// </summary>
+    public string AdminKey { get; set; } = "";
+    /// <summary>Requests per minute one API key may make to /v1 (a token bucket; 0: no limit). Beyond it: 429 with Retry-After.</summary>
+    public int RateLimitPerMinute { get; set; } = 1200;
     /// <summary>Torch intra-op threads per training job (0: the library's default).</summary>
     public int TorchThreads { get; set; }
 

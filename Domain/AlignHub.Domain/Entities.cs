@@ -9,6 +9,8 @@ public static class JobStatus
     public const string Succeeded = "succeeded";
     public const string Failed = "failed";
     public const string Cancelled = "cancelled";
+    /// <summary>Stopped by request with a checkpoint; <c>resume</c> queues it again.</summary>
+    public const string Paused = "paused";
 
     public static bool IsTerminal(string status) => status is Succeeded or Failed or Cancelled;
 }

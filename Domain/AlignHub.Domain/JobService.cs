@@ -301,7 +301,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         await using var db = await dbs.CreateDbContextAsync(ct);
         var now = Ids.Now();
         var n = await db.Jobs
-            .Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobStatus.ValidatingFiles))
+            .Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobStatus.ValidatingFiles || j.Status == JobStatus.Paused))
             .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Cancelled).SetProperty(j => j.FinishedAt, now), ct);
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
         if (job is null) return (CancelOutcome.NotFound, null);
@@ -309,6 +309,37 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         db.Events.Add(new JobEvent { JobId = id, CreatedAt = now, Level = "info", Type = "message", Message = "Job cancelled by request" });
         await db.SaveChangesAsync(ct);
         return (CancelOutcome.Cancelled, job);
+    }
+
+    public enum PauseOutcome { Done, NotFound, WrongState }
+
+    /// <summary>Pauses a queued or running job: its worker saves a checkpoint at the next step and stops.</summary>
+    public async Task<(PauseOutcome, FineTuningJob?)> PauseAsync(string id, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var n = await db.Jobs.Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobStatus.ValidatingFiles))
+            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Paused), ct);
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        if (job is null) return (PauseOutcome.NotFound, null);
+        if (n == 0) return (PauseOutcome.WrongState, job);
+        db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "info", Type = "message", Message = "Job paused by request" });
+        await db.SaveChangesAsync(ct);
+        return (PauseOutcome.Done, job);
+    }
+
+    /// <summary>Queues a paused job again; a worker resumes it from its last checkpoint.</summary>
+    public async Task<(PauseOutcome, FineTuningJob?)> ResumeAsync(string id, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var n = await db.Jobs.Where(j => j.Id == id && j.Status == JobStatus.Paused)
+            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued), ct);
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        if (job is null) return (PauseOutcome.NotFound, null);
+        if (n == 0) return (PauseOutcome.WrongState, job);
+        db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "info", Type = "message", Message = "Job resumed by request" });
+        await db.SaveChangesAsync(ct);
+        Enqueue(id);
+        return (PauseOutcome.Done, job);
     }
 
     public void Enqueue(string jobId) =>

@@ -10,6 +10,8 @@ public interface ITrainingReporter
     void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics);
     /// <summary>Asked before every step: true stops training (user cancellation).</summary>
     bool CancelRequested();
+    /// <summary>After <see cref="CancelRequested"/> said stop: true when the job is paused, so the trainer keeps a checkpoint first.</summary>
+    bool PauseRequested => false;
 }
 
 public sealed record TrainingProgress(int Step, int TotalSteps, int EpochsCompleted, long TrainedTokens, double? SecondsRemaining);

@@ -98,11 +98,15 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
         Save();
     }
 
+    /// <summary>The job was paused (rather than cancelled): the trainer saves a checkpoint before it stops.</summary>
+    public bool PauseRequested { get; private set; }
+
     public bool CancelRequested()
     {
         if (LeaseLost) return true;
         var row = db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.Status, j.LeaseOwner }).Single();
         if (row.LeaseOwner != workerId) LeaseLost = true;
+        PauseRequested = row.Status == JobStatus.Paused && !LeaseLost;
         return row.Status != JobStatus.Running || LeaseLost;
     }
 

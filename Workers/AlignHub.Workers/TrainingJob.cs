@@ -250,7 +250,15 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                 break;
             }
             case TrainingOutcome.Cancelled:
-                reporter.Event("info", reporter.LeaseLost ? $"Worker {WorkerId} lost the job's lease at step {result.Step} and stopped" : $"Training stopped at step {result.Step}: job cancelled");
+                if (reporter.PauseRequested)
+                {
+                    // Let go of the job, so resume can hand it to any worker.
+                    db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Paused)
+                        .ExecuteUpdate(s => s.SetProperty(j => j.LeaseOwner, (string?)null));
+                    reporter.Event("info", $"Job paused at step {result.Step}" + (result.LastCheckpoint is null ? "" : "; it resumes from the checkpoint of that step"));
+                }
+                else
+                    reporter.Event("info", reporter.LeaseLost ? $"Worker {WorkerId} lost the job's lease at step {result.Step} and stopped" : $"Training stopped at step {result.Step}: job cancelled");
                 break;
             case TrainingOutcome.Interrupted:
             {

@@ -11,6 +11,8 @@ namespace AlignHub.Tests;
 public sealed class AlignHubProcess : IAsyncDisposable
 {
     public static string RepoRoot { get; } = FindRepoRoot();
+    /// <summary>The admin key every test process is configured with (<c>AlignHub__AdminKey</c>); <see cref="Http"/> sends it.</summary>
+    public const string AdminKey = "ahk-test-admin-0123456789";
     public int Port { get; }
     public string LogPath { get; }
     public HttpClient Http { get; }
@@ -23,6 +25,7 @@ public sealed class AlignHubProcess : IAsyncDisposable
         Port = port;
         LogPath = logPath;
         Http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminKey);
         process = Launch();
     }
 
@@ -48,6 +51,8 @@ public sealed class AlignHubProcess : IAsyncDisposable
         psi.Environment["AlignHub__TorchThreads"] = "1";
         psi.Environment["ConnectionStrings__AlignHub"] = postgres ?? "";
         psi.Environment["Logging__LogLevel__Default"] = "Warning";
+        psi.Environment["AlignHub__AdminKey"] = AdminKey;
+        psi.Environment["AlignHub__RateLimitPerMinute"] = "0";
         foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         Directory.CreateDirectory(dataDir);
         var log = Path.Combine(dataDir, $"process-{roles.Replace(',', '-')}-{port}.log");
@@ -98,6 +103,26 @@ public sealed class AlignHubProcess : IAsyncDisposable
     }
 
     public string Log() => File.Exists(LogPath) ? string.Join('\n', File.ReadLines(LogPath).TakeLast(60)) : "";
+
+    readonly Dictionary<(string, string), HttpClient> clients = [];
+
+    /// <summary>A client with its own new key of <paramref name="role"/> named <paramref name="name"/> (one per pair, reused).</summary>
+    public async Task<HttpClient> ClientAs(string role, string name)
+    {
+        lock (clients) if (clients.TryGetValue((role, name), out var c)) return c;
+        var key = await CreateKey(role, name);
+        var http = new HttpClient { BaseAddress = Http.BaseAddress, Timeout = Http.Timeout };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        lock (clients) return clients.TryAdd((role, name), http) ? http : clients[(role, name)];
+    }
+
+    /// <summary>Creates a key through the admin API and returns its secret.</summary>
+    public async Task<string> CreateKey(string role, string name)
+    {
+        var (status, body) = await PostJson("/v1/api_keys", new { name, role });
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+        return body.GetProperty("key").GetString()!;
+    }
 
     public async Task<JsonElement> GetJson(string path)
     {
@@ -164,6 +189,7 @@ public sealed class AlignHubProcess : IAsyncDisposable
             try { process.Kill(entireProcessTree: true); await process.WaitForExitAsync(); } catch (InvalidOperationException) { }
         }
         Http.Dispose();
+        foreach (var c in clients.Values) c.Dispose();
     }
 
     static int FreePort()

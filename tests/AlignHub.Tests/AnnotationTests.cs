@@ -49,10 +49,11 @@ public class AnnotationApiTests
     static string Items(int n) => string.Join("\n", Enumerable.Range(0, n).Select(i =>
         JsonSerializer.Serialize(new { prompt = $"Review the item {i}: ", response_a = $"great lovely {i}", response_b = $"awful dull {i}" })));
 
-    static async Task<(HttpStatusCode, JsonElement)> Post(HttpClient http, string path, object body, string? annotator)
+    /// <summary>POST as <paramref name="annotator"/> (their own annotator key), or as the admin.</summary>
+    static async Task<(HttpStatusCode, JsonElement)> Post(AlignHubProcess app, string path, object body, string? annotator)
     {
+        var http = annotator is null ? app.Http : await app.ClientAs("annotator", annotator);
         using var req = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
-        if (annotator is not null) req.Headers.Add("X-AlignHub-Annotator", annotator);
         var r = await http.SendAsync(req);
         var text = await r.Content.ReadAsStringAsync();
         return (r.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
@@ -77,13 +78,13 @@ public class AnnotationApiTests
         var shown = new Dictionary<long, (string Left, string Right)>();
         async Task<JsonElement> Next()
         {
-            var (s, item) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "ann");
+            var (s, item) = await Post(app, $"/v1/annotation/campaigns/{id}/next", new { }, "ann");
             Assert.Equal(HttpStatusCode.OK, s);
             shown[item.GetProperty("item_id").GetInt64()] = (item.GetProperty("left").GetString()!, item.GetProperty("right").GetString()!);
             return item;
         }
         async Task<HttpStatusCode> Label(JsonElement item, string choice) =>
-            (await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice }, "ann")).Item1;
+            (await Post(app, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice }, "ann")).Item1;
 
         // Item 1: pick the side showing "great": the label must be a (response_a) whatever the side.
         var i1 = await Next();
@@ -93,13 +94,15 @@ public class AnnotationApiTests
         var i3 = await Next();
         Assert.Equal(HttpStatusCode.OK, await Label(i3, "skip"));
         // Undo the skip: the same item comes back, then label it for "awful" (response_b).
-        var (us, undone) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/undo", new { }, "ann");
+        var (us, undone) = await Post(app, $"/v1/annotation/campaigns/{id}/undo", new { }, "ann");
         Assert.Equal(HttpStatusCode.OK, us);
         Assert.Equal(i3.GetProperty("item_id").GetInt64(), undone.GetProperty("item_id").GetInt64());
         Assert.Equal(HttpStatusCode.OK, await Label(undone, undone.GetProperty("left").GetString()!.StartsWith("awful") ? "left" : "right"));
         // Labelling the same assignment twice is refused; no annotator header is refused.
         Assert.Equal(HttpStatusCode.Conflict, await Label(undone, "left"));
-        Assert.Equal(HttpStatusCode.BadRequest, (await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, null)).Item1);
+        // A viewer may not label.
+        var viewer = await app.ClientAs("viewer", "watcher");
+        Assert.Equal(HttpStatusCode.Forbidden, (await viewer.PostAsJsonAsync($"/v1/annotation/campaigns/{id}/next", new { })).StatusCode);
 
         var stats = await app.GetJson($"/v1/annotation/campaigns/{id}/stats");
         Assert.Equal(3, stats.GetProperty("labels").GetInt32());
@@ -138,12 +141,12 @@ public class AnnotationApiTests
             var rng = new Random(a);
             while (true)
             {
-                var (s, item) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, who);
+                var (s, item) = await Post(app, $"/v1/annotation/campaigns/{id}/next", new { }, who);
                 if (s == HttpStatusCode.NoContent) break;
                 Assert.True(s == HttpStatusCode.OK, $"{s} {item}");
                 // One in ten is skipped: the slot goes back to the pool for someone else.
                 var choice = rng.Next(10) == 0 ? "skip" : rng.Next(2) == 0 ? "left" : "right";
-                var (ls, body) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels",
+                var (ls, body) = await Post(app, $"/v1/annotation/campaigns/{id}/labels",
                     new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice }, who);
                 Assert.True(ls == HttpStatusCode.OK, $"{ls} {body}");
                 if (choice != "skip") accepted.Add((who, item.GetProperty("item_id").GetInt64()));
@@ -169,20 +172,20 @@ public class AnnotationApiTests
         var db = await Postgres.CreateDatabaseAsync();
         await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-ann-lease-").FullName, postgres: db);
         var id = await Campaign(app, 1, k: 1, ties: false);
-        var (s1, first) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "slow");
+        var (s1, first) = await Post(app, $"/v1/annotation/campaigns/{id}/next", new { }, "slow");
         Assert.Equal(HttpStatusCode.OK, s1);
-        var (s2, _) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "fast");
+        var (s2, _) = await Post(app, $"/v1/annotation/campaigns/{id}/next", new { }, "fast");
         Assert.Equal(HttpStatusCode.NoContent, s2); // the only slot is leased
         // Time passes: the lease runs out.
         await Postgres.QueryAsync(db, "UPDATE annotation_assignments SET \"LeaseUntilMs\" = 0");
         await Task.Delay(1100); // expired leases are swept at most once a second per campaign
-        var (s3, second) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/next", new { }, "fast");
+        var (s3, second) = await Post(app, $"/v1/annotation/campaigns/{id}/next", new { }, "fast");
         Assert.True(s3 == HttpStatusCode.OK, $"{s3} {second}");
         Assert.Equal(first.GetProperty("item_id").GetInt64(), second.GetProperty("item_id").GetInt64());
-        var (late, problem) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = first.GetProperty("assignment_id").GetInt64(), choice = "left" }, "slow");
+        var (late, problem) = await Post(app, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = first.GetProperty("assignment_id").GetInt64(), choice = "left" }, "slow");
         Assert.Equal(HttpStatusCode.Conflict, late);
         Assert.Contains("expired", problem.GetProperty("detail").GetString());
-        var (ok, _) = await Post(app.Http, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = second.GetProperty("assignment_id").GetInt64(), choice = "left" }, "fast");
+        var (ok, _) = await Post(app, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = second.GetProperty("assignment_id").GetInt64(), choice = "left" }, "fast");
         Assert.Equal(HttpStatusCode.OK, ok);
         var rows = await Postgres.QueryAsync(db, "SELECT \"Annotator\", \"Label\" FROM annotation_assignments");
         Assert.Equal("fast", rows.Single()[0]);

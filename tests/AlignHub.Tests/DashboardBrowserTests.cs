@@ -17,6 +17,15 @@ public sealed class ChromiumFactAttribute : FactAttribute
 /// <summary>The dashboard in a real browser over its Blazor Server circuit.</summary>
 public class DashboardBrowserTests
 {
+    /// <summary>Signs in on /signin with <paramref name="key"/> (the admin key by default) and lands on <paramref name="path"/>.</summary>
+    public static async Task SignInAsync(IPage page, AlignHubProcess app, string path, string key = AlignHubProcess.AdminKey)
+    {
+        await page.GotoAsync(app.Http.BaseAddress + "signin?returnUrl=" + Uri.EscapeDataString("/" + path));
+        await page.FillAsync("#key", key);
+        await page.ClickAsync("#signin");
+        await page.WaitForURLAsync(u => new Uri(u).PathAndQuery == "/" + path, new() { Timeout = 45_000 });
+    }
+
     static async Task<IBrowser> LaunchAsync(IPlaywright pw) => await pw.Chromium.LaunchAsync(new()
     {
         ExecutablePath = ChromiumFactAttribute.Executable,
@@ -33,7 +42,7 @@ public class DashboardBrowserTests
         using var pw = await Playwright.CreateAsync();
         await using var browser = await LaunchAsync(pw);
         var page = await browser.NewPageAsync();
-        await page.GotoAsync(app.Http.BaseAddress + "jobs");
+        await SignInAsync(page, app, "jobs");
         await page.GetByText("No jobs yet").WaitForAsync();
         await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
 
@@ -58,7 +67,7 @@ public class DashboardBrowserTests
         using var pw = await Playwright.CreateAsync();
         await using var browser = await LaunchAsync(pw);
         var page = await browser.NewPageAsync();
-        await page.GotoAsync(app.Http.BaseAddress + "jobs/new");
+        await SignInAsync(page, app, "jobs/new");
         await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
 
         // InputFile hooks its change listener from JS after the first interactive render; a file set before that is lost.

@@ -31,7 +31,11 @@ public class LabelingBrowserTests
             Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         });
         var page = await browser.NewPageAsync();
-        await page.GotoAsync(app.Http.BaseAddress + $"label/{id}?annotator=kbd");
+        // An invite link signs the annotator in and opens the campaign's labeling page.
+        var (inviteStatus, invite) = await app.PostJson($"/v1/annotation/campaigns/{id}/invites", new { annotator = "kbd" });
+        Assert.True(inviteStatus == System.Net.HttpStatusCode.OK, invite.ToString());
+        await page.GotoAsync(app.Http.BaseAddress + invite.GetProperty("path").GetString()!.TrimStart('/'));
+        await page.WaitForURLAsync($"**/label/{id}", new() { Timeout = 45_000 });
         await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
         await page.Locator("#prompt").WaitForAsync(new() { Timeout = 45_000 });
         Assert.Equal("review", await page.Locator("#prompt strong").InnerTextAsync()); // markdown rendered
@@ -93,7 +97,10 @@ public class LabelingBrowserTests
         await page.ScreenshotAsync(new() { Path = Path.Combine(data, "label.png"), FullPage = true });
 
         // The campaign page shows the figures and starts a DPO job on the exported pairs in one click.
+        // An annotator may not open the campaign's figures; a trainer may.
         await page.GotoAsync(app.Http.BaseAddress + $"campaigns/{id}");
+        await page.GetByText("needs another role").WaitForAsync(new() { Timeout = 45_000 });
+        await DashboardBrowserTests.SignInAsync(page, app, $"campaigns/{id}", await app.CreateKey("trainer", "lead"));
         await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
         await page.Locator("tr[data-annotator='kbd']").WaitForAsync(new() { Timeout = 45_000 });
         await page.ClickAsync("#train-dpo");

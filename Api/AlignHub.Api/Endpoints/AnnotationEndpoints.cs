@@ -15,29 +15,31 @@ public sealed record CampaignObject(string Id, string Name, string File, int Ann
         c.AllowTies, c.Rationale, c.LeaseSeconds, c.ItemCount, c.CreatedAt);
 }
 
+public sealed record InviteRequest(string? Annotator);
+
 /// <summary>
-/// Labeling campaigns. The caller's annotator identity comes from the <c>X-AlignHub-Annotator</c> header (API keys
-/// replace it); annotators only ever see their own queue and labels.
+/// Labeling campaigns. The caller's annotator identity is their API key's name; annotators only ever see their own
+/// queue and labels. An invite creates an annotator key and a link that signs its holder in to the labeling page.
 /// </summary>
 public static class AnnotationEndpoints
 {
-    public const string AnnotatorHeader = "X-AlignHub-Annotator";
 
     public static void MapAnnotation(this RouteGroupBuilder v1)
     {
         var g = v1.MapGroup("/annotation/campaigns").WithTags("Annotation");
-        g.MapPost("/", Create).WithSummary("Create a campaign from a file of items (a prompt and two responses each)");
-        g.MapGet("/", List).WithSummary("List campaigns");
-        g.MapGet("/{id}", Get).WithSummary("Retrieve a campaign");
-        g.MapPost("/{id}/next", Next).WithSummary("The caller's current item (leased to them), or 204 when none is left");
-        g.MapPost("/{id}/labels", Submit).WithSummary("Label the caller's item: choice left, right, tie or skip (as shown)");
-        g.MapPost("/{id}/undo", Undo).WithSummary("Take back the caller's last label; the item is theirs again");
-        g.MapGet("/{id}/stats", Stats).WithSummary("Agreement: percent, Cohen's kappa per pair, Fleiss' kappa, per-annotator figures, most contested items");
-        g.MapPost("/{id}/export", Export).WithSummary("Majority-vote preference pairs as a new file (TRL's rows)");
+        g.MapPost("/", Create).WithSummary("Create a campaign from a file of items (a prompt and two responses each). Role: trainer").RequireAuthorization(Auth.Train);
+        g.MapGet("/", List).WithSummary("List campaigns. Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{id}", Get).WithSummary("Retrieve a campaign. Role: any role").RequireAuthorization(Auth.Any);
+        g.MapPost("/{id}/next", Next).WithSummary("The caller's current item (leased to them), or 204 when none is left. Role: annotator").RequireAuthorization(Auth.Label);
+        g.MapPost("/{id}/labels", Submit).WithSummary("Label the caller's item: choice left, right, tie or skip (as shown). Role: annotator").RequireAuthorization(Auth.Label);
+        g.MapPost("/{id}/undo", Undo).WithSummary("Take back the caller's last label; the item is theirs again. Role: annotator").RequireAuthorization(Auth.Label);
+        g.MapGet("/{id}/stats", Stats).WithSummary("Agreement: percent, Cohen's kappa per pair, Fleiss' kappa, per-annotator figures, most contested items. Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapPost("/{id}/invites", Invite).WithSummary("Invite an annotator: a new annotator key and a link that signs them in to this campaign's labeling page. Role: trainer")
+            .RequireAuthorization(Auth.Train);
+        g.MapPost("/{id}/export", Export).WithSummary("Majority-vote preference pairs as a new file (TRL's rows). Role: trainer").RequireAuthorization(Auth.Train);
     }
 
-    static string? Annotator(HttpRequest r) =>
-        r.Headers[AnnotatorHeader].ToString() is { Length: > 0 and <= 128 } a && a.All(ch => !char.IsControl(ch)) ? a : null;
+    static string? Annotator(HttpRequest r) => r.HttpContext.User.Identity?.Name is { Length: > 0 } a ? a : null;
 
     static IResult Map(AnnotationService.Result r) => r switch
     {
@@ -47,7 +49,22 @@ public static class AnnotationEndpoints
         _ => throw new InvalidOperationException(),
     };
 
-    static IResult NoAnnotator() => TypedResults.ValidationProblem(new Dictionary<string, string[]> { [AnnotatorHeader] = ["the annotator header is required (1-128 characters)"] });
+    static IResult NoAnnotator() => TypedResults.Problem(statusCode: 401, title: "Unauthorized", detail: "labeling needs an API key that names its annotator");
+
+    public static async Task<IResult> Invite(string id, InviteRequest body, HttpRequest request, ApiKeyService keys, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+    {
+        if (ApiKeyService.Validate(body.Annotator, Roles.Annotator) is { } error)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["annotator"] = [error.Replace("name", "annotator")] });
+        await using (var db = await dbs.CreateDbContextAsync(ct))
+            if (!await db.Campaigns.AnyAsync(c => c.Id == id, ct)) return ProblemShape.NotFound("campaign", id);
+        var (key, secret) = await keys.CreateAsync(body.Annotator!, Roles.Annotator, id, ct);
+        var path = $"/invite/{secret}";
+        return TypedResults.Ok(new
+        {
+            @object = "annotation.invite", campaign = id, annotator = key.Name, key_id = key.Id, key = secret, path,
+            url = $"{request.Scheme}://{request.Host}{path}",
+        });
+    }
 
     public static async Task<IResult> Create(CreateCampaignRequest body, AnnotationService s, CancellationToken ct)
     {

@@ -11,10 +11,10 @@ public static class FilesEndpoints
     {
         var g = v1.MapGroup("/files").WithTags("Files");
         g.MapPost("/", Upload).DisableAntiforgery()
-            .WithSummary("Upload a JSONL file (multipart: file, purpose=fine-tune); every line is validated");
-        g.MapGet("/", List).WithSummary("List files");
-        g.MapGet("/{id}", Get).WithSummary("Retrieve a file");
-        g.MapGet("/{id}/content", Content).WithSummary("Download a file's content");
+            .WithSummary("Upload a JSONL file (multipart: file, purpose=fine-tune); every line is validated. Role: trainer").RequireAuthorization(Auth.Train);
+        g.MapGet("/", List).WithSummary("List files. Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{id}", Get).WithSummary("Retrieve a file. Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{id}/content", Content).WithSummary("Download a file's content. Role: viewer").RequireAuthorization(Auth.Read);
     }
 
     public static async Task<Results<Ok<FileObject>, ValidationProblem>> Upload(HttpRequest request, FileService files, CancellationToken ct)

@@ -11,15 +11,17 @@ public static class JobsEndpoints
     {
         var g = v1.MapGroup("/fine_tuning/jobs").WithTags("Fine-tuning jobs");
         g.MapPost("/", Create).Accepts<CreateJobRequest>("application/json")
-            .WithSummary("Create a fine-tuning job (OpenAI's shape; method.type = supervised)");
-        g.MapGet("/", List).WithSummary("List jobs, newest first (after = a job id, limit <= 100)");
-        g.MapGet("/{id}", Get).WithSummary("Retrieve a job");
-        g.MapPost("/{id}/cancel", Cancel).WithSummary("Cancel a queued or running job (409 once it has finished)");
-        g.MapGet("/{id}/events", Events).WithSummary("A job's events, newest first");
-        g.MapGet("/{id}/checkpoints", Checkpoints).WithSummary("A job's checkpoints, newest first");
+            .WithSummary("Create a job (OpenAI's shape; method.type: supervised, dpo, reward_model, generate, evaluate). Role: trainer").RequireAuthorization(Auth.Train);
+        g.MapGet("/", List).WithSummary("List jobs, newest first (after = a job id, limit <= 100). Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{id}", Get).WithSummary("Retrieve a job. Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapPost("/{id}/cancel", Cancel).WithSummary("Cancel a queued or running job (409 once it has finished). Role: trainer").RequireAuthorization(Auth.Train);
+        g.MapPost("/{id}/pause", Pause).WithSummary("Pause a queued or running job: its worker saves a checkpoint and stops. Role: trainer").RequireAuthorization(Auth.Train);
+        g.MapPost("/{id}/resume", Resume).WithSummary("Resume a paused job from its last checkpoint. Role: trainer").RequireAuthorization(Auth.Train);
+        g.MapGet("/{id}/events", Events).WithSummary("A job's events, newest first. Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{id}/checkpoints", Checkpoints).WithSummary("A job's checkpoints, newest first. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapGet("/{id}/checkpoints/{checkpointId}/content", CheckpointContent)
-            .WithSummary("AlignHub: download a checkpoint as an HF model folder (.tar.gz: config.json, model.safetensors, tokenizer files)");
-        g.MapGet("/{id}/metrics", Metrics).WithSummary("AlignHub: a job's metric rows (step, name, value)");
+            .WithSummary("AlignHub: download a checkpoint as an HF model folder (.tar.gz: config.json, model.safetensors, tokenizer files). Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{id}/metrics", Metrics).WithSummary("AlignHub: a job's metric rows (step, name, value). Role: viewer").RequireAuthorization(Auth.Read);
     }
 
     public static async Task<Results<Ok<JobObject>, ValidationProblem>> Create(HttpRequest request, JobService jobs, CancellationToken ct)
@@ -81,6 +83,22 @@ public static class JobsEndpoints
             _ => TypedResults.Ok(JobObject.From(job!)),
         };
     }
+
+    public static async Task<Results<Ok<JobObject>, ProblemHttpResult>> Pause(string id, JobService jobs, CancellationToken ct) =>
+        await jobs.PauseAsync(id, ct) switch
+        {
+            (JobService.PauseOutcome.NotFound, _) => ProblemShape.NotFound("fine-tuning job", id),
+            (JobService.PauseOutcome.WrongState, var j) => ProblemShape.Conflict($"job {id} is {j!.Status}; only queued or running jobs can be paused"),
+            (_, var j) => TypedResults.Ok(JobObject.From(j!)),
+        };
+
+    public static async Task<Results<Ok<JobObject>, ProblemHttpResult>> Resume(string id, JobService jobs, CancellationToken ct) =>
+        await jobs.ResumeAsync(id, ct) switch
+        {
+            (JobService.PauseOutcome.NotFound, _) => ProblemShape.NotFound("fine-tuning job", id),
+            (JobService.PauseOutcome.WrongState, var j) => ProblemShape.Conflict($"job {id} is {j!.Status}; only paused jobs can be resumed"),
+            (_, var j) => TypedResults.Ok(JobObject.From(j!)),
+        };
 
     public static async Task<Results<Ok<ListObject<EventObject>>, ProblemHttpResult, ValidationProblem>> Events(
         string id, IDbContextFactory<AlignHubDb> dbs, string? after, int? limit, CancellationToken ct)

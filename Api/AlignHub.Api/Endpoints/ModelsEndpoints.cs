@@ -24,10 +24,10 @@ public static class ModelsEndpoints
     {
         var g = v1.MapGroup("/models").WithTags("Models");
         g.MapPost("/", Create).DisableAntiforgery()
-            .WithSummary("Register a model: multipart (file = .tar.gz/.zip of an HF folder, id), or JSON {id, path} or {id, config}");
-        g.MapGet("/", List).WithSummary("List models: built-in presets, registered models and fine-tuned results");
-        g.MapGet("/{**id}", Get).WithSummary("Retrieve a model (ids may contain '/'); append /content to download it as an HF folder (.tar.gz)");
-        g.MapDelete("/{**id}", Delete).WithSummary("Delete a registered or fine-tuned model");
+            .WithSummary("Register a model: multipart (file = .tar.gz/.zip of an HF folder, id), or JSON {id, path} or {id, config}. Role: trainer").RequireAuthorization(Auth.Train);
+        g.MapGet("/", List).WithSummary("List models: built-in presets, registered models and fine-tuned results. Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{**id}", Get).WithSummary("Retrieve a model (ids may contain '/'); append /content to download it as an HF folder (.tar.gz). Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapDelete("/{**id}", Delete).WithSummary("Delete a registered or fine-tuned model. Role: trainer").RequireAuthorization(Auth.Train);
     }
 
     public static async Task<Results<Ok<ModelObject>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest request, ModelService models, CancellationToken ct)

@@ -127,7 +127,12 @@ public static class PreferenceTrainer
         long TokensOf(int i) => (long)train[i].Prompt.Length * 2 + train[i].Chosen.Length + train[i].Rejected.Length;
         while (step < total)
         {
-            if (reporter.CancelRequested()) return new TrainingResult(TrainingOutcome.Cancelled, step, lastCheckpoint, tokens);
+            if (reporter.CancelRequested())
+            {
+                if (reporter.PauseRequested && step > 0)
+                    lastCheckpoint = Save(run, policy, rewardModel, optimizer, step, epochs, tokens, total, lastMetrics, reporter);
+                return new TrainingResult(TrainingOutcome.Cancelled, step, lastCheckpoint, tokens);
+            }
             if (ct.IsCancellationRequested)
             {
                 lastCheckpoint = Save(run, policy, rewardModel, optimizer, step, epochs, tokens, total, lastMetrics, reporter);

@@ -74,4 +74,5 @@ sealed class MemberReporter(ITrainingReporter inner, int offset, int total, int 
         inner.Step(p with { Step = p.Step + offset, TotalSteps = total }, metrics);
     public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) => inner.Checkpoint(step + offset, directory, metrics);
     public bool CancelRequested() => inner.CancelRequested();
+    public bool PauseRequested => inner.PauseRequested;
 }

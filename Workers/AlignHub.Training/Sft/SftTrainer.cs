@@ -91,7 +91,11 @@ public static class SftTrainer
         while (step < total)
         {
             if (reporter.CancelRequested())
+            {
+                if (reporter.PauseRequested && step > 0)
+                    lastCheckpoint = SaveCheckpoint(run, model, optimizer, step, epochsCompleted, tokens, total, lastMetrics, reporter);
                 return new TrainingResult(TrainingOutcome.Cancelled, step, lastCheckpoint, tokens);
+            }
             if (ct.IsCancellationRequested)
             {
                 // Shutting down: keep the progress in a checkpoint so the job resumes here.
