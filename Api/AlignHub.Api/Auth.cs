@@ -86,7 +86,8 @@ public static class Auth
         });
     }
 
-    public static bool IsApi(HttpRequest r) => r.Path.StartsWithSegments("/v1");
+    /// <summary>The API and its OpenAPI document: answered with 401/403 bodies, never redirected to the sign-in page.</summary>
+    public static bool IsApi(HttpRequest r) => r.Path.StartsWithSegments("/v1") || r.Path.StartsWithSegments("/openapi");
 
     static Task Redirect(RedirectContext<CookieAuthenticationOptions> ctx)
     {
