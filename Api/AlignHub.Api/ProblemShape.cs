@@ -41,6 +41,24 @@ public static class ProblemShape
         pd.Extensions["request_id"] = ctx.HttpContext.TraceIdentifier;
     }
 
+    /// <summary>A multipart body that could not be read: over the size limit (413) or malformed (400); null for anything else.</summary>
+    public static ProblemHttpResult? FormError(Exception e, AlignHubOptions options) => e switch
+    {
+        BadHttpRequestException { StatusCode: 413 } => TypedResults.Problem(statusCode: 413, title: "Upload too large", detail: $"the body is larger than the upload limit of {options.MaxUploadBytes} bytes"),
+        BadHttpRequestException b => TypedResults.Problem(statusCode: b.StatusCode, title: "Bad request", detail: "the request body could not be read"),
+        InvalidDataException or IOException => TypedResults.Problem(statusCode: 400, title: "Bad request", detail: "malformed multipart/form-data body"),
+        _ => null,
+    };
+
+    /// <summary>The status for an exception that reached the exception handler: client errors keep theirs.</summary>
+    public static int StatusFor(Exception e) => e switch
+    {
+        BadHttpRequestException b => b.StatusCode,
+        InvalidDataException or System.Text.Json.JsonException => 400,
+        OperationCanceledException => 499,
+        _ => 500,
+    };
+
     public static ProblemHttpResult NotFound(string what, string id) =>
         TypedResults.Problem(statusCode: 404, title: "Not found", detail: $"{what} \"{id}\" does not exist");
 

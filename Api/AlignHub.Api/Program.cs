@@ -14,7 +14,7 @@ await app.PrepareDatabaseAsync();
 
 var firstAdminKey = await app.Services.GetRequiredService<ApiKeyService>().BootstrapAsync(options.AdminKey, CancellationToken.None);
 
-app.UseExceptionHandler();
+app.UseExceptionHandler(new ExceptionHandlerOptions { StatusCodeSelector = ProblemShape.StatusFor });
 app.UseStatusCodePages();
 // Every response names its request; error bodies carry the same id, and log lines carry it in their scope.
 app.Use((http, next) => { http.Response.Headers["X-Request-Id"] = http.TraceIdentifier; return next(http); });

@@ -12,6 +12,8 @@ public sealed class FileService(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
     public abstract record UploadResult;
     public sealed record Stored(FileRecord File) : UploadResult;
     public sealed record Invalid(string Field, string Message) : UploadResult;
+    /// <summary>Over <see cref="AlignHubOptions.MaxUploadBytes"/>: the API answers 413.</summary>
+    public sealed record TooLarge(string Message) : UploadResult;
 
     public async Task<UploadResult> UploadAsync(Stream content, string? filename, string? purpose, CancellationToken ct)
     {
@@ -58,7 +60,7 @@ public sealed class FileService(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         }
         catch (TooLargeException)
         {
-            return new Invalid("file", $"file is larger than the limit of {options.MaxUploadBytes} bytes");
+            return new TooLarge($"file is larger than the upload limit of {options.MaxUploadBytes} bytes");
         }
         finally
         {

@@ -18,6 +18,7 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
     public sealed record Registered(ModelRecord Model) : RegisterResult;
     public sealed record Invalid(string Field, string Message) : RegisterResult;
     public sealed record Conflict(string Message) : RegisterResult;
+    public sealed record TooLarge(string Message) : RegisterResult;
 
     [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)?$")]
     private static partial Regex IdPattern();
@@ -123,7 +124,7 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
             if (result is not Registered) Directory.Delete(final, true);
             return result;
         }
-        catch (FileService.TooLargeException) { return new Invalid("file", $"archive is larger than {options.MaxUploadBytes} bytes"); }
+        catch (FileService.TooLargeException) { return new TooLarge($"archive is larger than the upload limit of {options.MaxUploadBytes} bytes"); }
         finally
         {
             if (Directory.Exists(tmp)) Directory.Delete(tmp, true);

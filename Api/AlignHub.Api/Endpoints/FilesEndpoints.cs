@@ -17,11 +17,13 @@ public static class FilesEndpoints
         g.MapGet("/{id}/content", Content).WithSummary("Download a file's content. Role: viewer").RequireAuthorization(Auth.Read);
     }
 
-    public static async Task<Results<Ok<FileObject>, ValidationProblem>> Upload(HttpRequest request, FileService files, CancellationToken ct)
+    public static async Task<Results<Ok<FileObject>, ValidationProblem, ProblemHttpResult>> Upload(HttpRequest request, FileService files, AlignHubOptions options, CancellationToken ct)
     {
         if (!request.HasFormContentType)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["file"] = ["send multipart/form-data with fields file and purpose"] });
-        var form = await request.ReadFormAsync(ct);
+        IFormCollection form;
+        try { form = await request.ReadFormAsync(ct); }
+        catch (Exception e) when (ProblemShape.FormError(e, options) is { } problem) { return problem; }
         var file = form.Files.GetFile("file");
         if (file is null)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["file"] = ["file is required"] });
@@ -30,6 +32,7 @@ public static class FilesEndpoints
         {
             FileService.Stored s => TypedResults.Ok(FileObject.From(s.File)),
             FileService.Invalid i => TypedResults.ValidationProblem(new Dictionary<string, string[]> { [i.Field] = [i.Message] }, detail: i.Message),
+            FileService.TooLarge t => TypedResults.Problem(statusCode: 413, title: "Upload too large", detail: t.Message),
             _ => throw new InvalidOperationException(),
         };
     }

@@ -30,12 +30,14 @@ public static class ModelsEndpoints
         g.MapDelete("/{**id}", Delete).WithSummary("Delete a registered or fine-tuned model. Role: trainer").RequireAuthorization(Auth.Train);
     }
 
-    public static async Task<Results<Ok<ModelObject>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest request, ModelService models, CancellationToken ct)
+    public static async Task<Results<Ok<ModelObject>, ValidationProblem, ProblemHttpResult>> Create(HttpRequest request, ModelService models, AlignHubOptions options, CancellationToken ct)
     {
         ModelService.RegisterResult result;
         if (request.HasFormContentType)
         {
-            var form = await request.ReadFormAsync(ct);
+            IFormCollection form;
+            try { form = await request.ReadFormAsync(ct); }
+            catch (Exception e) when (ProblemShape.FormError(e, options) is { } problem) { return problem; }
             var file = form.Files.GetFile("file");
             if (file is null) return Invalid("file", "file is required: a .tar.gz, .tar or .zip of a Hugging Face model folder");
             await using var stream = file.OpenReadStream();
@@ -60,6 +62,7 @@ public static class ModelsEndpoints
         {
             ModelService.Registered r => TypedResults.Ok(ModelObject.From(r.Model)),
             ModelService.Invalid i => Invalid(i.Field, i.Message),
+            ModelService.TooLarge t => TypedResults.Problem(statusCode: 413, title: "Upload too large", detail: t.Message),
             ModelService.Conflict c => ProblemShape.Conflict(c.Message),
             _ => throw new InvalidOperationException(),
         };
