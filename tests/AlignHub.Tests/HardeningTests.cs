@@ -103,10 +103,16 @@ public class HardeningTests
     /// UTF-8, oversized strings, truncated JSON, random bytes. None may get a 5xx, and none may write anything.
     /// </summary>
     [Fact]
-    public async Task A_thousand_malformed_bodies_per_POST_endpoint_get_4xx_and_write_nothing()
+    public Task A_thousand_malformed_bodies_per_POST_endpoint_get_4xx_and_write_nothing() => FuzzEveryPost(null);
+
+    [PostgresFact]
+    public async Task A_thousand_malformed_bodies_per_POST_endpoint_get_4xx_and_write_nothing_on_PostgreSQL() =>
+        await FuzzEveryPost(await Postgres.CreateDatabaseAsync());
+
+    static async Task FuzzEveryPost(string? postgres)
     {
         var data = Directory.CreateTempSubdirectory("alignhub-fuzz-").FullName;
-        await using var app = await AlignHubProcess.StartAsync(data, roles: "api");
+        await using var app = await AlignHubProcess.StartAsync(data, roles: "api", postgres: postgres);
         var file = (await app.Upload(TestData.Jsonl(8))).Body.GetProperty("id").GetString()!;
         var items = string.Join("\n", Enumerable.Range(0, 4).Select(i => JsonSerializer.Serialize(new { prompt = $"p{i}", response_a = "a", response_b = "b" })));
         var itemsFile = (await app.Upload(items, "items.jsonl")).Body.GetProperty("id").GetString()!;
@@ -119,6 +125,9 @@ public class HardeningTests
             foreach (var path in new[] { "/v1/files", "/v1/fine_tuning/jobs?limit=100", "/v1/models", "/v1/annotation/campaigns", "/v1/api_keys", $"/v1/annotation/campaigns/{campaign}/stats", $"/v1/fine_tuning/jobs/{job}/events?limit=1000" })
                 parts.Add(await app.Http.GetStringAsync(path));
             parts.Add(string.Join(",", Directory.GetFiles(data, "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".log") && !f.Contains("alignhub.db")).Order()));
+            if (postgres is not null)
+                foreach (var table in new[] { "files", "models", "fine_tuning_jobs", "job_events", "job_metrics", "job_checkpoints", "annotation_campaigns", "annotation_items", "annotation_assignments", "api_keys" })
+                    parts.Add(table + ":" + (await Postgres.QueryAsync(postgres, $"SELECT COUNT(*) FROM {table}"))[0][0]);
             return string.Join("\n", parts);
         }
         var before = await Snapshot();
