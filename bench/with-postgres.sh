@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a command against a live AlignHub (Release build, roles api) on a throwaway PostgreSQL 15 on loopback, with
-# PostgreSQL's default durability settings. The command sees ALIGNHUB_URL. Example:
+# PostgreSQL's default durability settings. The command sees ALIGNHUB_URL and ALIGNHUB_KEY (an admin key). Example:
 #   bench/with-postgres.sh dotnet run -c Release --project bench/AlignHub.Bench -- annotation-latency '$ALIGNHUB_URL' 2000 60
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +18,11 @@ cleanup() { [ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 
 trap cleanup EXIT
 dotnet build -c Release "$root/Api/AlignHub.Api" -v q -nologo >/dev/null
 dotnet build -c Release "$root/bench/AlignHub.Bench" -v q -nologo >/dev/null
-ConnectionStrings__AlignHub="Host=127.0.0.1;Port=$port;Username=$pg_user;Database=postgres;Maximum Pool Size=100" \
-AlignHub__Roles=api AlignHub__DataDir="$work/data" ASPNETCORE_URLS="http://127.0.0.1:$api_port" Logging__LogLevel__Default=Warning \
+ConnectionStrings__AlignHub="Host=127.0.0.1;Port=$port;Username=$pg_user;Database=postgres;Maximum Pool Size=100${BENCH_PG_EXTRA:-}" \
+AlignHub__Roles=api AlignHub__DataDir="$work/data" AlignHub__AdminKey=ahk-bench-admin-key ASPNETCORE_URLS="http://127.0.0.1:$api_port" Logging__LogLevel__Default=Warning \
   dotnet "$root/Api/AlignHub.Api/bin/Release/net10.0/AlignHub.Api.dll" >"${BENCH_API_LOG:-$work/api.log}" 2>&1 &
 api_pid=$!
-export ALIGNHUB_URL="http://127.0.0.1:$api_port"
+export ALIGNHUB_URL="http://127.0.0.1:$api_port" ALIGNHUB_KEY=ahk-bench-admin-key
 for _ in $(seq 1 120); do curl -fs "$ALIGNHUB_URL/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
 curl -fs "$ALIGNHUB_URL/readyz" >/dev/null || { tail -n 30 "$work/api.log"; exit 1; }
 eval "$@"

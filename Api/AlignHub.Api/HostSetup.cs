@@ -25,6 +25,13 @@ public static class HostSetup
 
         var pg = builder.Configuration.GetConnectionString("AlignHub");
         bool postgres = !string.IsNullOrWhiteSpace(pg);
+        if (postgres)
+        {
+            // Hot statements (claims, labels, job inserts) are prepared once per connection unless the string says otherwise.
+            var csb = new Npgsql.NpgsqlConnectionStringBuilder(pg);
+            if (!pg!.Contains("Auto Prepare", StringComparison.OrdinalIgnoreCase)) csb.MaxAutoPrepare = 32;
+            pg = csb.ConnectionString;
+        }
         services.AddSingleton(new StorageMode(postgres));
         var sqlitePath = Path.Combine(options.FullDataDir, "alignhub.db");
         services.AddPooledDbContextFactory<AlignHubDb>(o =>
@@ -64,6 +71,8 @@ public static class HostSetup
             services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(90));
         }
         services.AddHostedService<JobRecoveryService>();
+        services.AddSingleton<JobDispatcher>();
+        services.AddHostedService<JobDispatchService>();
 
         services.AddSingleton<FileService>();
         services.AddSingleton<JobService>();

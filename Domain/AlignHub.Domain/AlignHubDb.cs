@@ -39,6 +39,8 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.Property(x => x.Status).HasMaxLength(32);
             e.HasIndex(x => new { x.CreatedAtMs, x.Id });
             e.HasIndex(x => x.Status);
+            // The dispatcher's work list: queued jobs not yet handed to Hangfire.
+            e.HasIndex(x => x.CreatedAtMs, "IX_fine_tuning_jobs_undispatched").HasFilter("\"EnqueuedAtMs\" IS NULL AND \"Status\" = 'queued'");
         });
         b.Entity<JobEvent>(e =>
         {

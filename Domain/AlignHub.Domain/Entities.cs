@@ -76,6 +76,11 @@ public sealed class FineTuningJob
     /// <summary>Worker that holds the job while it runs; with <see cref="HeartbeatAtMs"/> it forms a lease.</summary>
     public string? LeaseOwner { get; set; }
     public long? HeartbeatAtMs { get; set; }
+    /// <summary>
+    /// When the job's id was handed to Hangfire; null while queued and not yet handed over (the job row is written
+    /// first, and <see cref="JobDispatcher"/> enqueues it, so a request never waits on the queue).
+    /// </summary>
+    public long? EnqueuedAtMs { get; set; }
     /// <summary>How many times a worker has started (or resumed) this job.</summary>
     public int Attempts { get; set; }
     /// <summary>A file the job produced (a generate job's completions), listed in <c>result_files</c>.</summary>

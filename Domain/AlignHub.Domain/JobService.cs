@@ -5,7 +5,7 @@ using Microsoft.EntityFrameworkCore;
 namespace AlignHub.Domain;
 
 /// <summary>Creates, cancels and re-queues fine-tuning jobs. The row is written first; Hangfire carries only its id.</summary>
-public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJobClient hangfire)
+public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJobClient hangfire, JobDispatcher dispatcher)
 {
     public static readonly string[] MethodTypes = ["supervised", "generate", "dpo", "reward_model", "evaluate"];
 
@@ -42,7 +42,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         await using var db = await dbs.CreateDbContextAsync(ct);
         ModelRecord? model = null;
         if (string.IsNullOrWhiteSpace(req.Model)) Err("model", "model is required");
-        else if ((model = ModelService.Find(db, req.Model)) is null)
+        else if ((model = await ModelService.FindAsync(db, req.Model, ct)) is null)
             Err("model", $"model \"{req.Model}\" is not registered (GET /v1/models lists them)");
         if (string.IsNullOrWhiteSpace(req.TrainingFile)) Err("training_file", "training_file is required");
         else await CheckFile(db, req.TrainingFile, "training_file", methodType, pref?.LossType == "kto", Err, ct);
@@ -68,12 +68,12 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         {
             const string P = "method.evaluate.hyperparameters.";
             bool policy = model is not null && !ModelArchitecture.Parse(model.ConfigJson).IsRewardModel;
-            if (eval.ReferenceModel is { } refId && ModelService.Find(db, refId) is null) Err(P + "reference_model", $"model \"{refId}\" is not registered");
+            if (eval.ReferenceModel is { } refId && await ModelService.FindAsync(db, refId, ct) is null) Err(P + "reference_model", $"model \"{refId}\" is not registered");
             if (policy && eval.ReferenceModel is null && model!.ParentJobId is null)
                 Err(P + "reference_model", "a policy's implicit reward needs a reference model: name one (the model was not trained here)");
             if (eval.RewardModel is { } rmId)
             {
-                var judge = ModelService.Find(db, rmId);
+                var judge = await ModelService.FindAsync(db, rmId, ct);
                 if (judge is null) Err(P + "reward_model", $"model \"{rmId}\" is not registered");
                 else if (!ModelArchitecture.Parse(judge.ConfigJson).IsRewardModel) Err(P + "reward_model", $"model \"{rmId}\" is not a reward model");
                 if (!policy && model is not null) Err(P + "reward_model", "a win rate compares a policy's samples; the evaluated model is a reward model");
@@ -101,7 +101,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         db.Events.Add(new JobEvent { JobId = job.Id, CreatedAt = job.CreatedAt, Level = "info", Type = "message",
             Message = methodType switch { "generate" => $"Created generation job {job.Id}", "evaluate" => $"Created evaluation job {job.Id}", _ => $"Created fine-tuning job {job.Id}" } });
         await db.SaveChangesAsync(ct);
-        Enqueue(job.Id);
+        dispatcher.Signal(); // hands the id to Hangfire off the request path
         return new Created(job);
     }
 
@@ -332,13 +332,13 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
         var n = await db.Jobs.Where(j => j.Id == id && j.Status == JobStatus.Paused)
-            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued), ct);
+            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.EnqueuedAtMs, (long?)null), ct);
         var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
         if (job is null) return (PauseOutcome.NotFound, null);
         if (n == 0) return (PauseOutcome.WrongState, job);
         db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "info", Type = "message", Message = "Job resumed by request" });
         await db.SaveChangesAsync(ct);
-        Enqueue(id);
+        dispatcher.Signal();
         return (PauseOutcome.Done, job);
     }
 

@@ -27,6 +27,24 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
     /// A model by name: a registered model, or a checkpoint's model name (<c>ft:...:ckpt-step-N</c>, as OpenAI names
     /// them), which stands for the checkpoint's weights with the job's base model's config and tokenizer.
     /// </summary>
+    /// <summary><see cref="Find"/> without blocking a thread (request paths).</summary>
+    public static async Task<ModelRecord?> FindAsync(AlignHubDb db, string name, CancellationToken ct, int depth = 0)
+    {
+        var m = await db.Models.AsNoTracking().FirstOrDefaultAsync(x => x.Id == name, ct);
+        if (m is not null || depth > 8) return m;
+        var c = await db.Checkpoints.AsNoTracking().FirstOrDefaultAsync(x => x.ModelName == name, ct);
+        if (c is null) return null;
+        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == c.JobId, ct);
+        var baseModel = job is null ? null : await FindAsync(db, job.Model, ct, depth + 1);
+        return baseModel is null ? null : CheckpointModel(name, c, baseModel);
+    }
+
+    static ModelRecord CheckpointModel(string name, JobCheckpoint c, ModelRecord baseModel) => new()
+    {
+        Id = name, CreatedAt = c.CreatedAt, OwnedBy = "user", Architecture = baseModel.Architecture, ConfigJson = baseModel.ConfigJson,
+        Tokenizer = baseModel.Tokenizer, WeightsPath = c.StoragePath, ParentJobId = c.JobId, Parameters = baseModel.Parameters,
+    };
+
     public static ModelRecord? Find(AlignHubDb db, string name, int depth = 0)
     {
         var m = db.Models.AsNoTracking().FirstOrDefault(x => x.Id == name);
@@ -35,12 +53,7 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
         if (c is null) return null;
         var job = db.Jobs.AsNoTracking().FirstOrDefault(j => j.Id == c.JobId);
         var baseModel = job is null ? null : Find(db, job.Model, depth + 1);
-        if (baseModel is null) return null;
-        return new ModelRecord
-        {
-            Id = name, CreatedAt = c.CreatedAt, OwnedBy = "user", Architecture = baseModel.Architecture, ConfigJson = baseModel.ConfigJson,
-            Tokenizer = baseModel.Tokenizer, WeightsPath = c.StoragePath, ParentJobId = c.JobId, Parameters = baseModel.Parameters,
-        };
+        return baseModel is null ? null : CheckpointModel(name, c, baseModel);
     }
 
     /// <summary>Checks a requested model id: letters, digits, '.', '_', '-', one optional '/', not reserved.</summary>

@@ -15,7 +15,7 @@ static class AnnotationBenchmarks
     {
         int annotators = int.TryParse(Environment.GetEnvironmentVariable("BENCH_ANNOTATORS"), out var n) ? n : 200;
         int items = 3000;
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = annotators + 10 }) { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromMinutes(2) };
+        using var http = BenchHttp.Client(baseUrl, annotators + 10);
         var lines = string.Join("\n", Enumerable.Range(0, items).Select(i => JsonSerializer.Serialize(new { prompt = $"p{i}", response_a = $"a{i}", response_b = $"b{i}" })));
         using var form = new MultipartFormDataContent { { new StringContent(lines), "file", "items.jsonl" }, { new StringContent("fine-tune"), "purpose" } };
         var file = JsonDocument.Parse(await (await http.PostAsync("/v1/files", form)).Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString();
@@ -23,6 +23,8 @@ static class AnnotationBenchmarks
         var campaign = JsonDocument.Parse(await campaignResponse.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString();
 
         // (seconds since start, latency ms)
+        // Each annotator labels with their own annotator key (their identity).
+        var keys = await Task.WhenAll(Enumerable.Range(0, annotators).Select(a => BenchHttp.CreateKey(http, $"annotator-{a:D3}", "annotator")));
         var submitAt = new ConcurrentBag<(double At, double Ms)>();
         var nextAt = new ConcurrentBag<(double At, double Ms)>();
         int errors = 0;
@@ -30,14 +32,14 @@ static class AnnotationBenchmarks
         var stopAt = TimeSpan.FromSeconds(seconds);
         await Task.WhenAll(Enumerable.Range(0, annotators).Select(a => Task.Run(async () =>
         {
-            var who = $"annotator-{a:D3}";
+            var key = keys[a];
             var rng = new Random(a);
             if (thinkMeanMs > 0) await Task.Delay(rng.Next(thinkMeanMs)); // staggered arrivals
             while (wall.Elapsed < stopAt)
             {
                 var sw = Stopwatch.StartNew();
                 using var nreq = new HttpRequestMessage(HttpMethod.Post, $"/v1/annotation/campaigns/{campaign}/next") { Content = JsonContent.Create(new { }) };
-                nreq.Headers.Add("X-AlignHub-Annotator", who);
+                nreq.Headers.Authorization = new("Bearer", key);
                 using var nres = await http.SendAsync(nreq);
                 var nextBody = await nres.Content.ReadAsStringAsync();
                 nextAt.Add((wall.Elapsed.TotalSeconds, sw.Elapsed.TotalMilliseconds));
@@ -50,7 +52,7 @@ static class AnnotationBenchmarks
                 {
                     Content = JsonContent.Create(new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice = rng.Next(2) == 0 ? "left" : "right" }),
                 };
-                sreq.Headers.Add("X-AlignHub-Annotator", who);
+                sreq.Headers.Authorization = new("Bearer", key);
                 using var sres = await http.SendAsync(sreq);
                 await sres.Content.ReadAsStringAsync();
                 submitAt.Add((wall.Elapsed.TotalSeconds, sw.Elapsed.TotalMilliseconds));

@@ -3,7 +3,7 @@ using AlignHub.Domain;
 using AlignHub.Training;
 using AlignHub.Training.Sft;
 
-// dotnet run -c Release -- memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | annotation-latency BASE_URL [think-ms] [seconds]
+// dotnet run -c Release -- memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | annotation-latency BASE_URL [think-ms] [seconds] | job-creation BASE_URL [total] [clients] [interval-ms]
 var command = args.Length > 0 ? args[0] : "memory";
 switch (command)
 {
@@ -14,8 +14,10 @@ switch (command)
     case "peak-rss": PreferenceBenchmarks.PeakRss(args[1]); return;
     // annotation-latency BASE_URL [think-ms mean, 0 = closed loop] [seconds]
     case "annotation-latency": await AnnotationBenchmarks.Latency(args[1], args.Length > 2 ? int.Parse(args[2]) : 2000, args.Length > 3 ? int.Parse(args[3]) : 60); return;
+    // job-creation BASE_URL [total] [clients] [interval-ms] [interval-ms per client, 0 = closed loop]
+    case "job-creation": await ApiBenchmarks.JobCreation(args[1], args.Length > 2 ? int.Parse(args[2]) : 10_000, args.Length > 3 ? int.Parse(args[3]) : 100, args.Length > 4 ? int.Parse(args[4]) : 0); return;
     case "memory": break;
-    default: Console.Error.WriteLine("usage: memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | annotation-latency BASE_URL [think-ms] [seconds]"); Environment.Exit(2); break;
+    default: Console.Error.WriteLine("usage: memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | annotation-latency BASE_URL [think-ms] [seconds] | job-creation BASE_URL [total] [clients] [interval-ms]"); Environment.Exit(2); break;
 }
 
 // Memory across 1,000 SFT steps on alignhub/tiny: the resident set must stay flat once warm

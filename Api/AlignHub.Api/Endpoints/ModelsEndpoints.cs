@@ -84,7 +84,7 @@ public static class ModelsEndpoints
         bool download = id.EndsWith(content, StringComparison.Ordinal);
         var modelId = download ? id[..^content.Length] : id;
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var m = ModelService.Find(db, modelId);
+        var m = await ModelService.FindAsync(db, modelId, ct);
         if (m is null) return ProblemShape.NotFound("model", modelId);
         if (!download) return TypedResults.Ok(ModelObject.From(m));
         if (m.WeightsPath is null)

@@ -270,6 +270,9 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.Property<long>("CreatedAtMs")
                         .HasColumnType("bigint");
 
+                    b.Property<long?>("EnqueuedAtMs")
+                        .HasColumnType("bigint");
+
                     b.Property<int>("EpochsCompleted")
                         .HasColumnType("integer");
 
@@ -346,6 +349,9 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.HasIndex("Status");
 
                     b.HasIndex("CreatedAtMs", "Id");
+
+                    b.HasIndex(new[] { "CreatedAtMs" }, "IX_fine_tuning_jobs_undispatched")
+                        .HasFilter("\"EnqueuedAtMs\" IS NULL AND \"Status\" = 'queued'");
 
                     b.ToTable("fine_tuning_jobs", (string)null);
                 });

@@ -261,6 +261,9 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.Property<long>("CreatedAtMs")
                         .HasColumnType("INTEGER");
 
+                    b.Property<long?>("EnqueuedAtMs")
+                        .HasColumnType("INTEGER");
+
                     b.Property<int>("EpochsCompleted")
                         .HasColumnType("INTEGER");
 
@@ -337,6 +340,9 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.HasIndex("Status");
 
                     b.HasIndex("CreatedAtMs", "Id");
+
+                    b.HasIndex(new[] { "CreatedAtMs" }, "IX_fine_tuning_jobs_undispatched")
+                        .HasFilter("\"EnqueuedAtMs\" IS NULL AND \"Status\" = 'queued'");
 
                     b.ToTable("fine_tuning_jobs", (string)null);
                 });

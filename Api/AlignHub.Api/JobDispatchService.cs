@@ -1,0 +1,25 @@
+using AlignHub.Domain;
+
+namespace AlignHub.Api;
+
+/// <summary>Runs <see cref="JobDispatcher"/>: at once when this process created a job, and every 2 s for the others'.</summary>
+public sealed class JobDispatchService(JobDispatcher dispatcher, ILogger<JobDispatchService> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await dispatcher.DispatchPendingAsync(stoppingToken);
+                await dispatcher.WaitAsync(TimeSpan.FromSeconds(2), stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { return; }
+            catch (Exception e)
+            {
+                log.LogWarning(e, "Dispatching queued jobs failed; retrying");
+                await Task.Delay(TimeSpan.FromSeconds(2), stoppingToken);
+            }
+        }
+    }
+}
