@@ -83,7 +83,7 @@ public static class HostSetup
         services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = false);
         services.AddProblemDetails(o => o.CustomizeProblemDetails = ProblemShape.AddOpenAiError);
-        services.AddOpenApi();
+        services.AddOpenApi(OpenApiDocs.Configure);
         services.Configure<FormOptions>(o => o.MultipartBodyLengthLimit = options.MaxUploadBytes + (1 << 20));
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxUploadBytes + (1 << 20));
 

@@ -80,6 +80,27 @@ public class HardeningTests
     }
 
     [Fact]
+    public async Task The_OpenAPI_document_has_an_example_for_every_method_and_each_hyperparameters_default()
+    {
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-openapi-").FullName, roles: "api");
+        var doc = await app.GetJson("/openapi/v1.json");
+        var create = doc.GetProperty("paths").EnumerateObject().Single(p => p.Name.TrimEnd('/') == "/v1/fine_tuning/jobs").Value.GetProperty("post");
+        var examples = create.GetProperty("requestBody").GetProperty("content").GetProperty("application/json").GetProperty("examples");
+        Assert.Equal(AlignHub.Domain.JobService.MethodTypes.Order(), examples.EnumerateObject().Select(e => e.Name).Order());
+        foreach (var e in examples.EnumerateObject())
+            Assert.Equal(e.Name, e.Value.GetProperty("value").GetProperty("method").GetProperty("type").GetString());
+        var schemas = doc.GetProperty("components").GetProperty("schemas");
+        foreach (var type in new[] { "HyperparametersRequest", "PreferenceHyperparametersRequest", "GenerateHyperparametersRequest", "EvaluateHyperparametersRequest" })
+            Assert.All(schemas.GetProperty(type).GetProperty("properties").EnumerateObject(),
+                p => Assert.StartsWith("Default: ", p.Value.GetProperty("description").GetString()));
+        Assert.Equal("0.1", schemas.GetProperty("PreferenceHyperparametersRequest").GetProperty("properties").GetProperty("beta").GetProperty("description").GetString()![9..12]);
+        // Every operation names its role.
+        foreach (var path in doc.GetProperty("paths").EnumerateObject())
+            foreach (var op in path.Value.EnumerateObject())
+                Assert.Contains("Role: ", op.Value.GetProperty("summary").GetString());
+    }
+
+    [Fact]
     public async Task The_first_start_without_keys_prints_an_admin_key_once()
     {
         var data = Directory.CreateTempSubdirectory("alignhub-first-").FullName;
