@@ -35,6 +35,48 @@ public class DashboardBrowserTests
     });
 
     [ChromiumFact]
+    public async Task Sign_in_with_a_key_the_Keys_page_and_roles_on_pages()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-keys-web-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data, roles: "api,web");
+        using var pw = await Playwright.CreateAsync();
+        await using var browser = await LaunchAsync(pw);
+        var page = await browser.NewPageAsync();
+        // Not signed in: the dashboard sends you to sign in; a wrong key is refused.
+        await page.GotoAsync(app.Http.BaseAddress + "jobs");
+        await page.WaitForURLAsync("**/signin?*", new() { Timeout = 45_000 });
+        await page.FillAsync("#key", "ahk-wrong");
+        await page.ClickAsync("#signin");
+        await page.Locator("#signin-error").WaitForAsync();
+
+        // The admin creates a viewer key on the Keys page; its secret is shown once.
+        await SignInAsync(page, app, "keys");
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
+        await page.FillAsync("#key-name", "watcher");
+        await page.Locator("div.mud-input-control.mud-select:has(#key-role)").ClickAsync();
+        await page.Locator(".mud-popover-open .mud-list-item", new() { HasText = "viewer" }).ClickAsync();
+        await page.ClickAsync("#create-key");
+        var secret = (await page.Locator("#new-key").InnerTextAsync()).Trim();
+        Assert.StartsWith("ahk-", secret);
+        await page.Locator("tr", new() { HasText = "watcher" }).WaitForAsync();
+
+        // The viewer sees jobs but may not open New job or Keys, and sees no New job link.
+        var viewer = await browser.NewPageAsync();
+        await SignInAsync(viewer, app, "jobs", secret);
+        await viewer.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
+        Assert.Equal("watcher", (await viewer.Locator("#signed-in-as").InnerTextAsync()).Trim());
+        Assert.Equal(0, await viewer.Locator("a[href='/jobs/new']").CountAsync());
+        await viewer.GotoAsync(app.Http.BaseAddress + "jobs/new");
+        await viewer.GetByText("needs another role").WaitForAsync(new() { Timeout = 45_000 });
+        // Revoking the key ends the viewer's session.
+        var keyId = (await app.GetJson("/v1/api_keys")).GetProperty("data").EnumerateArray().Single(k => k.GetProperty("name").GetString() == "watcher").GetProperty("id").GetString();
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await app.Http.DeleteAsync($"/v1/api_keys/{keyId}")).StatusCode);
+        await Task.Delay(TimeSpan.FromSeconds(11)); // other processes' key caches expire within 10 s; this one evicts at once
+        await viewer.GotoAsync(app.Http.BaseAddress + "jobs");
+        await viewer.WaitForURLAsync("**/signin?*", new() { Timeout = 45_000 });
+    }
+
+    [ChromiumFact]
     public async Task Jobs_page_shows_a_new_job_and_its_progress_without_a_reload()
     {
         var data = Directory.CreateTempSubdirectory("alignhub-web-").FullName;
