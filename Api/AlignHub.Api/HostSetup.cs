@@ -73,6 +73,7 @@ public static class HostSetup
         services.AddHostedService<JobRecoveryService>();
         services.AddSingleton<JobDispatcher>();
         services.AddHostedService<JobDispatchService>();
+        services.AddHostedService<IdempotencySweepService>();
 
         services.AddSingleton<FileService>();
         services.AddSingleton<JobService>();

@@ -97,3 +97,24 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 }
+
+/// <summary>Deletes idempotency records past their 24 hours, once an hour (a reused key also replaces its own stale record).</summary>
+public sealed class IdempotencySweepService(IDbContextFactory<AlignHubDb> dbs, ILogger<IdempotencySweepService> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromHours(1));
+        do
+        {
+            try
+            {
+                await using var db = await dbs.CreateDbContextAsync(stoppingToken);
+                var before = Ids.NowMs() - (long)TimeSpan.FromHours(24).TotalMilliseconds;
+                var n = await db.IdempotencyRecords.Where(r => r.CreatedAtMs < before).ExecuteDeleteAsync(stoppingToken);
+                if (n > 0) log.LogInformation("Removed {Count} idempotency records older than 24 hours", n);
+            }
+            catch (Exception e) when (e is not OperationCanceledException) { log.LogWarning(e, "Idempotency sweep failed; retrying in an hour"); }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+}
