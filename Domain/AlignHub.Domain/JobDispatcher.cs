@@ -32,12 +32,14 @@ public sealed class JobDispatcher(IDbContextFactory<AlignHubDb> dbs, IBackground
             var ids = await db.Jobs.AsNoTracking().Where(j => j.Status == JobStatus.Queued && j.EnqueuedAtMs == null)
                 .OrderBy(j => j.CreatedAtMs).Select(j => j.Id).Take(500).ToListAsync(ct);
             if (ids.Count == 0) return count;
-            foreach (var id in ids)
+            // A few at a time: each Hangfire enqueue is a short synchronous transaction of its own.
+            await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = ct }, async (id, token) =>
             {
                 hangfire.Enqueue<ITrainingJob>(ITrainingJob.Queue, j => j.Run(id, CancellationToken.None));
-                await db.Jobs.Where(j => j.Id == id).ExecuteUpdateAsync(s => s.SetProperty(j => j.EnqueuedAtMs, Ids.NowMs()), ct);
-                count++;
-            }
+                await using var one = await dbs.CreateDbContextAsync(token);
+                await one.Jobs.Where(j => j.Id == id).ExecuteUpdateAsync(s => s.SetProperty(j => j.EnqueuedAtMs, Ids.NowMs()), token);
+                Interlocked.Increment(ref count);
+            });
         }
     }
 }
