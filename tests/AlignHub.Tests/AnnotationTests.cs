@@ -98,11 +98,24 @@ public class AnnotationApiTests
         Assert.Equal(HttpStatusCode.OK, us);
         Assert.Equal(i3.GetProperty("item_id").GetInt64(), undone.GetProperty("item_id").GetInt64());
         Assert.Equal(HttpStatusCode.OK, await Label(undone, undone.GetProperty("left").GetString()!.StartsWith("awful") ? "left" : "right"));
-        // Labelling the same assignment twice is refused; no annotator header is refused.
+        // Labelling the same assignment twice is refused.
         Assert.Equal(HttpStatusCode.Conflict, await Label(undone, "left"));
         // A viewer may not label.
         var viewer = await app.ClientAs("viewer", "watcher");
         Assert.Equal(HttpStatusCode.Forbidden, (await viewer.PostAsJsonAsync($"/v1/annotation/campaigns/{id}/next", new { })).StatusCode);
+
+        // A campaign that requires a rationale refuses a label without one and takes one with it; a skip needs none.
+        var (_, itemsFile) = await app.Upload(Items(2), "why.jsonl");
+        var (_, why) = await app.PostJson("/v1/annotation/campaigns", new { name = "why", file = itemsFile.GetProperty("id").GetString(), rationale = "required" });
+        var whyId = why.GetProperty("id").GetString()!;
+        var (_, w1) = await Post(app, $"/v1/annotation/campaigns/{whyId}/next", new { }, "ann");
+        var (noWhy, problem) = await Post(app, $"/v1/annotation/campaigns/{whyId}/labels", new { assignment_id = w1.GetProperty("assignment_id").GetInt64(), choice = "left" }, "ann");
+        Assert.Equal(HttpStatusCode.BadRequest, noWhy);
+        Assert.Equal("rationale", problem.GetProperty("error").GetProperty("param").GetString());
+        var (withWhy, _) = await Post(app, $"/v1/annotation/campaigns/{whyId}/labels", new { assignment_id = w1.GetProperty("assignment_id").GetInt64(), choice = "left", rationale = "kinder words" }, "ann");
+        Assert.Equal(HttpStatusCode.OK, withWhy);
+        var (_, w2) = await Post(app, $"/v1/annotation/campaigns/{whyId}/next", new { }, "ann");
+        Assert.Equal(HttpStatusCode.OK, (await Post(app, $"/v1/annotation/campaigns/{whyId}/labels", new { assignment_id = w2.GetProperty("assignment_id").GetInt64(), choice = "skip" }, "ann")).Item1);
 
         var stats = await app.GetJson($"/v1/annotation/campaigns/{id}/stats");
         Assert.Equal(3, stats.GetProperty("labels").GetInt32());
