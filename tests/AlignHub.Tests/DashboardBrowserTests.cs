@@ -59,6 +59,11 @@ public class DashboardBrowserTests
         var secret = (await page.Locator("#new-key").InnerTextAsync()).Trim();
         Assert.StartsWith("ahk-", secret);
         await page.Locator("tr", new() { HasText = "watcher" }).WaitForAsync();
+        // Sign out (a form post with the antiforgery token) ends the admin's session.
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+        await page.WaitForURLAsync("**/signin", new() { Timeout = 45_000 });
+        await page.GotoAsync(app.Http.BaseAddress + "keys");
+        await page.WaitForURLAsync("**/signin?*", new() { Timeout = 45_000 });
 
         // The viewer sees jobs but may not open New job or Keys, and sees no New job link.
         var viewer = await browser.NewPageAsync();
