@@ -18,7 +18,6 @@ public static class Auth
 {
     public const string ApiKeyScheme = "ApiKey", CookieScheme = CookieAuthenticationDefaults.AuthenticationScheme, Select = "ApiKeyOrCookie";
     public const string Read = "read", Train = "train", Label = "label", Admin = "admin", Any = "any";
-    public const string KeyIdClaim = ApiKeyService.KeyIdClaim;
 
     public static void AddAlignHubAuth(this IServiceCollection services, AlignHubOptions options)
     {
@@ -42,7 +41,7 @@ public static class Auth
                 // A revoked key ends its dashboard sessions too (checked through the key cache).
                 o.Events.OnValidatePrincipal = async ctx =>
                 {
-                    var keyId = ctx.Principal?.FindFirstValue(KeyIdClaim);
+                    var keyId = ctx.Principal?.FindFirstValue(ApiKeyService.KeyIdClaim);
                     var hash = ctx.Principal?.FindFirstValue(ApiKeyService.KeyHashClaim);
                     var keys = ctx.HttpContext.RequestServices.GetRequiredService<ApiKeyService>();
                     if (keyId is null || hash is null || !await keys.IsLiveAsync(keyId, hash, ctx.HttpContext.RequestAborted))
@@ -67,7 +66,7 @@ public static class Auth
             o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(ctx =>
             {
                 if (!IsApi(ctx.Request) || options.RateLimitPerMinute <= 0) return RateLimitPartition.GetNoLimiter("none");
-                var who = ctx.User.FindFirstValue(KeyIdClaim) ?? "ip:" + ctx.Connection.RemoteIpAddress;
+                var who = ctx.User.FindFirstValue(ApiKeyService.KeyIdClaim) ?? "ip:" + ctx.Connection.RemoteIpAddress;
                 return RateLimitPartition.GetTokenBucketLimiter(who, _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = options.RateLimitPerMinute,
@@ -111,7 +110,6 @@ public static class Auth
         });
     }
 
-    public static ClaimsPrincipal Principal(ApiKey key, string scheme) => ApiKeyService.Principal(key, scheme);
 }
 
 /// <summary>Checks <c>Authorization: Bearer</c> against the stored key hashes.</summary>
@@ -125,7 +123,7 @@ public sealed class ApiKeyHandler(IOptionsMonitor<AuthenticationSchemeOptions> o
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return AuthenticateResult.Fail("expected Authorization: Bearer <key>");
         var key = await keys.AuthenticateAsync(header["Bearer ".Length..].Trim(), Context.RequestAborted);
         return key is null ? AuthenticateResult.Fail("invalid or revoked API key")
-            : AuthenticateResult.Success(new AuthenticationTicket(Auth.Principal(key, Scheme.Name), Scheme.Name));
+            : AuthenticateResult.Success(new AuthenticationTicket(ApiKeyService.Principal(key, Scheme.Name), Scheme.Name));
     }
 
     protected override Task HandleChallengeAsync(AuthenticationProperties properties) =>

@@ -19,7 +19,7 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
     public async Task InvokeAsync(HttpContext http, IDbContextFactory<AlignHubDb> dbs)
     {
         var key = http.Request.Headers[Header].ToString();
-        var owner = http.User.FindFirst(Auth.KeyIdClaim)?.Value;
+        var owner = http.User.FindFirst(ApiKeyService.KeyIdClaim)?.Value;
         if (!HttpMethods.IsPost(http.Request.Method) || !Auth.IsApi(http.Request) || key.Length == 0 || owner is null)
         {
             await next(http);

@@ -126,6 +126,8 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             return new Ok<NextItem?>(await Show(db, c, mine, await db.AnnotationItems.AsNoTracking().SingleAsync(i => i.Id == mine.ItemId, ct), ct));
         await ReturnExpiredLeases(db, campaignId, now, ct);
 
+        // The slot numbers 0..k-1 as a derived table, for the INSERT that picks the lowest free one.
+        var slotNumbers = string.Join(" UNION ALL ", Enumerable.Range(0, c.AnnotatorsPerItem).Select(n => $"SELECT {n} AS n"));
         for (int attempt = 0; attempt < 50; attempt++)
         {
             now = Ids.NowMs();
@@ -148,10 +150,9 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
                     CampaignId = campaignId, ItemId = item.Id, Annotator = annotator, Swapped = SideSwap(annotator, item.Id),
                     LeasedAtMs = now, LeaseUntilMs = now + c.LeaseSeconds * 1000L,
                 };
-                var free = string.Join(" UNION ALL ", Enumerable.Range(0, c.AnnotatorsPerItem).Select(n => $"SELECT {n} AS n"));
                 var inserted = await Sql(db, $"""
                     INSERT INTO annotation_assignments ("CampaignId", "ItemId", "Slot", "Annotator", "Swapped", "LeasedAtMs", "LeaseUntilMs")
-                    SELECT @campaign, @item, s.n, @annotator, @swapped, @leased, @until FROM ({free}) AS s
+                    SELECT @campaign, @item, s.n, @annotator, @swapped, @leased, @until FROM ({slotNumbers}) AS s
                     WHERE s.n NOT IN (SELECT a."Slot" FROM annotation_assignments a WHERE a."ItemId" = @item AND a."Slot" IS NOT NULL)
                     ORDER BY s.n LIMIT 1
                     RETURNING "Id", "Slot"
@@ -240,10 +241,14 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             await using var tx = await db.Database.BeginTransactionAsync(ct);
             int n = await db.Assignments.Where(a => a.Id == e.Id && a.Label == null && a.LeaseUntilMs < now).ExecuteDeleteAsync(ct);
             if (n == 1 && e.Slot is not null)
-                await db.AnnotationItems.Where(i => i.Id == e.ItemId).ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots + 1), ct);
+                await ReturnSlot(db, e.ItemId, ct);
             await tx.CommitAsync(ct);
         }
     }
+
+    /// <summary>In the caller's transaction, after deleting or skipping a row that held a slot: the item has one more open slot.</summary>
+    static Task<int> ReturnSlot(AlignHubDb db, long itemId, CancellationToken ct) =>
+        db.AnnotationItems.Where(i => i.Id == itemId).ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots + 1), ct);
 
     /// <summary>Left/right per annotator and item, stable and recorded: a hash of both, so the order does not favour a side.</summary>
     public static bool SideSwap(string annotator, long itemId)
@@ -289,18 +294,17 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         var text = c.Rationale == "off" ? null : rationale;
         // Only the caller's own unlabelled row: a lease that expired and was given back no longer exists.
         var target = db.Assignments.Where(x => x.Id == assignmentId && x.CampaignId == campaignId && x.Annotator == annotator && x.Label == null);
-        int n;
         if (choice == "skip")
         {
             await using var tx = await db.Database.BeginTransactionAsync(ct);
             var row = await target.Select(x => new { x.ItemId, x.Slot }).FirstOrDefaultAsync(ct);
-            n = row is null ? 0 : await target.ExecuteUpdateAsync(s => s
+            int n = row is null ? 0 : await target.ExecuteUpdateAsync(s => s
                 .SetProperty(x => x.Label, "skip").SetProperty(x => x.Slot, (int?)null).SetProperty(x => x.RationaleText, (string?)null)
                 .SetProperty(x => x.SubmittedAtMs, now)
                 .SetProperty(x => x.DurationMs, x => durationMs ?? (int)(now - x.LeasedAtMs)), ct);
-            if (n == 1 && row!.Slot is not null)
-                await db.AnnotationItems.Where(i => i.Id == row.ItemId).ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots + 1), ct);
+            if (n == 1 && row!.Slot is not null) await ReturnSlot(db, row.ItemId, ct);
             await tx.CommitAsync(ct);
+            if (n == 1) return new Ok<string>(choice);
         }
         else
         {
@@ -314,9 +318,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
                 """, ct, ("tie", choice == "tie"), ("left", choice == "left"), ("text", text), ("now", now), ("duration", durationMs),
                 ("id", assignmentId), ("campaign", campaignId), ("annotator", annotator));
             if (written.Count == 1) return new Ok<string>((string)written[0][0]!);
-            n = 0;
         }
-        if (n == 1) return new Ok<string>(choice);
         // Nothing written: say why.
         var a = await db.Assignments.AsNoTracking().FirstOrDefaultAsync(x => x.Id == assignmentId && x.CampaignId == campaignId && x.Annotator == annotator, ct);
         return a is null ? new Conflict("no lease on this item (it expired and was given back, or it is not yours)")
@@ -340,7 +342,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
                 .Select(x => new { x.Id, x.ItemId, x.Slot }).ToListAsync(ct);
             foreach (var h in held)
                 if (await db.Assignments.Where(x => x.Id == h.Id && x.Label == null).ExecuteDeleteAsync(ct) == 1 && h.Slot is not null)
-                    await db.AnnotationItems.Where(i => i.Id == h.ItemId).ExecuteUpdateAsync(s => s.SetProperty(i => i.OpenSlots, i => i.OpenSlots + 1), ct);
+                    await ReturnSlot(db, h.ItemId, ct);
             int? slot = last.Slot;
             if (slot is null)
             {
@@ -364,7 +366,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
                     .SetProperty(x => x.LeaseUntilMs, now + c.LeaseSeconds * 1000L), ct);
                 await tx.CommitAsync(ct);
             }
-            catch (DbUpdateException)
+            catch (Exception e) when (e is DbException or DbUpdateException)
             {
                 await tx.RollbackAsync(CancellationToken.None);
                 return new Conflict("the item's slots filled up meanwhile");

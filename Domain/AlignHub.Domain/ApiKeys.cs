@@ -81,10 +81,14 @@ public sealed class ApiKeyService(IDbContextFactory<AlignHubDb> dbs)
     }
 
     /// <summary>The live key for a secret, or null (unknown or revoked).</summary>
-    public async Task<ApiKey?> AuthenticateAsync(string secret, CancellationToken ct)
+    public Task<ApiKey?> AuthenticateAsync(string secret, CancellationToken ct) =>
+        secret.Length is 0 or > 512 ? Task.FromResult<ApiKey?>(null) : LiveKeyAsync(HashOf(secret), ct);
+
+    /// <summary>Whether the key with this id and hash is still live (for dashboard sessions).</summary>
+    public async Task<bool> IsLiveAsync(string id, string hash, CancellationToken ct) => (await LiveKeyAsync(hash, ct))?.Id == id;
+
+    async Task<ApiKey?> LiveKeyAsync(string hash, CancellationToken ct)
     {
-        if (secret.Length is 0 or > 512) return null;
-        var hash = HashOf(secret);
         if (cache.TryGetValue(hash, out var hit) && hit.Until > DateTime.UtcNow) return hit.Key;
         await using var db = await dbs.CreateDbContextAsync(ct);
         var key = await db.ApiKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Hash == hash && k.RevokedAt == null, ct);
@@ -93,15 +97,8 @@ public sealed class ApiKeyService(IDbContextFactory<AlignHubDb> dbs)
         return key;
     }
 
-    /// <summary>Whether the key with this id and hash is still live (for dashboard sessions; cached like keys).</summary>
-    public async Task<bool> IsLiveAsync(string id, string hash, CancellationToken ct)
-    {
-        if (cache.TryGetValue(hash, out var hit) && hit.Until > DateTime.UtcNow) return hit.Key?.Id == id;
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var key = await db.ApiKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Hash == hash && k.RevokedAt == null, ct);
-        cache[hash] = (key, DateTime.UtcNow + CacheFor);
-        return key?.Id == id;
-    }
+    /// <summary>The dashboard path an annotator's invite link opens (<c>Web/SignIn.cs</c> serves it).</summary>
+    public static string InvitePath(string secret) => $"/invite/{secret}";
 
     public async Task<List<ApiKey>> ListAsync(CancellationToken ct)
     {

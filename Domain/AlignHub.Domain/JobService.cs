@@ -1,11 +1,13 @@
 using System.Text.Json;
-using Hangfire;
 using Microsoft.EntityFrameworkCore;
 
 namespace AlignHub.Domain;
 
-/// <summary>Creates, cancels and re-queues fine-tuning jobs. The row is written first; Hangfire carries only its id.</summary>
-public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJobClient hangfire, JobDispatcher dispatcher)
+/// <summary>
+/// Creates, cancels, pauses and re-queues fine-tuning jobs. The row is written first; every hand-over to Hangfire goes
+/// through <see cref="JobDispatcher"/> (a queued row with no <see cref="FineTuningJob.EnqueuedAtMs"/>).
+/// </summary>
+public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher dispatcher)
 {
     public static readonly string[] MethodTypes = ["supervised", "generate", "dpo", "reward_model", "evaluate"];
 
@@ -342,9 +344,6 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         return (PauseOutcome.Done, job);
     }
 
-    public void Enqueue(string jobId) =>
-        hangfire.Enqueue<ITrainingJob>(ITrainingJob.Queue, j => j.Run(jobId, CancellationToken.None));
-
     /// <summary>
     /// Puts jobs back on the queue that a dead process left behind. <paramref name="all"/> (the embedded default at
     /// start-up, where no other process can hold a job): every queued or running job. Otherwise: running jobs whose
@@ -362,13 +361,14 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, IBackgroundJob
         foreach (var id in candidates)
         {
             int n = await db.Jobs.Where(j => j.Id == id).Where(orphan)
-                .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null), ct);
+                .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null)
+                    .SetProperty(j => j.EnqueuedAtMs, (long?)null), ct);
             if (n == 0) continue;
             db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "warn", Type = "message", Message = "Worker lost; job re-queued to resume from its last checkpoint" });
             await db.SaveChangesAsync(ct);
-            Enqueue(id);
             count++;
         }
+        if (count > 0) dispatcher.Signal();
         return count;
     }
 }

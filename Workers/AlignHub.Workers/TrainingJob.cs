@@ -15,7 +15,7 @@ namespace AlignHub.Workers;
 /// Safe to run again: it claims the job with a conditional update (queued, or running with an expired lease), so a
 /// job runs in one place at a time, and it resumes from the job's last checkpoint.
 /// </summary>
-public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobService jobs, FileService files, ILogger<TrainingJob> log) : ITrainingJob
+public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobDispatcher dispatcher, FileService files, ILogger<TrainingJob> log) : ITrainingJob
 {
     public static readonly string WorkerId = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
     static readonly object TorchInit = new();
@@ -263,13 +263,14 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             case TrainingOutcome.Interrupted:
             {
                 int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
-                    .ExecuteUpdate(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null));
+                    .ExecuteUpdate(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null)
+                        .SetProperty(j => j.EnqueuedAtMs, (long?)null));
                 if (n > 0)
                 {
                     reporter.Event("warn", result.LastCheckpoint is null
                         ? $"Worker shutting down at step {result.Step}; job re-queued"
                         : $"Worker shutting down: checkpoint saved at step {result.Step}; job re-queued");
-                    jobs.Enqueue(job.Id);
+                    dispatcher.Signal(); // this process's dispatcher, or any other's within seconds, or the next start's
                 }
                 break;
             }

@@ -61,7 +61,7 @@ static class AnnotationBenchmarks
         })));
         var elapsed = wall.Elapsed.TotalSeconds;
         var stats = JsonDocument.Parse(await http.GetStringAsync($"/v1/annotation/campaigns/{campaign}/stats")).RootElement;
-        static double P(IEnumerable<double> v, double q) { var s = v.Order().ToArray(); return s.Length == 0 ? double.NaN : s[(int)Math.Min(s.Length - 1, Math.Floor(q * s.Length))]; }
+        static double P(IEnumerable<double> v, double q) => BenchHttp.Percentile(v, q);
         var think = thinkMeanMs > 0 ? $"{thinkMeanMs / 2}-{thinkMeanMs * 3 / 2} ms" : "none";
         Console.WriteLine($"{annotators} annotators, think time {think}, {items} items, k = 3");
         Console.WriteLine($"{submitAt.Count} labels in {elapsed:F1} s ({submitAt.Count / elapsed:F1} labels/s, {(submitAt.Count + nextAt.Count) / elapsed:F1} requests/s), errors {errors}, labels stored {stats.GetProperty("labels").GetInt32()}");

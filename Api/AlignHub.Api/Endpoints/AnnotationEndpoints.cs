@@ -58,7 +58,7 @@ public static class AnnotationEndpoints
         await using (var db = await dbs.CreateDbContextAsync(ct))
             if (!await db.Campaigns.AnyAsync(c => c.Id == id, ct)) return ProblemShape.NotFound("campaign", id);
         var (key, secret) = await keys.CreateAsync(body.Annotator!, Roles.Annotator, id, ct);
-        var path = $"/invite/{secret}";
+        var path = ApiKeyService.InvitePath(secret);
         return TypedResults.Ok(new
         {
             @object = "annotation.invite", campaign = id, annotator = key.Name, key_id = key.Id, key = secret, path,
