@@ -37,6 +37,7 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.ToTable("fine_tuning_jobs");
             e.Property(x => x.Id).HasMaxLength(64);
             e.Property(x => x.Status).HasMaxLength(32);
+            e.Property(x => x.RequestedAction).HasMaxLength(16);
             e.HasIndex(x => new { x.CreatedAtMs, x.Id });
             e.HasIndex(x => x.Status);
             // The dispatcher's work list: queued jobs not yet handed to Hangfire.

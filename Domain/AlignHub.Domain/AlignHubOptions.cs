@@ -34,6 +34,8 @@ public sealed class AlignHubOptions
     public int RateLimitPerMinute { get; set; } = 1200;
     /// <summary>Torch intra-op threads per training job (0: the library's default).</summary>
     public int TorchThreads { get; set; }
+    /// <summary>Settings of the worker role (<c>AlignHub__Worker__Name</c>).</summary>
+    public WorkerOptions Worker { get; set; } = new();
 
     public bool HasRole(string role) =>
         Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -41,4 +43,14 @@ public sealed class AlignHubOptions
 
     public string FullDataDir => Path.GetFullPath(DataDir);
     public string Resolve(string relative) => Path.GetFullPath(Path.Combine(FullDataDir, relative));
+}
+
+/// <summary>Settings of a worker process (<c>AlignHub__Worker__...</c>).</summary>
+public sealed class WorkerOptions
+{
+    /// <summary>
+    /// Where this worker's tensors live: <c>cpu</c>, <c>cuda</c>, <c>cuda:N</c>, or <c>auto</c> (CUDA when TorchSharp
+    /// reports it, else the CPU). Checked when a job starts; a device this machine lacks fails the job saying so.
+    /// </summary>
+    public string Device { get; set; } = "auto";
 }

@@ -1,12 +1,16 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using AlignHub.Domain;
 using AlignHub.Training.Models;
 using TorchSharp;
 
 namespace AlignHub.Training;
 
-/// <summary>Trainer position saved with each checkpoint; with the weights and optimizer state it resumes a run.</summary>
-public sealed record TrainerState(int Step, int EpochsCompleted, long TrainedTokens, int TotalSteps);
+/// <summary>
+/// Trainer position saved with each checkpoint; with the weights and optimizer state it resumes a run.
+/// <paramref name="Method"/>: what the method adds (<see cref="Engine.ITrainingMethod.SaveState"/>), absent for most.
+/// </summary>
+public sealed record TrainerState(int Step, int EpochsCompleted, long TrainedTokens, int TotalSteps, JsonObject? Method = null);
 
 /// <summary>
 /// A checkpoint is a Hugging Face model folder (<c>config.json</c>, <c>model.safetensors</c>, the tokenizer files of
@@ -49,7 +53,9 @@ public static class Checkpoints
         }
     }
 
-    public static void LoadWeights(CausalLM model, string dir) => HfWeights.Load(model, dir);
+    /// <summary>The step a checkpoint folder (<c>step-0000050</c>) holds.</summary>
+    public static int StepOf(string dir) =>
+        Path.GetFileName(Path.TrimEndingDirectorySeparator(dir)) is var name && name.StartsWith("step-") && int.TryParse(name[5..], out var s) ? s : -1;
 
     public static TrainerState LoadState(string dir) =>
         JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(dir, State)))

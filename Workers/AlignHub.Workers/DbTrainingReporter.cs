@@ -6,9 +6,11 @@ using Microsoft.EntityFrameworkCore;
 namespace AlignHub.Workers;
 
 /// <summary>
-/// Writes a trainer's progress, metrics, events and checkpoints to the database, and holds the job's lease:
-/// a timer renews the heartbeat while the job runs, and every step asks whether the job was cancelled or
-/// taken over (the lease lost), so cancellation is honoured within one step.
+/// Writes a trainer's progress, metrics, events and checkpoints to the database, and holds the job's lease: a timer
+/// renews the heartbeat while the job runs. <see cref="Poll"/> reads the control channel
+/// (<see cref="FineTuningJob.RequestedAction"/>) and the lease once per step, so a cancel or pause is honoured within
+/// one step and a worker that lost the job stops. Metrics are stored under their own names; OpenAI's aliases
+/// (<see cref="MetricNames.OpenAiAliases"/>) are added to metrics events and checkpoints, which OpenAI's SDK reads.
 /// </summary>
 public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
 {
@@ -65,7 +67,7 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
             {
                 JobId = job.Id, CreatedAt = now, Level = "info", Type = "metrics",
                 Message = $"Step {p.Step}/{p.TotalSteps}: " + string.Join(", ", metrics.Select(m => $"{m.Key}={m.Value:G4}")),
-                DataJson = JsonSerializer.Serialize(new Dictionary<string, double>(metrics) { ["step"] = p.Step, ["total_steps"] = p.TotalSteps }),
+                DataJson = JsonSerializer.Serialize(new Dictionary<string, double>(MetricNames.WithOpenAiAliases(metrics)) { ["step"] = p.Step, ["total_steps"] = p.TotalSteps }),
             });
             Save();
         }
@@ -87,7 +89,7 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
         db.Checkpoints.Add(new JobCheckpoint
         {
             Id = Ids.New("ftckpt-"), JobId = job.Id, Step = step, CreatedAt = Ids.Now(), StoragePath = relative,
-            MetricsJson = JsonSerializer.Serialize(metrics),
+            MetricsJson = JsonSerializer.Serialize(MetricNames.WithOpenAiAliases(metrics)),
             ModelName = $"{job.FineTunedModelName}:ckpt-step-{step}",
         });
         db.Events.Add(new JobEvent
@@ -98,16 +100,17 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
         Save();
     }
 
-    /// <summary>The job was paused (rather than cancelled): the trainer saves a checkpoint before it stops.</summary>
-    public bool PauseRequested { get; private set; }
-
-    public bool CancelRequested()
+    public ControlSignal Poll()
     {
-        if (LeaseLost) return true;
-        var row = db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.Status, j.LeaseOwner }).Single();
-        if (row.LeaseOwner != workerId) LeaseLost = true;
-        PauseRequested = row.Status == JobStatus.Paused && !LeaseLost;
-        return row.Status != JobStatus.Running || LeaseLost;
+        if (LeaseLost) return ControlSignal.LeaseLost;
+        var row = db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.RequestedAction, j.LeaseOwner }).Single();
+        if (row.LeaseOwner != workerId) { LeaseLost = true; return ControlSignal.LeaseLost; }
+        return row.RequestedAction switch
+        {
+            JobControl.Cancel => ControlSignal.Cancel,
+            JobControl.Pause => ControlSignal.Pause,
+            _ => ControlSignal.Continue,
+        };
     }
 
     void Save()

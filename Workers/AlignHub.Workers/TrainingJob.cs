@@ -1,19 +1,18 @@
 using AlignHub.Domain;
 using AlignHub.Training;
-using AlignHub.Training.Evaluation;
-using AlignHub.Training.Generation;
+using AlignHub.Training.Engine;
+using AlignHub.Training.Methods;
 using AlignHub.Training.Models;
-using AlignHub.Training.Preference;
-using AlignHub.Training.Sft;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
 
 namespace AlignHub.Workers;
 
 /// <summary>
-/// Runs one fine-tuning job on the Hangfire worker thread (synchronously: TorchSharp dispose scopes are per thread).
-/// Safe to run again: it claims the job with a conditional update (queued, or running with an expired lease), so a
-/// job runs in one place at a time, and it resumes from the job's last checkpoint.
+/// Runs one job on the Hangfire worker thread (synchronously: TorchSharp dispose scopes are per thread), whatever
+/// its method: it claims the job, hands it to the method's runner (<see cref="MethodRunners"/>), and acts on the
+/// outcome the runner returns. Safe to run again: the claim is a conditional update (queued, or running with an
+/// expired lease), so a job runs in one place at a time, and a resumable method resumes from its last checkpoint.
 /// </summary>
 public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobDispatcher dispatcher, FileService files, ILogger<TrainingJob> log) : ITrainingJob
 {
@@ -32,53 +31,38 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                 .SetProperty(j => j.Status, JobStatus.Running)
                 .SetProperty(j => j.LeaseOwner, WorkerId)
                 .SetProperty(j => j.HeartbeatAtMs, now)
+                .SetProperty(j => j.RequestedAction, (string?)null)
                 .SetProperty(j => j.Attempts, j => j.Attempts + 1)
                 .SetProperty(j => j.StartedAt, j => j.StartedAt ?? now / 1000));
         if (claimed == 0)
         {
-            log.LogInformation("Job {JobId} is not claimable (finished, cancelled or running elsewhere); nothing to do", jobId);
+            log.LogInformation("Job {JobId} is not claimable (finished, cancelled, paused or running elsewhere); nothing to do", jobId);
             return;
         }
         var job = db.Jobs.AsNoTracking().Single(j => j.Id == jobId);
         using var reporter = new DbTrainingReporter(dbs, job, WorkerId, options);
         try
         {
+            var method = Methods.Get(job.MethodType);
+            var runner = MethodRunners.For(job.MethodType);
             ConfigureTorch();
-            if (job.MethodType == "generate")
+            var device = Devices.Resolve(options.Worker.Device);
+            var ctx = new MethodContext
             {
-                var run = PrepareGenerate(db, job, reporter);
-                var result = GenerateRunner.Run(run, reporter, cancellationToken);
-                Finish(db, job, result, reporter, () =>
-                {
-                    var file = files.AddProduced(run.OutputPath, $"{job.Id}-generations.jsonl", FileService.ResultsPurpose, JsonlRows.Generations, run.Prompts.Count);
-                    return (null, file.Id, $"Job succeeded: {run.Prompts.Count * run.Config.N} completions in file {file.Id}",
-                        new Dictionary<string, object> { ["result_file"] = file.Id });
-                });
-            }
-            else if (job.MethodType == "evaluate")
-            {
-                var run = PrepareEvaluate(db, job, reporter);
-                var (result, metrics) = EvaluateRunner.Run(run, reporter);
-                Finish(db, job, result, reporter, () =>
-                {
-                    var file = files.AddProduced(run.OutputPath, $"{job.Id}-evaluation.jsonl", FileService.ResultsPurpose, "evaluation",
-                        File.ReadLines(run.OutputPath).Count());
-                    var summary = string.Join(", ", metrics.Select(kv => $"{kv.Key} {kv.Value:0.###}"));
-                    return (null, file.Id, $"Evaluation finished: {summary}", metrics.ToDictionary(kv => kv.Key, kv => (object)kv.Value));
-                });
-            }
-            else if (job.MethodType is "dpo" or "reward_model")
-            {
-                var run = PreparePreference(db, job, reporter);
-                var result = PreferenceTrainer.Train(run, reporter, cancellationToken);
-                Finish(db, job, result, reporter, () => (RegisterFineTunedModel(db, job, result), null, null, null));
-            }
-            else
-            {
-                var run = PrepareRun(db, job, reporter);
-                var result = SftTrainer.Train(run, reporter, cancellationToken);
-                Finish(db, job, result, reporter, () => (RegisterFineTunedModel(db, job, result), null, null, null));
-            }
+                Job = job,
+                Config = method.ParseConfig(job.ConfigJson),
+                Device = device,
+                FindModel = id => ModelService.Find(db, id) ?? throw new InvalidDataException($"model \"{id}\" is no longer registered"),
+                Source = m => new ModelSource(m.ConfigJson, m.Tokenizer, m.WeightsPath is null ? null : options.Resolve(m.WeightsPath)),
+                FindFile = id => db.Files.AsNoTracking().SingleOrDefault(f => f.Id == id) ?? throw new InvalidDataException($"file \"{id}\" no longer exists"),
+                StartingModelOf = id => db.Jobs.AsNoTracking().Where(j => j.Id == id).Select(j => j.Model).FirstOrDefault(),
+                Resolve = options.Resolve,
+                CheckpointRoot = options.Resolve(Path.Combine("checkpoints", job.Id)),
+                ResumeFrom = Prepare(db, job, runner.Resumable, reporter, device),
+                OutputFolder = options.Resolve(Path.Combine("jobs", job.Id)),
+            };
+            var outcome = runner.Run(ctx, reporter, cancellationToken);
+            Finish(db, job, method, outcome, reporter);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -92,6 +76,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                     .SetProperty(j => j.ErrorMessage, message)
                     .SetProperty(j => j.LeaseOwner, (string?)null));
             if (n > 0) reporter.Event("error", $"Job failed: {message}");
+            Release(db, job);
         }
     }
 
@@ -105,120 +90,42 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         }
     }
 
-    SftRun PrepareRun(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
-    {
-        var model = FindModel(db, job.Model);
-        var config = SftConfig.FromJson(job.ConfigJson);
-        var train = LoadFile(db, job.TrainingFile);
-        var valid = job.ValidationFile is null ? null : LoadFile(db, job.ValidationFile);
-
-        var resume = ResumePoint(db, job, reporter);
-
-        return new SftRun(
-            SourceOf(model),
-            train, valid, config,
-            options.Resolve(Path.Combine("checkpoints", job.Id)),
-            resume);
-    }
-
     /// <summary>
-    /// The job's last complete checkpoint folder (null: start fresh). Steps after it are trained again, so what they
-    /// wrote is dropped first and no step is recorded twice.
+    /// The job's last complete checkpoint folder for a resumable method (null: start fresh). Steps after it are run
+    /// again, so what they wrote is dropped first and no step is recorded twice; a method that is not resumable
+    /// starts over, so all its metrics go.
     /// </summary>
-    string? ResumePoint(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
+    string? Prepare(AlignHubDb db, FineTuningJob job, bool resumable, DbTrainingReporter reporter, TorchSharp.torch.Device device)
     {
-        var ckpt = db.Checkpoints.AsNoTracking().Where(c => c.JobId == job.Id).OrderByDescending(c => c.Step).FirstOrDefault();
-        string? resume = ckpt is not null && Directory.Exists(options.Resolve(ckpt.StoragePath)) ? options.Resolve(ckpt.StoragePath) : null;
-        int resumeStep = resume is null ? 0 : ckpt!.Step;
+        string? resume = null;
+        int resumeStep = 0;
+        if (resumable)
+        {
+            var ckpt = db.Checkpoints.AsNoTracking().Where(c => c.JobId == job.Id).OrderByDescending(c => c.Step).FirstOrDefault();
+            if (ckpt is not null && Directory.Exists(options.Resolve(ckpt.StoragePath))) (resume, resumeStep) = (options.Resolve(ckpt.StoragePath), ckpt.Step);
+        }
         db.Metrics.Where(m => m.JobId == job.Id && m.Step > resumeStep).ExecuteDelete();
         db.Checkpoints.Where(c => c.JobId == job.Id && c.Step > resumeStep).ExecuteDelete();
         var attempt = job.Attempts;
-        reporter.Event("info", attempt == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {attempt})",
-            new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = attempt });
+        var restart = resumable ? "" : "; running again from the start";
+        reporter.Event("info", attempt == 1 ? $"Job started on worker {WorkerId} ({device})" : $"Job restarted on worker {WorkerId} ({device}, attempt {attempt}){restart}",
+            new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = attempt, ["device"] = device.ToString() });
         return resume;
     }
 
-    PreferenceRun PreparePreference(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
-    {
-        var model = FindModel(db, job.Model);
-        var config = PreferenceConfig.FromJson(job.ConfigJson);
-        (List<PreferencePair>? Pairs, List<UnpairedExample>? Unpaired) Load(string fileId)
-        {
-            var file = FindFile(db, fileId);
-            var path = options.Resolve(file.StoragePath);
-            return file.Format == JsonlRows.UnpairedPreference ? (null, JsonlRows.LoadUnpaired(path).ToList()) : (JsonlRows.LoadPreferences(path).ToList(), null);
-        }
-        var train = Load(job.TrainingFile);
-        var valid = job.ValidationFile is null ? ((List<PreferencePair>?)null, (List<UnpairedExample>?)null) : Load(job.ValidationFile);
-        var resume = ResumePoint(db, job, reporter);
-        // Reference log-probs depend on the reference model (its weights, or its seed when initialised at random),
-        // the data and the tokenisation: jobs that share all of them share the cache.
-        var fingerprint = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\n",
-            model.Id, model.WeightsPath ?? $"seed:{config.Seed}", model.ConfigJson, model.Tokenizer, job.TrainingFile, job.ValidationFile ?? "",
-            config.MaxLength?.ToString() ?? "", config.MaxPromptLength?.ToString() ?? "", config.BatchSize.ToString(), config.LossType == "kto" ? "kto" : "pairs"))))[..32].ToLowerInvariant();
-        return new PreferenceRun(
-            SourceOf(model),
-            job.MethodType, train.Pairs ?? [], valid.Item1, config, options.Resolve(Path.Combine("checkpoints", job.Id)), resume,
-            options.Resolve(Path.Combine("refcache", fingerprint + ".json")), train.Unpaired, valid.Item2);
-    }
-
-    EvaluateRun PrepareEvaluate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
-    {
-        var config = EvaluateConfig.FromJson(job.ConfigJson);
-        ModelSource Source(string id) => SourceOf(FindModel(db, id));
-        var model = FindModel(db, job.Model);
-        // The reference of a trained policy defaults to the model its training job started from.
-        var referenceId = config.ReferenceModel ?? (model.ParentJobId is { } parent ? db.Jobs.AsNoTracking().Where(j => j.Id == parent).Select(j => j.Model).FirstOrDefault() : null);
-        var file = FindFile(db, job.TrainingFile);
-        var pairs = JsonlRows.LoadPreferences(options.Resolve(file.StoragePath)).ToList();
-        db.Metrics.Where(m => m.JobId == job.Id).ExecuteDelete();
-        reporter.Event("info", $"Evaluating {job.Model} on {pairs.Count} pairs" + (referenceId is null ? "" : $" against {referenceId}") +
-            (config.RewardModel is null ? "" : $", judged by {config.RewardModel}"));
-        var output = Path.Combine(options.FullDataDir, "jobs", job.Id, "evaluation.jsonl");
-        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
-        return new EvaluateRun(Source(job.Model), referenceId is null ? null : Source(referenceId),
-            config.RewardModel is null ? null : Source(config.RewardModel), pairs, config, output);
-    }
-
-    GenerateRun PrepareGenerate(AlignHubDb db, FineTuningJob job, DbTrainingReporter reporter)
-    {
-        var model = FindModel(db, job.Model);
-        var file = FindFile(db, job.TrainingFile);
-        var prompts = JsonlRows.LoadPrompts(options.Resolve(file.StoragePath)).ToList();
-        db.Metrics.Where(m => m.JobId == job.Id).ExecuteDelete(); // a re-run generates again from the first batch
-        reporter.Event("info", job.Attempts == 1 ? $"Job started on worker {WorkerId}" : $"Job restarted on worker {WorkerId} (attempt {job.Attempts}); generating again from the start",
-            new Dictionary<string, object> { ["worker"] = WorkerId, ["attempt"] = job.Attempts });
-        var output = Path.Combine(options.FullDataDir, "jobs", job.Id, "generations.jsonl");
-        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
-        return new GenerateRun(SourceOf(model),
-            model.Id, prompts, GenerateConfig.FromJson(job.ConfigJson), output);
-    }
-
-    static ModelRecord FindModel(AlignHubDb db, string id) =>
-        ModelService.Find(db, id) ?? throw new InvalidDataException($"model \"{id}\" is no longer registered");
-
-    /// <summary>Where a model's config, tokenizer and weights are on this worker.</summary>
-    ModelSource SourceOf(ModelRecord m) => new(m.ConfigJson, m.Tokenizer, m.WeightsPath is null ? null : options.Resolve(m.WeightsPath));
-
-    FileRecord FindFile(AlignHubDb db, string fileId) =>
-        db.Files.AsNoTracking().SingleOrDefault(f => f.Id == fileId) ?? throw new InvalidDataException($"file \"{fileId}\" no longer exists");
-
-    List<SupervisedExample> LoadFile(AlignHubDb db, string fileId) => JsonlRows.LoadSupervised(options.Resolve(FindFile(db, fileId).StoragePath)).ToList();
-
     /// <summary>Registers the final checkpoint as the fine-tuned model (once, even when the job runs again).</summary>
-    string RegisterFineTunedModel(AlignHubDb db, FineTuningJob job, TrainingResult result)
+    string RegisterFineTunedModel(AlignHubDb db, FineTuningJob job, string folder)
     {
         var name = job.FineTunedModelName;
-        var baseModel = FindModel(db, job.Model);
+        var baseModel = ModelService.Find(db, job.Model) ?? throw new InvalidDataException($"model \"{job.Model}\" is no longer registered");
         if (!db.Models.Any(m => m.Id == name))
         {
             db.Models.Add(new ModelRecord
             {
                 Id = name, CreatedAt = Ids.Now(), OwnedBy = "user", Architecture = baseModel.Architecture,
-                ConfigJson = File.Exists(Path.Combine(result.LastCheckpoint!, Checkpoints.ModelConfig))
-                    ? File.ReadAllText(Path.Combine(result.LastCheckpoint!, Checkpoints.ModelConfig)) : baseModel.ConfigJson,
+                ConfigJson = File.Exists(Path.Combine(folder, Checkpoints.ModelConfig)) ? File.ReadAllText(Path.Combine(folder, Checkpoints.ModelConfig)) : baseModel.ConfigJson,
                 Tokenizer = baseModel.Tokenizer,
-                WeightsPath = Path.GetRelativePath(options.FullDataDir, result.LastCheckpoint!),
+                WeightsPath = Path.GetRelativePath(options.FullDataDir, folder),
                 ParentJobId = job.Id, Parameters = baseModel.Parameters,
             });
             db.SaveChanges();
@@ -226,54 +133,73 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         return name;
     }
 
-    /// <param name="complete">On success: the fine-tuned model or result file, and the closing event (null: the default).</param>
-    void Finish(AlignHubDb db, FineTuningJob job, TrainingResult result, DbTrainingReporter reporter,
-        Func<(string? Model, string? ResultFile, string? Message, Dictionary<string, object>? Data)> complete)
+    /// <summary>Acts on the outcome the run returned; every conditional update names this worker, so a job someone else holds is never touched.</summary>
+    void Finish(AlignHubDb db, FineTuningJob job, JobMethod method, MethodOutcome outcome, DbTrainingReporter reporter)
     {
+        var result = outcome.Result;
         switch (result.Outcome)
         {
             case TrainingOutcome.Completed:
             {
-                var (name, resultFile, message, data) = complete();
+                string? model = method.ProducesModel ? RegisterFineTunedModel(db, job, outcome.ModelFolder!) : null;
+                string? resultFile = outcome.File is { } f ? files.AddProduced(f.Path, f.Filename, FileService.ResultsPurpose, f.Format, f.Rows).Id : null;
                 int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
                     .ExecuteUpdate(s => s
                         .SetProperty(j => j.Status, JobStatus.Succeeded)
                         .SetProperty(j => j.FinishedAt, Ids.Now())
-                        .SetProperty(j => j.FineTunedModel, name)
+                        .SetProperty(j => j.FineTunedModel, model)
                         .SetProperty(j => j.ResultFile, resultFile)
                         .SetProperty(j => j.TrainedTokens, result.TrainedTokens)
                         .SetProperty(j => j.EstimatedFinish, (long?)null)
                         .SetProperty(j => j.LeaseOwner, (string?)null));
                 if (n > 0)
-                    reporter.Event("info", message ?? $"Job succeeded: fine-tuned model {name}",
-                        data ?? new Dictionary<string, object> { ["fine_tuned_model"] = name! });
+                {
+                    var data = new Dictionary<string, object>(outcome.Data ?? new Dictionary<string, object>());
+                    if (model is not null) data["fine_tuned_model"] = model;
+                    if (resultFile is not null) data["result_file"] = resultFile;
+                    reporter.Event("info", (outcome.Message ?? $"Job succeeded: fine-tuned model {model}").Replace("{result_file}", resultFile), data);
+                }
                 break;
             }
             case TrainingOutcome.Cancelled:
-                if (reporter.PauseRequested)
-                {
-                    // Let go of the job, so resume can hand it to any worker.
-                    db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Paused)
-                        .ExecuteUpdate(s => s.SetProperty(j => j.LeaseOwner, (string?)null));
-                    reporter.Event("info", $"Job paused at step {result.Step}" + (result.LastCheckpoint is null ? "" : "; it resumes from the checkpoint of that step"));
-                }
-                else
-                    reporter.Event("info", reporter.LeaseLost ? $"Worker {WorkerId} lost the job's lease at step {result.Step} and stopped" : $"Training stopped at step {result.Step}: job cancelled");
+                reporter.Event("info", $"Training stopped at step {result.Step}: job cancelled");
                 break;
-            case TrainingOutcome.Interrupted:
+            case TrainingOutcome.Paused:
             {
-                int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
-                    .ExecuteUpdate(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null)
-                        .SetProperty(j => j.EnqueuedAtMs, (long?)null));
+                // Let go of the job, so resume can hand it to any worker; unless the pause was withdrawn meanwhile.
+                int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.RequestedAction == JobControl.Pause)
+                    .ExecuteUpdate(s => s.SetProperty(j => j.LeaseOwner, (string?)null).SetProperty(j => j.RequestedAction, (string?)null));
                 if (n > 0)
-                {
+                    reporter.Event("info", $"Job paused at step {result.Step}" + (result.LastCheckpoint is null ? "" : "; it resumes from the checkpoint of that step"));
+                else if (Requeue(db, job))
+                    reporter.Event("info", $"Pause withdrawn after the worker stopped at step {result.Step}; job re-queued to resume from its checkpoint");
+                break;
+            }
+            case TrainingOutcome.Interrupted:
+                if (Requeue(db, job))
                     reporter.Event("warn", result.LastCheckpoint is null
                         ? $"Worker shutting down at step {result.Step}; job re-queued"
                         : $"Worker shutting down: checkpoint saved at step {result.Step}; job re-queued");
-                    dispatcher.Signal(); // this process's dispatcher, or any other's within seconds, or the next start's
-                }
                 break;
-            }
+            case TrainingOutcome.LeaseLost:
+                reporter.Event("warn", $"Worker {WorkerId} lost the job's lease at step {result.Step} and stopped");
+                return; // the job is someone else's now
         }
+        Release(db, job);
     }
+
+    /// <summary>Puts a job this worker holds, still running, back on the queue; the dispatcher hands it on.</summary>
+    bool Requeue(AlignHubDb db, FineTuningJob job)
+    {
+        int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
+            .ExecuteUpdate(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null)
+                .SetProperty(j => j.EnqueuedAtMs, (long?)null).SetProperty(j => j.RequestedAction, (string?)null));
+        if (n > 0) dispatcher.Signal(); // this process's dispatcher, or any other's within seconds, or the next start's
+        return n > 0;
+    }
+
+    /// <summary>Lets go of a job this worker still holds (a cancelled, paused or finished one) and clears its control request.</summary>
+    void Release(AlignHubDb db, FineTuningJob job) =>
+        db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId)
+            .ExecuteUpdate(s => s.SetProperty(j => j.LeaseOwner, (string?)null).SetProperty(j => j.RequestedAction, (string?)null));
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using AlignHub.Domain;
 using AlignHub.Training;
+using AlignHub.Training.Data;
 using AlignHub.Training.Generation;
 using AlignHub.Training.Losses;
 using AlignHub.Training.Models;
@@ -20,7 +21,7 @@ static class PreferenceBenchmarks
         public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) { }
         public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? m) { if (m is not null) Metrics.Add((p.Step, m)); }
         public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) { }
-        public bool CancelRequested() => false;
+        public ControlSignal Poll() => ControlSignal.Continue;
     }
 
     static readonly string Tiny = ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]);
@@ -50,8 +51,8 @@ static class PreferenceBenchmarks
 
         sw.Restart();
         var rmRep = new Quiet();
-        var rm = PreferenceTrainer.Train(new PreferenceRun(start, "reward_model", train, valid,
-            new PreferenceConfig { NEpochs = 4, BatchSize = 16, LearningRate = 1e-3, EvalSteps = 10_000, SaveSteps = 10_000, Seed = 1 }, Temp(), null, Path.Combine(Temp(), "r.json")),
+        var rm = RewardModelTrainer.Train(new RewardModelRun(start, train, valid,
+            new RewardModelConfig { NEpochs = 4, BatchSize = 16, LearningRate = 1e-3, EvalSteps = 10_000, SaveSteps = 10_000, Seed = 1 }, Temp(), null),
             rmRep, CancellationToken.None);
         Console.WriteLine($"reward model: {rm.Step} steps in {sw.Elapsed.TotalSeconds:F1} s, held-out accuracy {rmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics["eval/accuracy"]:F3}");
 
@@ -59,8 +60,8 @@ static class PreferenceBenchmarks
         {
             sw.Restart();
             var rep = new Quiet();
-            var c = new PreferenceConfig { NEpochs = 3, BatchSize = 16, LearningRate = 5e-4, Beta = lossType == "simpo" ? 2.0 : lossType == "ipo" ? 0.5 : 0.1, LossType = lossType, EvalSteps = 10_000, SaveSteps = 10_000, Seed = 1 };
-            var dpo = PreferenceTrainer.Train(new PreferenceRun(start, "dpo", train, valid, c, Temp(), null, Path.Combine(Temp(), "ref.json")), rep, CancellationToken.None);
+            var c = new DpoConfig { NEpochs = 3, BatchSize = 16, LearningRate = 5e-4, Beta = lossType == "simpo" ? 2.0 : lossType == "ipo" ? 0.5 : 0.1, LossType = lossType, EvalSteps = 10_000, SaveSteps = 10_000, Seed = 1 };
+            var dpo = DpoTrainer.Train(new DpoRun(start, train, valid, c, Temp(), null, Path.Combine(Temp(), "ref.json")), rep, CancellationToken.None);
             double seconds = sw.Elapsed.TotalSeconds;
             var acc = rep.Metrics.Last(m => m.Metrics.ContainsKey("eval/rewards/accuracies")).Metrics["eval/rewards/accuracies"];
             Console.WriteLine($"dpo {lossType}: {dpo.Step} steps in {seconds:F1} s, held-out implicit-reward accuracy {acc:F3}, greedy true reward {GreedyTrueReward(start):F2} -> {GreedyTrueReward(new ModelSource(Tiny, "byte", dpo.LastCheckpoint)):F2}");
@@ -72,7 +73,8 @@ static class PreferenceBenchmarks
     {
         torch.set_num_threads(Environment.ProcessorCount);
         var tok = new ByteTokenizer();
-        var pairs = PreferenceTask.Pairs(16 * 40, 1).Select(p => PreferenceTrainer.Tokenize(p, tok, 256, 128)).ToList();
+        var encoder = new PromptEncoder(tok, 128);
+        var pairs = PreferenceTask.Pairs(16 * 40, 1).Select(p => PairData.Tokenize(p, encoder, 256)).ToList();
         torch.manual_seed(1);
         using var model = CausalLM.Create(D256);
         model.train();
@@ -85,7 +87,7 @@ static class PreferenceBenchmarks
             var sw = Stopwatch.StartNew();
             using var scope = NewDisposeScope();
             var rows = idx.Select(j => (pairs[j].Prompt, pairs[j].Chosen)).Concat(idx.Select(j => (pairs[j].Prompt, pairs[j].Rejected))).ToList();
-            using var batch = CompletionLogProbs.Collate(rows, tok.PadId);
+            using var batch = Collator.PromptCompletions(rows, tok.PadId, model.Device);
             var logits = model.forward(batch.InputIds);
             var (loss, _, _) = SupervisedLoss.MaskedNll(logits, batch.InputIds, batch.CompletionMask.to_type(ScalarType.Bool));
             opt.zero_grad(); loss.backward(); opt.step();
@@ -122,7 +124,7 @@ static class PreferenceBenchmarks
         }
         else
         {
-            PreferenceTrainer.Train(new PreferenceRun(source, "dpo", pairs, null, new PreferenceConfig { NEpochs = 1, BatchSize = 16, MaxSteps = 20, SaveSteps = 10_000, EvalSteps = 10_000, Seed = 1 },
+            DpoTrainer.Train(new DpoRun(source, pairs, null, new DpoConfig { NEpochs = 1, BatchSize = 16, MaxSteps = 20, SaveSteps = 10_000, EvalSteps = 10_000, Seed = 1 },
                 Temp(), null, Path.Combine(Temp(), "ref.json")), new Quiet(), CancellationToken.None);
         }
         var hwm = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:"));

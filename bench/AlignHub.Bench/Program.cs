@@ -35,7 +35,7 @@ var result = SftTrainer.Train(new SftRun(new AlignHub.Training.Models.ModelSourc
     reporter, CancellationToken.None);
 sw.Stop();
 Console.WriteLine($"steps: {result.Step}, wall: {sw.Elapsed.TotalSeconds:F1} s, tokens: {result.TrainedTokens}, tokens/s: {result.TrainedTokens / sw.Elapsed.TotalSeconds:F0}");
-Console.WriteLine("step\trss_mib\ttrain_loss");
+Console.WriteLine("step\trss_mib\tloss");
 foreach (var (step, rss, loss) in reporter.Rows) Console.WriteLine($"{step}\t{rss:F1}\t{loss:F4}");
 var warm = reporter.Rows.First(r => r.Step >= Math.Min(200, steps)).Rss;
 var last = reporter.Rows[^1].Rss;
@@ -48,10 +48,10 @@ sealed class MemoryReporter : ITrainingReporter
     public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) { }
     public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? metrics)
     {
-        if (metrics is null || !metrics.TryGetValue("train_loss", out var loss)) return;
+        if (metrics is null || !metrics.TryGetValue("loss", out var loss)) return;
         using var proc = Process.GetCurrentProcess();
         Rows.Add((p.Step, proc.WorkingSet64 / 1048576.0, loss));
     }
     public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) { }
-    public bool CancelRequested() => false;
+    public ControlSignal Poll() => ControlSignal.Continue;
 }

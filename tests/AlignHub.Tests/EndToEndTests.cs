@@ -32,7 +32,7 @@ public class EndToEndTests
         var fineTuned = job.GetProperty("fine_tuned_model").GetString()!;
         Assert.StartsWith("ft:alignhub/tiny:", fineTuned);
 
-        var metrics = await app.GetJson($"/v1/fine_tuning/jobs/{jobId}/metrics?name=train_loss");
+        var metrics = await app.GetJson($"/v1/fine_tuning/jobs/{jobId}/metrics?name=loss");
         var losses = metrics.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("value").GetDouble()).ToList();
         Assert.Equal(75, losses.Count);
         Assert.True(losses.TakeLast(5).Average() < 0.7 * losses.Take(5).Average(), $"train_loss {losses.Take(5).Average()} -> {losses.TakeLast(5).Average()}");
@@ -66,7 +66,7 @@ public class EndToEndTests
         var next = await app.CreateSftJob(file.GetProperty("id").GetString()!, new { max_steps = 5 }, model: fineTuned);
         var nextJob = await app.WaitForStatus(next, "succeeded", TimeSpan.FromMinutes(1));
         Assert.Equal("succeeded", nextJob.GetProperty("status").GetString());
-        var nextLoss = (await app.GetJson($"/v1/fine_tuning/jobs/{next}/metrics?name=train_loss")).GetProperty("data")[0].GetProperty("value").GetDouble();
+        var nextLoss = (await app.GetJson($"/v1/fine_tuning/jobs/{next}/metrics?name=loss")).GetProperty("data")[0].GetProperty("value").GetDouble();
         Assert.True(nextLoss < losses.Take(5).Average(), $"continued training starts at {nextLoss}, fresh at {losses[0]}");
     }
 

@@ -92,6 +92,7 @@ public class GenerationTests
         }
         var eos = TextGenerator.Generate(model, Tok, [Prompts[0]], greedy)[0];
         Assert.Equal("stop", eos.FinishReason);
-        Assert.Empty(eos.Tokens);
+        Assert.Equal([257], eos.Tokens); // the EOS that ended it is returned, as sampled
+        Assert.Equal("", eos.Text);
     }
 }

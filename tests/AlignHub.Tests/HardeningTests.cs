@@ -86,14 +86,22 @@ public class HardeningTests
         var doc = await app.GetJson("/openapi/v1.json");
         var create = doc.GetProperty("paths").EnumerateObject().Single(p => p.Name.TrimEnd('/') == "/v1/fine_tuning/jobs").Value.GetProperty("post");
         var examples = create.GetProperty("requestBody").GetProperty("content").GetProperty("application/json").GetProperty("examples");
-        Assert.Equal(AlignHub.Domain.JobService.MethodTypes.Order(), examples.EnumerateObject().Select(e => e.Name).Order());
+        Assert.Equal(AlignHub.Domain.Methods.Names.Order(), examples.EnumerateObject().Select(e => e.Name).Order());
         foreach (var e in examples.EnumerateObject())
             Assert.Equal(e.Name, e.Value.GetProperty("value").GetProperty("method").GetProperty("type").GetString());
         var schemas = doc.GetProperty("components").GetProperty("schemas");
-        foreach (var type in new[] { "HyperparametersRequest", "PreferenceHyperparametersRequest", "GenerateHyperparametersRequest", "EvaluateHyperparametersRequest" })
-            Assert.All(schemas.GetProperty(type).GetProperty("properties").EnumerateObject(),
-                p => Assert.StartsWith("Default: ", p.Value.GetProperty("description").GetString()));
-        Assert.Equal("0.1", schemas.GetProperty("PreferenceHyperparametersRequest").GetProperty("properties").GetProperty("beta").GetProperty("description").GetString()![9..12]);
+        // Every method's hyperparameters, as its config record defines them, each with its default.
+        foreach (var method in AlignHub.Domain.Methods.All)
+        {
+            var properties = schemas.GetProperty(method.HyperparametersSchema).GetProperty("properties");
+            Assert.Equal(method.Hyperparameters.Select(h => h.Name).Order(), properties.EnumerateObject().Select(p => p.Name).Order());
+            Assert.All(properties.EnumerateObject(), p => Assert.StartsWith("Default: ", p.Value.GetProperty("description").GetString()));
+            Assert.True(schemas.GetProperty("MethodRequest").GetProperty("properties").TryGetProperty(method.Name, out _), method.Name);
+        }
+        var beta = schemas.GetProperty("DpoHyperparameters").GetProperty("properties").GetProperty("beta");
+        Assert.Equal("0.1", beta.GetProperty("description").GetString()![9..12]);
+        Assert.Equal(0.1, beta.GetProperty("default").GetDouble());
+        Assert.Equal("sigmoid", schemas.GetProperty("DpoHyperparameters").GetProperty("properties").GetProperty("loss_type").GetProperty("enum")[0].GetString());
         // Every operation names its role.
         foreach (var path in doc.GetProperty("paths").EnumerateObject())
             foreach (var op in path.Value.EnumerateObject())

@@ -227,7 +227,7 @@ public class ModelCoreTests
             ([256, 11], [60, 61, 62, 63, 64, 257]), // shorter prompt, longer completion: padding in the batch
             ([256, 12, 13, 14, 15, 16, 17], [70]),
         };
-        using var batch = CompletionLogProbs.Collate(pairs, padId: 258);
+        using var batch = AlignHub.Training.Data.Collator.PromptCompletions(pairs, 258, null);
         using var _ = no_grad();
         var result = CompletionLogProbs.Compute(model, batch);
         var sums = result.Sum.data<float>().ToArray();
@@ -263,8 +263,8 @@ public class ModelCoreTests
         var rejected = new List<(int[], int[])> { ([256, 1, 2], [9, 257]), ([256, 5], [7, 8, 9, 10, 257]) };
         using var _ = no_grad();
         var (c, r) = CompletionLogProbs.Concatenated(model, chosen, rejected, 258);
-        using var cb = CompletionLogProbs.Collate(chosen, 258);
-        using var rb = CompletionLogProbs.Collate(rejected, 258);
+        using var cb = AlignHub.Training.Data.Collator.PromptCompletions(chosen, 258, null);
+        using var rb = AlignHub.Training.Data.Collator.PromptCompletions(rejected, 258, null);
         var cs = CompletionLogProbs.Compute(model, cb).Sum.data<float>().ToArray();
         var rs = CompletionLogProbs.Compute(model, rb).Sum.data<float>().ToArray();
         Assert.Equal(cs.Select(x => Math.Round(x, 4)), c.Sum.data<float>().ToArray().Select(x => Math.Round(x, 4)));

@@ -16,16 +16,19 @@ public class PreferenceTrainingTests
     static readonly ModelSource Tiny = new(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
     static string TempDir() => Directory.CreateTempSubdirectory("alignhub-pref-").FullName;
 
-    static PreferenceRun Run(string method, PreferenceConfig c, string? root = null, string? resume = null, string? cache = null) => new(
-        Tiny, method, PreferenceTask.Pairs(384, seed: 1), PreferenceTask.Pairs(128, seed: 2), c, root ?? TempDir(), resume,
+    static DpoRun Dpo(DpoConfig c, string? root = null, string? resume = null, string? cache = null) => new(
+        Tiny, PreferenceTask.Pairs(384, seed: 1), PreferenceTask.Pairs(128, seed: 2), c, root ?? TempDir(), resume,
         cache ?? Path.Combine(TempDir(), "ref.json"));
+
+    static RewardModelRun Rm(RewardModelConfig c, string? root = null, string? resume = null) => new(
+        Tiny, PreferenceTask.Pairs(384, seed: 1), PreferenceTask.Pairs(128, seed: 2), c, root ?? TempDir(), resume);
 
     [Fact]
     public void A_reward_model_recovers_the_hidden_preference()
     {
-        var c = new PreferenceConfig { NEpochs = 4, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
+        var c = new RewardModelConfig { NEpochs = 4, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
         var rep = new RecordingReporter();
-        var result = PreferenceTrainer.Train(Run("reward_model", c), rep, CancellationToken.None);
+        var result = RewardModelTrainer.Train(Rm(c), rep, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, result.Outcome);
         var eval = rep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics;
         Assert.True(eval["eval/accuracy"] >= 0.9, $"held-out accuracy {eval["eval/accuracy"]:F3}");
@@ -39,10 +42,10 @@ public class PreferenceTrainingTests
     [Fact]
     public void DPO_raises_held_out_implicit_reward_accuracy_and_reuses_cached_reference_log_probs()
     {
-        var c = new PreferenceConfig { NEpochs = 4, BatchSize = 16, LearningRate = 2e-3, Beta = 0.1, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
+        var c = new DpoConfig { NEpochs = 4, BatchSize = 16, LearningRate = 2e-3, Beta = 0.1, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
         var cache = Path.Combine(TempDir(), "ref.json");
         var rep = new RecordingReporter();
-        PreferenceTrainer.Train(Run("dpo", c, cache: cache), rep, CancellationToken.None);
+        DpoTrainer.Train(Dpo(c, cache: cache), rep, CancellationToken.None);
         var first = rep.Metrics[0].Metrics;
         foreach (var name in new[] { "loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "grad_norm", "learning_rate" })
             Assert.Contains(name, first.Keys);
@@ -52,24 +55,24 @@ public class PreferenceTrainingTests
         Assert.Contains(rep.Events, e => e.StartsWith("Reference log-probs computed"));
 
         var again = new RecordingReporter();
-        PreferenceTrainer.Train(Run("dpo", c with { MaxSteps = 1 }, cache: cache), again, CancellationToken.None);
+        DpoTrainer.Train(Dpo(c with { MaxSteps = 1 }, cache: cache), again, CancellationToken.None);
         Assert.Contains(again.Events, e => e.StartsWith("Reference log-probs reused"));
     }
 
     [Fact]
     public void A_DPO_job_stopped_and_resumed_ends_with_the_weights_of_an_uninterrupted_run()
     {
-        var c = new PreferenceConfig { NEpochs = 1, BatchSize = 16, GradientAccumulationSteps = 2, LearningRate = 2e-3, SaveSteps = 5, EvalSteps = 1000, Seed = 4 };
+        var c = new DpoConfig { NEpochs = 1, BatchSize = 16, GradientAccumulationSteps = 2, LearningRate = 2e-3, SaveSteps = 5, EvalSteps = 1000, Seed = 4 };
         var cache = Path.Combine(TempDir(), "ref.json");
         var full = new RecordingReporter();
-        var a = PreferenceTrainer.Train(Run("dpo", c, cache: cache), full, CancellationToken.None);
+        var a = DpoTrainer.Train(Dpo(c, cache: cache), full, CancellationToken.None);
 
         var rootB = TempDir();
         var first = new RecordingReporter { CancelAtStep = 7 };
-        var stopped = PreferenceTrainer.Train(Run("dpo", c, root: rootB, cache: cache), first, CancellationToken.None);
+        var stopped = DpoTrainer.Train(Dpo(c, root: rootB, cache: cache), first, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Cancelled, stopped.Outcome);
         Assert.Equal(5, first.Saved[^1].Step);
-        var b = PreferenceTrainer.Train(Run("dpo", c, root: rootB, resume: first.Saved[^1].Dir, cache: cache), new RecordingReporter(), CancellationToken.None);
+        var b = DpoTrainer.Train(Dpo(c, root: rootB, resume: first.Saved[^1].Dir, cache: cache), new RecordingReporter(), CancellationToken.None);
         Assert.Equal(a.Step, b.Step);
 
         using var ma = HfWeights.LoadModel(a.LastCheckpoint!);
@@ -82,13 +85,44 @@ public class PreferenceTrainingTests
         }
     }
 
+    /// <summary>A reward model paused mid-run (a checkpoint at the step it stopped) and resumed ends with the weights of an uninterrupted run.</summary>
+    [Fact]
+    public void A_reward_model_paused_and_resumed_ends_with_the_weights_of_an_uninterrupted_run()
+    {
+        var c = new RewardModelConfig { NEpochs = 1, BatchSize = 16, GradientAccumulationSteps = 2, LearningRate = 2e-3, SaveSteps = 10, EvalSteps = 1000, Seed = 5 };
+        var a = RewardModelTrainer.Train(Rm(c), new RecordingReporter(), CancellationToken.None);
+
+        var rootB = TempDir();
+        var first = new RecordingReporter { PauseAtStep = 7 };
+        var paused = RewardModelTrainer.Train(Rm(c, root: rootB), first, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Paused, paused.Outcome);
+        Assert.Equal(7, paused.Step);
+        Assert.Equal(7, first.Saved[^1].Step); // the pause wrote the step it stopped at
+        Assert.Equal(paused.LastCheckpoint, first.Saved[^1].Dir);
+        var resumed = new RecordingReporter();
+        var b = RewardModelTrainer.Train(Rm(c, root: rootB, resume: paused.LastCheckpoint), resumed, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, b.Outcome);
+        Assert.Equal(a.Step, b.Step);
+        Assert.Equal(8, resumed.Metrics.First().Step);
+
+        var wa = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(a.LastCheckpoint!, "model.safetensors"));
+        var wb = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(b.LastCheckpoint!, "model.safetensors"));
+        Assert.Equal(wa.Keys.Order(), wb.Keys.Order());
+        Assert.Contains(RewardModel.ScoreKey, wa.Keys);
+        foreach (var (name, t) in wa)
+        {
+            var diff = (t - wb[name]).abs().max().item<float>();
+            Assert.True(diff <= 1e-6f, $"{name} differs by {diff}");
+        }
+    }
+
     [Fact]
     public void A_reward_model_ensemble_trains_members_with_different_seeds_and_reports_its_spread()
     {
-        var c = new PreferenceConfig { EnsembleSize = 3, NEpochs = 2, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
+        var c = new RewardModelConfig { EnsembleSize = 3, NEpochs = 2, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
         var rep = new RecordingReporter();
         var root = TempDir();
-        var result = PreferenceTrainer.Train(Run("reward_model", c, root: root), rep, CancellationToken.None);
+        var result = RewardModelTrainer.Train(Rm(c, root: root), rep, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, result.Outcome);
         Assert.Equal(3 * 48, result.Step); // 384 pairs / 16 x 2 epochs per member
         Assert.True(RewardEnsemble.IsEnsemble(result.LastCheckpoint));
@@ -111,10 +145,10 @@ public class PreferenceTrainingTests
         var shuffle = new Random(5);
         var rows = PreferenceTask.Pairs(384, 1).SelectMany(p => new[] { new UnpairedExample(p.Prompt, p.Chosen, true), new UnpairedExample(p.Prompt, p.Rejected, false) })
             .OrderBy(_ => shuffle.Next()).ToList();
-        var c = new PreferenceConfig { LossType = "kto", NEpochs = 2, BatchSize = 16, LearningRate = 1e-3, Beta = 0.1, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
+        var c = new DpoConfig { LossType = "kto", NEpochs = 2, BatchSize = 16, LearningRate = 1e-3, Beta = 0.1, EvalSteps = 1000, SaveSteps = 1000, Seed = 3 };
         var rep = new RecordingReporter();
-        var run = new PreferenceRun(Tiny, "dpo", [], null, c, TempDir(), null, Path.Combine(TempDir(), "ref.json"), rows, null);
-        var result = PreferenceTrainer.Train(run, rep, CancellationToken.None);
+        var run = new DpoRun(Tiny, [], null, c, TempDir(), null, Path.Combine(TempDir(), "ref.json"), rows, null);
+        var result = DpoTrainer.Train(run, rep, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, result.Outcome);
         foreach (var name in new[] { "loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "kl" }) Assert.Contains(name, rep.Metrics[0].Metrics.Keys);
         Assert.True(rep.Metrics[^1].Metrics["rewards/margins"] > rep.Metrics[0].Metrics["rewards/margins"] + 0.1,
@@ -122,7 +156,7 @@ public class PreferenceTrainingTests
 
         // Held-out paired accuracy of the KTO policy's implicit reward, against the starting model.
         var tok = new ByteTokenizer();
-        var held = PreferenceTask.Pairs(128, 2).Select(p => PreferenceTrainer.Tokenize(p, tok, 256, 128)).ToList();
+        var held = PreferenceTask.Pairs(128, 2).Select(p => PairData.Tokenize(p, new AlignHub.Training.Data.PromptEncoder(tok, 128), 256)).ToList();
         torch.manual_seed(3);
         using var start = Tiny.CreateModel();
         using var trained = HfWeights.LoadModel(result.LastCheckpoint!);
@@ -150,9 +184,9 @@ public class PreferenceTrainingTests
         var sft = SftTrainer.Train(new SftRun(Tiny, PreferenceTask.Demonstrations(1024, 1), null,
             new SftConfig { NEpochs = 5, BatchSize = 16, LearningRate = 3e-3, SaveSteps = 1000, Seed = 1 }, TempDir(), null), new RecordingReporter(), CancellationToken.None);
         var start = new ModelSource(config, "byte", sft.LastCheckpoint);
-        var c = new PreferenceConfig { NEpochs = 3, BatchSize = 16, LearningRate = 5e-4, Beta = 0.1, EvalSteps = 1000, SaveSteps = 1000, Seed = 1 };
+        var c = new DpoConfig { NEpochs = 3, BatchSize = 16, LearningRate = 5e-4, Beta = 0.1, EvalSteps = 1000, SaveSteps = 1000, Seed = 1 };
         var rep = new RecordingReporter();
-        var dpo = PreferenceTrainer.Train(new PreferenceRun(start, "dpo", PreferenceTask.Pairs(512, 1), PreferenceTask.Pairs(128, 2), c, TempDir(), null,
+        var dpo = DpoTrainer.Train(new DpoRun(start, PreferenceTask.Pairs(512, 1), PreferenceTask.Pairs(128, 2), c, TempDir(), null,
             Path.Combine(TempDir(), "ref.json")), rep, CancellationToken.None);
         double before = GreedyTrueReward(start), after = GreedyTrueReward(new ModelSource(config, "byte", dpo.LastCheckpoint));
         var acc = rep.Metrics.Last(m => m.Metrics.ContainsKey("eval/rewards/accuracies")).Metrics["eval/rewards/accuracies"];

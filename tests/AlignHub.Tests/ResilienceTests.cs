@@ -17,7 +17,7 @@ public class ResilienceTests
     static void AssertEveryStepOnce(List<(int Step, string Name)> keys, int totalSteps)
     {
         Assert.Equal(keys.Count, keys.Distinct().Count());
-        var lossSteps = keys.Where(k => k.Name == "train_loss").Select(k => k.Step).ToList();
+        var lossSteps = keys.Where(k => k.Name == "loss").Select(k => k.Step).ToList();
         Assert.Equal(Enumerable.Range(1, totalSteps), lossSteps);
     }
 

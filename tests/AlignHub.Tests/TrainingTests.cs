@@ -12,7 +12,7 @@ sealed class RecordingReporter : ITrainingReporter
     public readonly List<(int Step, Dictionary<string, double> Metrics)> Metrics = [];
     public readonly List<(int Step, string Dir)> Saved = [];
     public readonly List<string> Events = [];
-    public int? CancelAtStep;
+    public int? CancelAtStep, PauseAtStep;
     int lastStep;
     public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) => Events.Add(message);
     public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? m)
@@ -21,7 +21,8 @@ sealed class RecordingReporter : ITrainingReporter
         if (m is not null) Metrics.Add((p.Step, new Dictionary<string, double>(m)));
     }
     public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) => Saved.Add((step, directory));
-    public bool CancelRequested() => CancelAtStep is int s && lastStep >= s;
+    public ControlSignal Poll() =>
+        CancelAtStep is int s && lastStep >= s ? ControlSignal.Cancel : PauseAtStep is int p && lastStep >= p ? ControlSignal.Pause : ControlSignal.Continue;
 }
 
 public class TrainingTests
@@ -96,12 +97,12 @@ public class TrainingTests
         var result = SftTrainer.Train(new SftRun(Tiny, Examples(64), Examples(16), config, root, null), rep, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, result.Outcome);
         Assert.Equal(32, result.Step);
-        var losses = rep.Metrics.Where(m => m.Metrics.ContainsKey("train_loss")).Select(m => m.Metrics["train_loss"]).ToList();
+        var losses = rep.Metrics.Where(m => m.Metrics.ContainsKey("loss")).Select(m => m.Metrics["loss"]).ToList();
         Assert.Equal(32, losses.Count);
         Assert.True(losses.TakeLast(4).Average() < 0.6 * losses.Take(4).Average(), $"loss {losses.Take(4).Average()} -> {losses.TakeLast(4).Average()}");
         Assert.Equal([16, 32], rep.Saved.Select(s => s.Step));
         Assert.True(File.Exists(Path.Combine(rep.Saved[^1].Dir, "model.safetensors")));
-        Assert.Contains(rep.Metrics, m => m.Metrics.ContainsKey("valid_loss"));
+        Assert.Contains(rep.Metrics, m => m.Metrics.ContainsKey("eval/loss"));
     }
 
     [Fact]
@@ -120,7 +121,7 @@ public class TrainingTests
         var result = SftTrainer.Train(new SftRun(Tiny, Examples(64), null, config, rootB, stopped.LastCheckpoint), resumed, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, result.Outcome);
         Assert.Equal(9, resumed.Metrics.First().Step);
-        double a = full.Metrics.Last().Metrics["train_loss"], b = resumed.Metrics.Last().Metrics["train_loss"];
+        double a = full.Metrics.Last().Metrics["loss"], b = resumed.Metrics.Last().Metrics["loss"];
         Assert.True(Math.Abs(a - b) < 1e-4, $"uninterrupted {a} vs resumed {b}");
     }
 }

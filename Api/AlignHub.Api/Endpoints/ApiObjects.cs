@@ -26,49 +26,16 @@ public sealed record JobObject(
 {
     public string Object => "fine_tuning.job";
 
+    /// <summary>
+    /// <c>method</c> is OpenAI's shape, <c>{"type", "{type}": {"hyperparameters": {...}}}</c>, holding every resolved
+    /// hyperparameter of the method's config; <c>config</c> is the whole stored config (with the seed).
+    /// </summary>
     public static JobObject From(FineTuningJob j)
     {
-        JsonElement config;
-        Dictionary<string, object?> hyper;
-        if (j.MethodType == "generate")
-        {
-            var g = GenerateConfig.FromJson(j.ConfigJson);
-            config = JsonSerializer.SerializeToElement(g, SftConfig.Json);
-            hyper = new Dictionary<string, object?>
-            {
-                ["n"] = g.N, ["max_new_tokens"] = g.MaxNewTokens, ["temperature"] = g.Temperature, ["top_k"] = g.TopK, ["top_p"] = g.TopP,
-                ["stop"] = g.Stop, ["batch_size"] = g.BatchSize, ["max_prompt_length"] = g.MaxPromptLength,
-            };
-        }
-        else if (j.MethodType == "evaluate")
-        {
-            var e = EvaluateConfig.FromJson(j.ConfigJson);
-            config = JsonSerializer.SerializeToElement(e, SftConfig.Json);
-            hyper = new Dictionary<string, object?>
-            {
-                ["reference_model"] = e.ReferenceModel, ["reward_model"] = e.RewardModel, ["max_new_tokens"] = e.MaxNewTokens,
-                ["temperature"] = e.Temperature, ["bootstrap_samples"] = e.BootstrapSamples, ["batch_size"] = e.BatchSize,
-            };
-        }
-        else if (j.MethodType is "dpo" or "reward_model")
-        {
-            var p = PreferenceConfig.FromJson(j.ConfigJson);
-            config = JsonSerializer.SerializeToElement(p, SftConfig.Json);
-            hyper = new Dictionary<string, object?>
-            {
-                ["n_epochs"] = p.NEpochs, ["batch_size"] = p.BatchSize, ["learning_rate_multiplier"] = p.LearningRateMultiplier,
-            };
-            if (j.MethodType == "dpo") { hyper["beta"] = p.Beta; hyper["loss_type"] = p.LossType; }
-        }
-        else
-        {
-            var c = SftConfig.FromJson(j.ConfigJson);
-            config = JsonSerializer.SerializeToElement(c, SftConfig.Json);
-            hyper = new Dictionary<string, object?>
-            {
-                ["n_epochs"] = c.NEpochs, ["batch_size"] = c.BatchSize, ["learning_rate_multiplier"] = c.LearningRateMultiplier,
-            };
-        }
+        var config = JsonSerializer.Deserialize<JsonElement>(j.ConfigJson);
+        var hyper = Methods.Find(j.MethodType) is { } m
+            ? m.Hyperparameters.Where(h => config.TryGetProperty(h.Name, out _)).ToDictionary(h => h.Name, h => (object?)config.GetProperty(h.Name))
+            : [];
         var method = JsonSerializer.SerializeToElement(new Dictionary<string, object>
         {
             ["type"] = j.MethodType,

@@ -11,7 +11,7 @@ public static class JobsEndpoints
     {
         var g = v1.MapGroup("/fine_tuning/jobs").WithTags("Fine-tuning jobs");
         g.MapPost("/", Create).Accepts<CreateJobRequest>("application/json")
-            .WithSummary("Create a job (OpenAI's shape; method.type: supervised, dpo, reward_model, generate, evaluate). Role: trainer").RequireAuthorization(Auth.Train);
+            .WithSummary($"Create a job (OpenAI's shape; method.type: {string.Join(", ", Methods.Names)}). Role: trainer").RequireAuthorization(Auth.Train);
         g.MapGet("/", List).WithSummary("List jobs, newest first (after = a job id, limit <= 100). Role: viewer").RequireAuthorization(Auth.Read);
         g.MapGet("/{id}", Get).WithSummary("Retrieve a job. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapPost("/{id}/cancel", Cancel).WithSummary("Cancel a queued or running job (409 once it has finished). Role: trainer").RequireAuthorization(Auth.Train);

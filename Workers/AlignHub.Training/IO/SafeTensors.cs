@@ -25,7 +25,7 @@ public static class SafeTensors
             var bytes = new byte[e.End - e.Begin];
             s.Position = dataStart + e.Begin;
             s.ReadExactly(bytes);
-            result[e.Name] = tensor(ToFloats(bytes, e.DType), e.Shape);
+            result[e.Name] = tensor(ToFloats(bytes, e.DType), e.Shape, device: CPU); // host side: loaders copy into the model wherever it lives
         }
         return result;
     }

@@ -1,3 +1,4 @@
+using AlignHub.Training.Data;
 using AlignHub.Training.Models;
 using static TorchSharp.torch;
 
@@ -6,7 +7,7 @@ namespace AlignHub.Training.Losses;
 /// <summary>A right-padded batch of prompt + completion sequences.</summary>
 /// <param name="InputIds">[B, T] token ids, padding on the right.</param>
 /// <param name="AttentionMask">[B, T] 1 on real tokens.</param>
-/// <param name="CompletionMask">[B, T] 1 on completion tokens only (never prompt or padding).</param>
+/// <param name="CompletionMask">[B, T] 1 on tokens predicted with loss: completion (or assistant) tokens, never prompt or padding.</param>
 public sealed record CompletionBatch(Tensor InputIds, Tensor AttentionMask, Tensor CompletionMask) : IDisposable
 {
     public void Dispose() { InputIds.Dispose(); AttentionMask.Dispose(); CompletionMask.Dispose(); }
@@ -25,31 +26,6 @@ public sealed record CompletionLogProbsResult(Tensor PerToken, Tensor Mask, Tens
 /// </summary>
 public static class CompletionLogProbs
 {
-    /// <summary>Right-pads (prompt, completion) pairs into one batch; <paramref name="maxLength"/> truncates completions from the end.</summary>
-    public static CompletionBatch Collate(IReadOnlyList<(int[] Prompt, int[] Completion)> pairs, int padId, int? maxLength = null)
-    {
-        var seqs = pairs.Select(p =>
-        {
-            var ids = p.Prompt.Concat(p.Completion).ToArray();
-            var comp = Enumerable.Repeat(false, p.Prompt.Length).Concat(Enumerable.Repeat(true, p.Completion.Length)).ToArray();
-            if (maxLength is int m && ids.Length > m) { ids = ids[..m]; comp = comp[..m]; }
-            return (ids, comp);
-        }).ToList();
-        int b = seqs.Count, t = Math.Max(2, seqs.Max(s => s.ids.Length));
-        var idArr = new long[b * t];
-        var att = new float[b * t];
-        var cm = new float[b * t];
-        for (int i = 0; i < b; i++)
-            for (int j = 0; j < t; j++)
-            {
-                bool real = j < seqs[i].ids.Length;
-                idArr[i * t + j] = real ? seqs[i].ids[j] : padId;
-                att[i * t + j] = real ? 1 : 0;
-                cm[i * t + j] = real && seqs[i].comp[j] ? 1 : 0;
-            }
-        return new CompletionBatch(tensor(idArr, [b, t]), tensor(att, [b, t]), tensor(cm, [b, t]));
-    }
-
     /// <summary>Log-probs of the completion tokens given the logits of the batch ([B, T, V]).</summary>
     public static CompletionLogProbsResult FromLogits(Tensor logits, CompletionBatch batch)
     {
@@ -75,7 +51,7 @@ public static class CompletionLogProbs
         int padId, int? maxLength = null)
     {
         if (chosen.Count != rejected.Count) throw new ArgumentException("chosen and rejected must pair up");
-        using var batch = Collate([.. chosen, .. rejected], padId, maxLength);
+        using var batch = Collator.PromptCompletions([.. chosen, .. rejected], padId, model.Device, maxLength);
         var all = Compute(model, batch);
         int b = chosen.Count;
         CompletionLogProbsResult Half(int from, int to) =>

@@ -16,6 +16,9 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
 
     public ModelArchitecture Architecture { get; }
 
+    /// <summary>The device the parameters live on; batches and caches for this model are created there.</summary>
+    public Device Device => parameters().First().device;
+
     /// <summary>input_ids [B, T] -> logits [B, T, vocab], causal, positions 0..T-1.</summary>
     public override Tensor forward(Tensor inputIds) => forward(inputIds, null, null);
 
@@ -40,13 +43,16 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
     /// <summary>Parameters stored transposed in Hugging Face files (GPT-2's Conv1D weights, <c>[in, out]</c>).</summary>
     public virtual bool StoredTransposed(string parameter) => false;
 
-    /// <summary>Builds the decoder a config.json describes, initialised as its family initialises (seed it first).</summary>
-    public static CausalLM Create(ModelArchitecture arch) => arch.Family switch
+    /// <summary>
+    /// Builds the decoder a config.json describes, initialised as its family initialises (seed it first), on the CPU
+    /// whatever the process's default device (<see cref="Engine.Devices.OnCpu"/>): move it with <c>to(device)</c>.
+    /// </summary>
+    public static CausalLM Create(ModelArchitecture arch) => Engine.Devices.OnCpu<CausalLM>(() => arch.Family switch
     {
         DecoderFamily.Gpt2 => new Gpt2LMHeadModel(arch),
         DecoderFamily.Llama => new LlamaForCausalLM(arch),
         _ => throw new NotSupportedException(arch.ModelType),
-    };
+    });
 
     public static CausalLM Create(string configJson) => Create(ModelArchitecture.Parse(configJson));
 }
@@ -123,7 +129,7 @@ public static class AttentionMasks
             if (attentionMask is null) return ones([1, 1, 1, s], dtype: ScalarType.Bool, device: device);
             using var realKeys = attentionMask.to_type(ScalarType.Bool);
             using var selfKey = zeros([1, s], dtype: ScalarType.Bool, device: device);
-            selfKey[0, s - 1] = true;
+            using (var last = selfKey.narrow(1, s - 1, 1)) last.fill_(true); // in place: no scalar tensor made on the default device
             using var seen = realKeys.logical_or(selfKey);
             return seen.view(-1, 1, 1, s);
         }

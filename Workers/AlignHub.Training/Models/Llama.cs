@@ -51,7 +51,7 @@ sealed class LlamaModel : Module
     public readonly Embedding embed_tokens;
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
-    readonly Tensor invFreq;
+    Tensor invFreq; // not a parameter: follows the positions' device the first time they differ
 
     public LlamaModel(ModelArchitecture c) : base("model")
     {
@@ -84,7 +84,16 @@ sealed class LlamaModel : Module
         }
     }
 
-    (Tensor Cos, Tensor Sin) Rotary(Tensor pos) => Rope.CosSin(pos, invFreq);
+    (Tensor Cos, Tensor Sin) Rotary(Tensor pos)
+    {
+        if (invFreq.device != pos.device)
+        {
+            var moved = invFreq.to(pos.device).DetachFromDisposeScope();
+            invFreq.Dispose();
+            invFreq = moved;
+        }
+        return Rope.CosSin(pos, invFreq);
+    }
 
     protected override void Dispose(bool disposing)
     {
@@ -174,8 +183,7 @@ public static class Rope
     /// </summary>
     public static (Tensor Cos, Tensor SignedSin) CosSin(Tensor positions, Tensor invFreq)
     {
-        using var inv = invFreq.to(positions.device);
-        using var freqs = positions.to_type(ScalarType.Float32).unsqueeze(-1) * inv; // [B, T, hd/2]
+        using var freqs = positions.to_type(ScalarType.Float32).unsqueeze(-1) * invFreq; // [B, T, hd/2]
         using var emb = cat([freqs, freqs], -1);
         using var c = emb.cos();
         using var sHalf = freqs.sin();

@@ -1,5 +1,7 @@
 using AlignHub.Domain;
 using AlignHub.Training.Tokenizers;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace AlignHub.Training.Models;
 
@@ -11,8 +13,11 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
 {
     public ModelArchitecture Architecture => ModelArchitecture.Parse(ConfigJson);
 
-    /// <summary>Builds the model (seed torch first for a reproducible random initialisation) and loads its weights.</summary>
-    public CausalLM CreateModel()
+    /// <summary>
+    /// Builds the model on the CPU (seed torch first for a reproducible random initialisation), loads its weights,
+    /// and moves it to <paramref name="device"/> (null: stays on the CPU).
+    /// </summary>
+    public CausalLM CreateModel(Device? device = null)
     {
         var model = CausalLM.Create(Architecture);
         try
@@ -23,19 +28,21 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
                 if (!HfWeights.Exists(Folder) && File.Exists(legacy)) model.load(legacy);
                 else HfWeights.Load(model, Folder);
             }
+            if (device is not null) model.to(device);
             return model;
         }
         catch { model.Dispose(); throw; }
     }
 
-    /// <summary>A reward model: the decoder plus a scalar head, read from the folder when it holds one (else freshly initialised).</summary>
-    public RewardModel CreateRewardModel()
+    /// <summary>A reward model: the decoder plus a scalar head, read from the folder when it holds one (else freshly initialised), on <paramref name="device"/>.</summary>
+    public RewardModel CreateRewardModel(Device? device = null)
     {
         var model = CausalLM.Create(Architecture);
         var rm = new RewardModel(model);
         try
         {
             if (Folder is not null) HfWeights.Load(model, Folder, rm.Extra);
+            if (device is not null) rm.To(device);
             return rm;
         }
         catch { rm.Dispose(); throw; }

@@ -16,9 +16,10 @@ public sealed class RewardModel : IDisposable
     public RewardModel(CausalLM backbone)
     {
         Backbone = backbone;
-        Score = nn.Linear(backbone.Architecture.HiddenSize, 1, hasBias: false);
+        Score = Engine.Devices.OnCpu(() => nn.Linear(backbone.Architecture.HiddenSize, 1, hasBias: false));
         using var _ = no_grad();
         nn.init.normal_(Score.weight!, 0, 0.02);
+        Score.to(backbone.Device);
     }
 
     public CausalLM Backbone { get; }
@@ -27,6 +28,8 @@ public sealed class RewardModel : IDisposable
     public IEnumerable<Parameter> Parameters() => Backbone.parameters().Concat(Score.parameters());
 
     public IReadOnlyDictionary<string, Tensor> Extra => new Dictionary<string, Tensor> { [ScoreKey] = Score.weight! };
+
+    public void To(Device device) { Backbone.to(device); Score.to(device); }
 
     public void Train(bool on) { if (on) { Backbone.train(); Score.train(); } else { Backbone.eval(); Score.eval(); } }
 
@@ -39,6 +42,15 @@ public sealed class RewardModel : IDisposable
         using var last = h.gather(1, idx).squeeze(1);
         using var r = Score.forward(last);
         return r.squeeze(-1);
+    }
+
+    /// <summary>r [N] of (prompt, completion) rows, right-padded on the model's device: one forward, each row scored once.</summary>
+    public Tensor Rewards(IReadOnlyList<(int[] Prompt, int[] Completion)> rows, int pad, int? maxLength = null)
+    {
+        using var batch = Data.Collator.PromptCompletions(rows, pad, Backbone.Device, maxLength);
+        using var lengths = batch.AttentionMask.sum(1).to_type(ScalarType.Int64);
+        using var last = (lengths - 1).clamp_min(0);
+        return Rewards(batch.InputIds, last);
     }
 
     public void Dispose() { Backbone.Dispose(); Score.Dispose(); }

@@ -27,13 +27,13 @@ public sealed class RewardEnsemble : IDisposable
             .Select(f => Path.GetFullPath(Path.Combine(folder, f))).ToList();
 
     /// <summary>Loads every member (a plain reward-model folder loads as an ensemble of one).</summary>
-    public static RewardEnsemble Load(ModelSource source)
+    public static RewardEnsemble Load(ModelSource source, Device? device = null)
     {
         IReadOnlyList<string?> folders = IsEnsemble(source.Folder) ? [.. MemberFolders(source.Folder!)] : new List<string?> { source.Folder };
         var models = new List<RewardModel>();
         try
         {
-            foreach (var f in folders) { var m = (source with { Folder = f }).CreateRewardModel(); m.Train(false); models.Add(m); }
+            foreach (var f in folders) { var m = (source with { Folder = f }).CreateRewardModel(device); m.Train(false); models.Add(m); }
         }
         catch { foreach (var m in models) m.Dispose(); throw; }
         return new RewardEnsemble(models);
@@ -55,7 +55,7 @@ public sealed class RewardEnsemble : IDisposable
     /// <summary>Mean and standard deviation over the members of the rewards of some pairs' chosen and rejected sides.</summary>
     public (Tensor ChosenMean, Tensor ChosenStd, Tensor RejectedMean, Tensor RejectedStd) ScorePairs(IReadOnlyList<TokenizedPair> data, IReadOnlyList<int> idx, int pad, int maxLen)
     {
-        var scores = Models.Select(m => PreferenceTrainer.ScorePairs(m, data, idx, pad, maxLen)).ToList();
+        var scores = Models.Select(m => PairData.ScorePairs(m, data, idx, pad, maxLen)).ToList();
         var c = stack(scores.Select(s => s.Chosen).ToArray());
         var r = stack(scores.Select(s => s.Rejected).ToArray());
         bool one = Models.Count == 1;
@@ -73,6 +73,5 @@ sealed class MemberReporter(ITrainingReporter inner, int offset, int total, int 
     public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? metrics) =>
         inner.Step(p with { Step = p.Step + offset, TotalSteps = total }, metrics);
     public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) => inner.Checkpoint(step + offset, directory, metrics);
-    public bool CancelRequested() => inner.CancelRequested();
-    public bool PauseRequested => inner.PauseRequested;
+    public ControlSignal Poll() => inner.Poll();
 }

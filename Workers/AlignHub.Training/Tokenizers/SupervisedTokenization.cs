@@ -11,13 +11,14 @@ public sealed record TokenizedExample(int[] Ids, bool[] Trainable)
 public static class SupervisedTokenization
 {
     /// <summary>
-    /// [bos] + segments + [eos], truncated to <paramref name="maxLength"/>. The eos carries loss when the last
-    /// segment does (a completion or assistant turn ends the example). Prompt tokens never carry loss.
+    /// The prompt encoder's prefix (<see cref="Data.PromptEncoder.Prefix"/>: the BOS) + segments + [eos], truncated
+    /// to <paramref name="maxLength"/> from the end. The eos carries loss when the last segment does (a completion or
+    /// assistant turn ends the example). Prompt tokens never carry loss.
     /// </summary>
     public static TokenizedExample Tokenize(SupervisedExample example, ITokenizer tok, int maxLength)
     {
-        var ids = new List<int> { tok.BosId };
-        var trainable = new List<bool> { false };
+        var ids = new List<int>(new Data.PromptEncoder(tok, maxLength).Prefix);
+        var trainable = Enumerable.Repeat(false, ids.Count).ToList();
         foreach (var seg in example.Segments)
         {
             var t = tok.Encode(seg.Text);

@@ -311,6 +311,10 @@ namespace AlignHub.Migrations.Postgres.Migrations
                         .IsRequired()
                         .HasColumnType("text");
 
+                    b.Property<string>("RequestedAction")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
                     b.Property<string>("ResultFile")
                         .HasColumnType("text");
 

@@ -302,6 +302,10 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                         .IsRequired()
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("RequestedAction")
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("ResultFile")
                         .HasColumnType("TEXT");
 

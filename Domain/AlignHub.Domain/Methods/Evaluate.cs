@@ -1,0 +1,69 @@
+namespace AlignHub.Domain;
+
+/// <summary>
+/// An evaluation job (<c>method.type = "evaluate"</c>) of the job's <c>model</c> on the preference pairs of its
+/// <c>training_file</c> (held-out pairs): a reward model's preference accuracy, or a policy's implicit-reward
+/// accuracy against <c>reference_model</c>; with a <c>reward_model</c>, also the win rate of the policy's samples
+/// against the reference model's samples, judged by it, with a bootstrap confidence interval.
+/// </summary>
+public sealed record EvaluateConfig : MethodConfig
+{
+    [Hyperparameter("The reference of a policy's implicit reward and of the win rate (none: the base model of the job that trained the policy).")]
+    public string? ReferenceModel { get; init; }
+
+    [Hyperparameter("A reward model (or ensemble) that judges policy samples against reference samples (none: no win rate).")]
+    public string? RewardModel { get; init; }
+
+    [Hyperparameter("With an ensemble judge: the reward is mean - k * std over its members (0: the mean).", Min = 0, Max = 100)]
+    public double UncertaintyPenalty { get; init; }
+
+    [Hyperparameter("New tokens per sample for the win rate.", Min = 1, Max = 8192)]
+    public int MaxNewTokens { get; init; } = 64;
+
+    [Hyperparameter("0: greedy samples.", Min = 0, Max = 10)]
+    public double Temperature { get; init; }
+
+    [Hyperparameter("Bootstrap resamples of the prompts for the 95% interval of the win rate.", Min = 100, Max = 100_000)]
+    public int BootstrapSamples { get; init; } = 1000;
+
+    [Hyperparameter("Sequences scored or generated together.", Min = 1, Max = 512)]
+    public int BatchSize { get; init; } = 16;
+}
+
+public sealed class EvaluateMethod : JobMethod
+{
+    public override string Name => "evaluate";
+    public override string Title => "Evaluation";
+    public override string Summary =>
+        "A reward model: accuracy = share of pairs with r(chosen) > r(rejected). A policy: implicit-reward accuracy = share of pairs with " +
+        "(log pi(c) - log ref(c)) - (log pi(r) - log ref(r)) > 0. With a judge: the win rate of the policy's samples over the reference's, " +
+        "with a percentile-bootstrap 95% interval (Efron, 1979).";
+    public override Type ConfigType => typeof(EvaluateConfig);
+    public override bool ProducesModel => false;
+    public override bool AcceptsRewardModel => true;
+    public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Preference];
+    public override string FileHint => "preference pairs ({\"prompt\", \"chosen\", \"rejected\"} or OpenAI's DPO rows)";
+    public override IReadOnlyList<MetricChart> Charts => [];
+    public override object Example => new
+    {
+        model = "ft:alignhub/tiny:dpo:ftjob-abc123", training_file = "file-heldout",
+        method = new { type = Name, evaluate = new { hyperparameters = new { reward_model = "ft:alignhub/tiny:rm:ftjob-def456", bootstrap_samples = 1000 } } },
+    };
+    public override string CreatedMessage(string jobId) => $"Created evaluation job {jobId}";
+
+    public override async Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        var c = (EvaluateConfig)check.Config;
+        bool policy = check.Architecture is { IsRewardModel: false };
+        if (c.ReferenceModel is { } refId && await check.FindModelAsync(refId, ct) is null) check.Error("reference_model", $"model \"{refId}\" is not registered");
+        if (policy && c.ReferenceModel is null && check.Model!.ParentJobId is null)
+            check.Error("reference_model", "a policy's implicit reward needs a reference model: name one (the model was not trained here)");
+        if (c.RewardModel is { } rmId)
+        {
+            var judge = await check.FindModelAsync(rmId, ct);
+            if (judge is null) check.Error("reward_model", $"model \"{rmId}\" is not registered");
+            else if (!ModelArchitecture.Parse(judge.ConfigJson).IsRewardModel) check.Error("reward_model", $"model \"{rmId}\" is not a reward model");
+            if (!policy && check.Model is not null) check.Error("reward_model", "a win rate compares a policy's samples; the evaluated model is a reward model");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace AlignHub.Domain;
+
+/// <summary>A chart on the job page: metric names plotted together (the first one drawn the most).</summary>
+public sealed record MetricChart(string Title, string Id, IReadOnlyList<string> Metrics);
+
+/// <summary>
+/// One method a job can run (<c>method.type</c>): its config record, what files and models it reads, how it is
+/// checked at creation, what it produces, and which metrics its page plots. The API, the OpenAPI document, the job
+/// runner and the dashboard read everything about a method from here, so adding a method is this definition with
+/// its config record (one file), a line in <see cref="Methods.All"/>, and its trainer in the training library.
+/// </summary>
+public abstract class JobMethod
+{
+    /// <summary>The <c>method.type</c> value, also the key of the method's settings object.</summary>
+    public abstract string Name { get; }
+    public abstract string Title { get; }
+    /// <summary>What the method optimises or computes, with its formula and paper (the job page's method card).</summary>
+    public abstract string Summary { get; }
+    /// <summary>The config record (a <see cref="MethodConfig"/> whose hyperparameters carry <see cref="HyperparameterAttribute"/>).</summary>
+    public abstract Type ConfigType { get; }
+    /// <summary>True: success registers a fine-tuned model; false: the job produces a result file.</summary>
+    public virtual bool ProducesModel => true;
+    /// <summary>The job's model may be a reward model (else it must be a language model).</summary>
+    public virtual bool AcceptsRewardModel => false;
+    public virtual bool TakesValidationFile => true;
+    /// <summary>The file formats (<see cref="JsonlRows"/>) its training and validation files may hold under this config.</summary>
+    public abstract IReadOnlyList<string> FileFormats(MethodConfig config);
+    /// <summary>The rows it reads, in words, for the error when a file holds others.</summary>
+    public abstract string FileHint { get; }
+    /// <summary>The job page's charts, in order; metrics follow README's naming scheme.</summary>
+    public abstract IReadOnlyList<MetricChart> Charts { get; }
+    /// <summary>An example request body (the OpenAPI document shows one per method).</summary>
+    public abstract object Example { get; }
+    public virtual string CreatedMessage(string jobId) => $"Created fine-tuning job {jobId}";
+    /// <summary>Checks that need the database or the model (context lengths, referenced models); after the fields passed theirs.</summary>
+    public virtual Task ValidateAsync(JobCheck check, CancellationToken ct) => Task.CompletedTask;
+
+    public string Prefix => $"method.{Name}.hyperparameters.";
+    /// <summary>The OpenAPI component that describes its hyperparameters: <c>DpoHyperparameters</c>, <c>RewardModelHyperparameters</c>, ...</summary>
+    public string HyperparametersSchema => string.Concat(Name.Split('_').Select(w => w.Length == 0 ? w : char.ToUpperInvariant(w[0]) + w[1..])) + "Hyperparameters";
+    public IReadOnlyList<HyperparameterInfo> Hyperparameters => Domain.Hyperparameters.Describe(ConfigType);
+    public MethodConfig ParseConfig(string json) => Domain.Hyperparameters.FromJson(ConfigType, json);
+    public MethodConfig Defaults => (MethodConfig)Activator.CreateInstance(ConfigType)!;
+}
+
+/// <summary>What a method's creation-time check can see: the database, the job's model (when it exists) and its config.</summary>
+public sealed class JobCheck(AlignHubDb db, ModelRecord? model, MethodConfig config, string prefix, Action<string, string> err)
+{
+    public AlignHubDb Db => db;
+    public ModelRecord? Model => model;
+    public ModelArchitecture? Architecture { get; } = model is null ? null : ModelArchitecture.Parse(model.ConfigJson);
+    public MethodConfig Config => config;
+    public void Error(string hyperparameter, string message) => err(prefix + hyperparameter, message);
+
+    /// <summary>A token count must fit the model's context (or lie strictly below it).</summary>
+    public void FitsContext(int? tokens, string hyperparameter, bool below = false)
+    {
+        if (tokens is not int n || Architecture is null) return;
+        int positions = Architecture.MaxPositions;
+        if (below ? n >= positions : n > positions)
+            Error(hyperparameter, $"must be {(below ? "below" : "at most")} the model's context length {positions}");
+    }
+
+    public Task<ModelRecord?> FindModelAsync(string id, CancellationToken ct) => ModelService.FindAsync(db, id, ct);
+}
+
+/// <summary>Every method, by name.</summary>
+public static class Methods
+{
+    public static readonly JobMethod Supervised = new SupervisedMethod();
+
+    public static readonly IReadOnlyList<JobMethod> All =
+    [
+        Supervised,
+        new DpoMethod(),
+        new RewardModelMethod(),
+        new GenerateMethod(),
+        new EvaluateMethod(),
+    ];
+
+    public static IEnumerable<string> Names => All.Select(m => m.Name);
+
+    public static JobMethod? Find(string name) => All.FirstOrDefault(m => m.Name == name);
+
+    public static JobMethod Get(string name) => Find(name) ?? throw new InvalidDataException($"unknown method type \"{name}\"");
+
+    /// <summary>The charts every training method shares after its own: the optimizer's view of the run.</summary>
+    public static readonly MetricChart[] OptimizerCharts =
+    [
+        new("Learning rate", "lr-chart", [MetricNames.LearningRate]),
+        new("Gradient norm (before clipping)", "grad-norm-chart", [MetricNames.GradNorm]),
+        new("Tokens per second", "throughput-chart", [MetricNames.TokensPerSecond]),
+    ];
+}

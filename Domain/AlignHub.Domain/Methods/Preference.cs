@@ -1,0 +1,135 @@
+namespace AlignHub.Domain;
+
+/// <summary>What the offline preference methods share: how pairs are cut to length, and their learning-rate defaults.</summary>
+public abstract record PairConfig : TrainingConfig
+{
+    [Hyperparameter("Prompt + completion tokens kept (none: the model's context length).", Min = 2, Max = 1_000_000)]
+    public int? MaxLength { get; init; }
+
+    [Hyperparameter("Prompt tokens kept, from the end (none: half of max_length).", Min = 1, Max = 1_000_000)]
+    public int? MaxPromptLength { get; init; }
+
+    [Hyperparameter("Peak learning rate of AdamW before the multiplier.", Min = 1e-8, Max = 1)]
+    public override double LearningRate { get; init; } = 5e-4;
+
+    [Hyperparameter("Fraction of the total steps spent in linear warmup from 0 to the peak rate.", Min = 0, Max = 1)]
+    public override double WarmupRatio { get; init; } = 0.1;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (MaxLength is int ml && MaxPromptLength is int mp && mp >= ml) err(prefix + "max_prompt_length", "must be below max_length");
+    }
+
+    /// <summary>The limits a model of <paramref name="positions"/> positions gets: (max_length, max_prompt_length).</summary>
+    public (int MaxLength, int MaxPrompt) Limits(int positions)
+    {
+        int maxLen = Math.Min(MaxLength ?? positions, positions);
+        return (maxLen, Math.Clamp(MaxPromptLength ?? maxLen / 2, 1, maxLen - 1));
+    }
+}
+
+/// <summary>
+/// Direct preference optimisation and its family (<c>method.type = "dpo"</c>): names follow TRL's DPOConfig; OpenAI's
+/// <c>beta</c> accepts "auto".
+/// </summary>
+public sealed record DpoConfig : PairConfig
+{
+    [Hyperparameter("KL strength: how far the policy may move from the reference (OpenAI's beta).", Min = 1e-6, Max = 100, Auto = true)]
+    public double Beta { get; init; } = 0.1;
+
+    [Hyperparameter("sigmoid (DPO), robust, hinge, ipo, simpo, orpo, or kto (unpaired rows, or pairs split into them).",
+        OneOf = ["sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto"])]
+    public string LossType { get; init; } = "sigmoid";
+
+    [Hyperparameter("Label smoothing e: cDPO with sigmoid, the assumed flip rate with robust.", Min = 0, Max = 0.49)]
+    public double LabelSmoothing { get; init; }
+
+    [Hyperparameter("SimPO's target reward margin gamma.", Min = 0, Max = 100)]
+    public double SimpoGamma { get; init; } = 0.5;
+
+    [Hyperparameter("ORPO's weight lambda on the odds-ratio term.", Min = 0, Max = 100)]
+    public double OrpoLambda { get; init; } = 0.1;
+
+    [Hyperparameter("KTO's weight on desirable rows (w_d).", Min = 0, Max = 100)]
+    public double DesirableWeight { get; init; } = 1.0;
+
+    [Hyperparameter("KTO's weight on undesirable rows (w_u).", Min = 0, Max = 100)]
+    public double UndesirableWeight { get; init; } = 1.0;
+}
+
+/// <summary>A Bradley-Terry reward model (<c>method.type = "reward_model"</c>), optionally an ensemble; names follow TRL's RewardConfig.</summary>
+public sealed record RewardModelConfig : PairConfig
+{
+    [Hyperparameter("Coefficient of the centering term (r_chosen + r_rejected)^2 (0: off).", Min = 0, Max = 100)]
+    public double CenterRewardsCoefficient { get; init; }
+
+    [Hyperparameter("Members of an ensemble, trained one after another with seeds seed, seed+1, ...; their mean and standard deviation give the uncertainty-penalised reward mean - k * std.",
+        Min = 1, Max = 16)]
+    public int EnsembleSize { get; init; } = 1;
+}
+
+public sealed class DpoMethod : JobMethod
+{
+    public override string Name => "dpo";
+    public override string Title => "Direct preference optimisation";
+    public override string Summary =>
+        "DPO (Rafailov et al., 2023): L = -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))]) over preference pairs; " +
+        "loss_type picks a relative: robust (Chowdhury et al., 2024), hinge (SLiC), ipo (Azar et al., 2023), simpo (Meng et al., 2024, no reference), " +
+        "orpo (Hong et al., 2024, no reference) or kto (Ethayarajh et al., 2024, unpaired labels). rewards/* are beta times the log-ratios.";
+    public override Type ConfigType => typeof(DpoConfig);
+    public override IReadOnlyList<string> FileFormats(MethodConfig config) =>
+        ((DpoConfig)config).LossType == "kto" ? [JsonlRows.Preference, JsonlRows.UnpairedPreference] : [JsonlRows.Preference];
+    public override string FileHint => "preference pairs ({\"prompt\", \"chosen\", \"rejected\"} or OpenAI's DPO rows)";
+    public override IReadOnlyList<MetricChart> Charts =>
+    [
+        new("Loss", "loss-chart", [MetricNames.Loss, MetricNames.Eval(MetricNames.Loss)]),
+        new("Rewards", "rewards-chart", ["rewards/chosen", "rewards/rejected", "rewards/margins"]),
+        new("Reward accuracy", "accuracy-chart", ["rewards/accuracies", "eval/rewards/accuracies"]),
+        new("Log-probs", "logps-chart", ["logps/chosen", "logps/rejected"]),
+        new("KL estimate (KTO)", "kl-chart", ["kl"]),
+        .. Methods.OptimizerCharts,
+    ];
+    public override object Example => new
+    {
+        model = "ft:alignhub/tiny:sft:ftjob-abc123", training_file = "file-prefs",
+        method = new { type = Name, dpo = new { hyperparameters = new { beta = 0.1, loss_type = "sigmoid", n_epochs = 1 } } },
+    };
+
+    public override Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        check.FitsContext(((PairConfig)check.Config).MaxLength, "max_length");
+        return Task.CompletedTask;
+    }
+}
+
+public sealed class RewardModelMethod : JobMethod
+{
+    public override string Name => "reward_model";
+    public override string Title => "Reward model";
+    public override string Summary =>
+        "A Bradley-Terry reward model (Ouyang et al., 2022): the decoder's last hidden state through a scalar head, trained on " +
+        "L = -log sigmoid(r(x, y_w) - r(x, y_l) - margin) + c * (r(x, y_w) + r(x, y_l))^2. An ensemble (Coste et al., 2024) trains members with seeds seed+k.";
+    public override Type ConfigType => typeof(RewardModelConfig);
+    public override bool AcceptsRewardModel => true;
+    public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Preference];
+    public override string FileHint => "preference pairs ({\"prompt\", \"chosen\", \"rejected\"} or OpenAI's DPO rows)";
+    public override IReadOnlyList<MetricChart> Charts =>
+    [
+        new("Loss", "loss-chart", [MetricNames.Loss, MetricNames.Eval(MetricNames.Loss)]),
+        new("Accuracy", "accuracy-chart", ["accuracy", "eval/accuracy", "eval/ensemble/accuracy"]),
+        new("Reward margin", "margin-chart", ["margin", "eval/margin"]),
+        .. Methods.OptimizerCharts,
+    ];
+    public override object Example => new
+    {
+        model = "alignhub/tiny", training_file = "file-prefs",
+        method = new { type = Name, reward_model = new { hyperparameters = new { n_epochs = 2, ensemble_size = 3 } } },
+    };
+
+    public override Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        check.FitsContext(((PairConfig)check.Config).MaxLength, "max_length");
+        return Task.CompletedTask;
+    }
+}

@@ -1,0 +1,64 @@
+using System.Text.Json.Serialization;
+
+namespace AlignHub.Domain;
+
+/// <summary>
+/// What every trainer shares, read by the training engine: epochs or steps, batch and micro-batches, AdamW, the
+/// learning-rate schedule, clipping, and how often to log, evaluate and save. Names follow TRL's / transformers'
+/// TrainingArguments; OpenAI's <c>n_epochs</c>, <c>batch_size</c> and <c>learning_rate_multiplier</c> accept "auto".
+/// </summary>
+public abstract record TrainingConfig : MethodConfig
+{
+    [Hyperparameter("Passes over the training file (OpenAI's n_epochs).", Min = 1, Max = 100, Auto = true)]
+    public int NEpochs { get; init; } = 3;
+
+    [Hyperparameter("Rows per optimizer step (OpenAI's batch_size), split into gradient_accumulation_steps micro-batches whose gradients add up to the batch's.",
+        Min = 1, Max = 1024, Auto = true)]
+    public int BatchSize { get; init; } = 8;
+
+    [Hyperparameter("Multiplies learning_rate (OpenAI's learning_rate_multiplier): the peak rate is learning_rate * multiplier.", Min = 1e-6, Max = 100, Auto = true)]
+    public double LearningRateMultiplier { get; init; } = 1.0;
+
+    [Hyperparameter("Peak learning rate of AdamW before the multiplier.", Min = 1e-8, Max = 1)]
+    public virtual double LearningRate { get; init; } = 1e-3;
+
+    [Hyperparameter("After linear warmup: cosine (decay to 10% of the peak), linear (decay to 0) or constant.", OneOf = ["cosine", "linear", "constant"])]
+    public string LrSchedulerType { get; init; } = "cosine";
+
+    [Hyperparameter("Fraction of the total steps spent in linear warmup from 0 to the peak rate.", Min = 0, Max = 1)]
+    public virtual double WarmupRatio { get; init; } = 0.05;
+
+    [Hyperparameter("AdamW's decoupled weight decay; applied to weight matrices and embeddings, never to biases or norm weights (as TRL and nanoGPT group them).",
+        Min = 0, Max = 10)]
+    public double WeightDecay { get; init; }
+
+    [Hyperparameter("Clip the global L2 norm of the gradient to this; grad_norm reports the norm before clipping.", Min = 1e-6, Max = 1e6)]
+    public double MaxGradNorm { get; init; } = 1.0;
+
+    [Hyperparameter("Micro-batches per optimizer step (memory: only one micro-batch's activations are held at a time).", Min = 1, Max = 1024)]
+    public int GradientAccumulationSteps { get; init; } = 1;
+
+    [Hyperparameter("Stop after this many optimizer steps even if epochs remain (none: run every epoch).", Min = 1, Max = 10_000_000)]
+    public int? MaxSteps { get; init; }
+
+    [Hyperparameter("Write metrics every N steps (each logged step's own values, never averaged across steps).", Min = 1, Max = 1_000_000)]
+    public int LoggingSteps { get; init; } = 1;
+
+    [Hyperparameter("Evaluate on the validation file every N steps, and at the end.", Min = 1, Max = 10_000_000)]
+    public int EvalSteps { get; init; } = 50;
+
+    [Hyperparameter("Write a checkpoint every N steps, and at the end.", Min = 1, Max = 10_000_000)]
+    public int SaveSteps { get; init; } = 50;
+
+    [JsonIgnore] public double PeakLearningRate => LearningRate * LearningRateMultiplier;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        if (GradientAccumulationSteps > BatchSize) err(prefix + "gradient_accumulation_steps", $"must be at most batch_size ({BatchSize})");
+    }
+
+    /// <summary>Optimizer steps for a training file of <paramref name="rows"/> rows: ceil(rows / batch) per epoch, at most max_steps.</summary>
+    public int TotalSteps(int rows) => (int)Math.Min((long)StepsPerEpoch(rows) * NEpochs, MaxSteps ?? int.MaxValue);
+
+    public int StepsPerEpoch(int rows) => Math.Max(1, (rows + BatchSize - 1) / BatchSize);
+}

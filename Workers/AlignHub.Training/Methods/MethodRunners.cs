@@ -1,0 +1,74 @@
+using AlignHub.Domain;
+using AlignHub.Training.Evaluation;
+using AlignHub.Training.Generation;
+using AlignHub.Training.Models;
+using AlignHub.Training.Preference;
+using AlignHub.Training.Sft;
+using static TorchSharp.torch;
+
+namespace AlignHub.Training.Methods;
+
+/// <summary>
+/// What a method's runner gets from the worker: the job and its resolved config, the device, and lookups of models
+/// and files (the worker owns the database; runners never touch it).
+/// </summary>
+public sealed class MethodContext
+{
+    public required FineTuningJob Job { get; init; }
+    public required MethodConfig Config { get; init; }
+    public required Device Device { get; init; }
+    /// <summary>A registered model by id (an <see cref="InvalidDataException"/> when it is gone).</summary>
+    public required Func<string, ModelRecord> FindModel { get; init; }
+    /// <summary>The model a job started from (null: no such job).</summary>
+    public required Func<string, string?> StartingModelOf { get; init; }
+    /// <summary>Where a model's config, tokenizer and weights are on this worker.</summary>
+    public required Func<ModelRecord, ModelSource> Source { get; init; }
+    /// <summary>An uploaded file by id (an <see cref="InvalidDataException"/> when it is gone).</summary>
+    public required Func<string, FileRecord> FindFile { get; init; }
+    /// <summary>A data-folder-relative path made absolute.</summary>
+    public required Func<string, string> Resolve { get; init; }
+    /// <summary>Where the job's checkpoints go (<c>checkpoints/{job}</c>).</summary>
+    public required string CheckpointRoot { get; init; }
+    /// <summary>The last complete checkpoint to resume from (null: start fresh); only for resumable runners.</summary>
+    public string? ResumeFrom { get; init; }
+    /// <summary>A folder of the job's own (<c>jobs/{job}</c>) for result files, created on first use.</summary>
+    public required string OutputFolder { get; init; }
+
+    public ModelSource Model(string id) => Source(FindModel(id));
+    public string FilePath(string fileId) => Resolve(FindFile(fileId).StoragePath);
+    public T ConfigAs<T>() where T : MethodConfig => (T)Config;
+    public string Output(string name) { Directory.CreateDirectory(OutputFolder); return Path.Combine(OutputFolder, name); }
+}
+
+/// <summary>A file a job produced, registered as a result file when the job succeeds.</summary>
+public sealed record ProducedFile(string Path, string Filename, string Format, int Rows);
+
+/// <summary>How a runner ended: the run's result, and on success what it produced and the closing event (null: the default).</summary>
+public sealed record MethodOutcome(TrainingResult Result, string? ModelFolder = null, ProducedFile? File = null,
+    string? Message = null, IReadOnlyDictionary<string, object>? Data = null);
+
+/// <summary>The worker's side of a method (<see cref="JobMethod"/> is the API's): prepares its inputs and runs its trainer.</summary>
+public interface IMethodRunner
+{
+    /// <summary>The <c>method.type</c> it runs.</summary>
+    string Method { get; }
+    /// <summary>True: it resumes from checkpoints (steps after the last one are run again); false: a re-run starts over.</summary>
+    bool Resumable { get; }
+    MethodOutcome Run(MethodContext ctx, ITrainingReporter reporter, CancellationToken ct);
+}
+
+/// <summary>Every runner, by method name: the job runner dispatches through this and nothing else.</summary>
+public static class MethodRunners
+{
+    public static readonly IReadOnlyList<IMethodRunner> All =
+    [
+        new SftRunner(),
+        new DpoRunner(),
+        new RewardModelRunner(),
+        new GenerateRunner(),
+        new EvaluateRunner(),
+    ];
+
+    public static IMethodRunner For(string method) =>
+        All.FirstOrDefault(r => r.Method == method) ?? throw new InvalidDataException($"this worker has no trainer for method \"{method}\"");
+}
