@@ -28,7 +28,7 @@ public sealed class GenerateRunner : IMethodRunner
     public MethodOutcome Run(MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
         var job = ctx.Job;
-        var prompts = JsonlRows.LoadPrompts(ctx.FilePath(job.TrainingFile)).ToList();
+        var prompts = ctx.Rows(job.TrainingFile, JsonlRows.LoadPrompts);
         var run = new GenerateRun(ctx.Model(job.Model), job.Model, prompts, ctx.ConfigAs<GenerateConfig>(), ctx.Output("generations.jsonl"), ctx.Device);
         var result = Generate(run, reporter, ct);
         return new MethodOutcome(result, File: new ProducedFile(run.OutputPath, $"{job.Id}-generations.jsonl", JsonlRows.Generations, prompts.Count),

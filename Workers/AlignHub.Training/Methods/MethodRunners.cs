@@ -37,6 +37,10 @@ public sealed class MethodContext
     public ModelSource Model(string id) => Source(FindModel(id));
     public string FilePath(string fileId) => Resolve(FindFile(fileId).StoragePath);
     public T ConfigAs<T>() where T : MethodConfig => (T)Config;
+    /// <summary>A file's rows through a <see cref="JsonlRows"/> loader.</summary>
+    public List<T> Rows<T>(string fileId, Func<string, IEnumerable<T>> load) => load(FilePath(fileId)).ToList();
+    /// <summary>The validation file's rows (null: the job has none).</summary>
+    public List<T>? ValidationRows<T>(Func<string, IEnumerable<T>> load) => Job.ValidationFile is null ? null : Rows(Job.ValidationFile, load);
     public string Output(string name) { Directory.CreateDirectory(OutputFolder); return Path.Combine(OutputFolder, name); }
 }
 

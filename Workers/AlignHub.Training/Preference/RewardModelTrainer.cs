@@ -149,11 +149,8 @@ public sealed class RewardModelRunner : Methods.IMethodRunner
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
-        var job = ctx.Job;
-        var result = RewardModelTrainer.Train(new RewardModelRun(ctx.Model(job.Model),
-            JsonlRows.LoadPreferences(ctx.FilePath(job.TrainingFile)).ToList(),
-            job.ValidationFile is null ? null : JsonlRows.LoadPreferences(ctx.FilePath(job.ValidationFile)).ToList(),
-            ctx.ConfigAs<RewardModelConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
+        var result = RewardModelTrainer.Train(new RewardModelRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadPreferences),
+            ctx.ValidationRows(JsonlRows.LoadPreferences), ctx.ConfigAs<RewardModelConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }
 }

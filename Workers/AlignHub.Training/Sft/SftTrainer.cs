@@ -89,11 +89,8 @@ public sealed class SftRunner : Methods.IMethodRunner
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
-        var job = ctx.Job;
-        var result = SftTrainer.Train(new SftRun(ctx.Model(job.Model),
-            JsonlRows.LoadSupervised(ctx.FilePath(job.TrainingFile)).ToList(),
-            job.ValidationFile is null ? null : JsonlRows.LoadSupervised(ctx.FilePath(job.ValidationFile)).ToList(),
-            ctx.ConfigAs<SftConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
+        var result = SftTrainer.Train(new SftRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadSupervised),
+            ctx.ValidationRows(JsonlRows.LoadSupervised), ctx.ConfigAs<SftConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }
 }
