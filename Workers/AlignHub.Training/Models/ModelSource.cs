@@ -28,7 +28,7 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
                 if (!HfWeights.Exists(Folder) && File.Exists(legacy)) model.load(legacy);
                 else HfWeights.Load(model, Folder);
             }
-            if (device is not null) model.to(device);
+            if (device is not null && !SameDevice(model.Device, device)) model.to(device);
             return model;
         }
         catch { model.Dispose(); throw; }
@@ -42,11 +42,14 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
         try
         {
             if (Folder is not null) HfWeights.Load(model, Folder, rm.Extra);
-            if (device is not null) rm.To(device);
+            if (device is not null && !SameDevice(model.Device, device)) rm.To(device);
             return rm;
         }
         catch { rm.Dispose(); throw; }
     }
+
+    /// <summary>Moving a module to the device it is on would still copy every parameter: skip it.</summary>
+    static bool SameDevice(Device a, Device b) => a.type == b.type && (a.type == DeviceType.CPU || a.index == b.index);
 
     public ITokenizer CreateTokenizer() => HfTokenizer.ForModel(Tokenizer, Folder, Architecture);
 }
