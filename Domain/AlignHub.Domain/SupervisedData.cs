@@ -51,6 +51,8 @@ public static class JsonlRows
     public const string Generations = "generations";
     /// <summary>Preference pairs (TRL standard or conversational, OpenAI DPO).</summary>
     public const string Preference = "preference";
+    /// <summary>The preference rows in words, for errors.</summary>
+    public const string PreferenceHint = "preference pairs ({\"prompt\", \"chosen\", \"rejected\"} or OpenAI's DPO rows)";
     /// <summary>Unpaired examples with a true/false label (KTO).</summary>
     public const string UnpairedPreference = "unpaired_preference";
 

@@ -42,7 +42,7 @@ public sealed class EvaluateMethod : JobMethod
     public override bool ProducesModel => false;
     public override bool AcceptsRewardModel => true;
     public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Preference];
-    public override string FileHint => "preference pairs ({\"prompt\", \"chosen\", \"rejected\"} or OpenAI's DPO rows)";
+    public override string FileHint => JsonlRows.PreferenceHint;
     public override IReadOnlyList<MetricChart> Charts => [];
     public override object Example => new
     {

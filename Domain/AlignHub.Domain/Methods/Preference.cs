@@ -80,7 +80,7 @@ public sealed class DpoMethod : JobMethod
     public override Type ConfigType => typeof(DpoConfig);
     public override IReadOnlyList<string> FileFormats(MethodConfig config) =>
         ((DpoConfig)config).LossType == "kto" ? [JsonlRows.Preference, JsonlRows.UnpairedPreference] : [JsonlRows.Preference];
-    public override string FileHint => "preference pairs ({\"prompt\", \"chosen\", \"rejected\"} or OpenAI's DPO rows)";
+    public override string FileHint => JsonlRows.PreferenceHint;
     public override IReadOnlyList<MetricChart> Charts =>
     [
         new("Loss", "loss-chart", [MetricNames.Loss, MetricNames.Eval(MetricNames.Loss)]),
@@ -113,7 +113,7 @@ public sealed class RewardModelMethod : JobMethod
     public override Type ConfigType => typeof(RewardModelConfig);
     public override bool AcceptsRewardModel => true;
     public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Preference];
-    public override string FileHint => "preference pairs ({\"prompt\", \"chosen\", \"rejected\"} or OpenAI's DPO rows)";
+    public override string FileHint => JsonlRows.PreferenceHint;
     public override IReadOnlyList<MetricChart> Charts =>
     [
         new("Loss", "loss-chart", [MetricNames.Loss, MetricNames.Eval(MetricNames.Loss)]),
