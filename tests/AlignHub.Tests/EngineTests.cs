@@ -135,4 +135,22 @@ public class EngineTests
         }
         Assert.All(model.parameters(), p => Assert.False(p.detach().isnan().any().item<bool>()));
     }
+
+    [Fact]
+    public void A_checkpoint_from_before_the_parameter_groups_resumes_with_a_warning_and_fresh_moments()
+    {
+        var c = new SftConfig { NEpochs = 1, BatchSize = 8, MaxSteps = 4, SaveSteps = 2, Seed = 8 };
+        var root = TempDir();
+        var first = new RecordingReporter { CancelAtStep = 2 };
+        SftTrainer.Train(new SftRun(Tiny, Examples(32), null, c, root, null), first, CancellationToken.None);
+        var ckpt = first.Saved.Single().Dir;
+        // What an older build wrote: AdamW over one group of every parameter.
+        using (var old = HfWeights.LoadModel(ckpt))
+        using (var adam = optim.AdamW(old.parameters(), lr: 1e-3)) adam.save_state_dict(Path.Combine(ckpt, Checkpoints.Optimizer));
+        var rep = new RecordingReporter();
+        var result = SftTrainer.Train(new SftRun(Tiny, Examples(32), null, c, root, ckpt), rep, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+        Assert.Equal(4, result.Step);
+        Assert.Contains(rep.Events, e => e.Contains("fresh AdamW moments"));
+    }
 }

@@ -103,7 +103,13 @@ public static class TrainingEngine
         if (run.ResumeFrom is not null)
         {
             HfWeights.Load(m.Model, run.ResumeFrom, m.ExtraTensors);
-            optimizer.load_state_dict(Path.Combine(run.ResumeFrom, Checkpoints.Optimizer));
+            try { optimizer.load_state_dict(Path.Combine(run.ResumeFrom, Checkpoints.Optimizer)); }
+            catch (ArgumentException e)
+            {
+                // A checkpoint written before AdamW had two parameter groups: keep the weights and the step, start the moments afresh.
+                reporter.Event("warn", $"The checkpoint's optimizer state does not fit this AlignHub ({e.Message}); training continues with fresh AdamW moments",
+                    new Dictionary<string, object> { ["step"] = Checkpoints.StepOf(run.ResumeFrom) });
+            }
             var st = Checkpoints.LoadState(run.ResumeFrom);
             (step, epochs, tokens) = (st.Step, st.EpochsCompleted, st.TrainedTokens);
             m.LoadState(st.Method);
