@@ -1,0 +1,95 @@
+using static TorchSharp.torch;
+
+namespace AlignHub.Training.Losses;
+
+/// <summary>
+/// Advantage estimators of online RL as pure functions of rewards (and values). Rewards of K samples per prompt are
+/// laid out prompt-major: [P * K], samples of prompt p at p*K .. p*K + K - 1.
+/// </summary>
+public static class Advantages
+{
+    /// <summary>
+    /// GRPO's group-relative advantages (Shao et al., 2024, "DeepSeekMath"): A_i = r_i - mean(group of i), divided by
+    /// the group's standard deviation (<c>scale_rewards = "group"</c>), by the whole batch's (<c>"batch"</c>, as Dr. GRPO
+    /// and TRL's option suggest), or not at all (<c>"none"</c>); standard deviations are unbiased (n - 1), plus 1e-4.
+    /// </summary>
+    public static Tensor Group(Tensor rewards, int k, string scaleRewards = "group")
+    {
+        using var grouped = rewards.view(-1, k);
+        using var mean = grouped.mean([1L], keepdim: true);
+        using var centred = (grouped - mean).view(-1);
+        return scaleRewards switch
+        {
+            "group" => WithStd(centred, grouped.std(1, keepdim: true).expand(-1, k).reshape(-1)),
+            "batch" => WithStd(centred, rewards.std().expand_as(rewards)),
+            "none" => centred.clone(),
+            _ => throw new ArgumentException($"unknown scale_rewards \"{scaleRewards}\""),
+        };
+
+        static Tensor WithStd(Tensor centred, Tensor std) { using (std) return centred / (std + 1e-4); }
+    }
+
+    /// <summary>The share of groups whose rewards are all equal (no signal: GRPO's <c>frac_reward_zero_std</c>).</summary>
+    public static double ZeroStdFraction(Tensor rewards, int k)
+    {
+        using var std = rewards.view(-1, k).std(1);
+        using var zero = std.lt(1e-8).to_type(ScalarType.Float32);
+        return zero.mean().item<float>();
+    }
+
+    /// <summary>
+    /// RLOO (Ahmadian et al., 2024, "Back to Basics"; Kool et al., 2019): each sample's baseline is the mean reward of
+    /// the other K - 1 samples of its prompt, A_i = r_i - (sum_j r_j - r_i) / (K - 1) = K / (K - 1) * (r_i - mean).
+    /// </summary>
+    public static Tensor LeaveOneOut(Tensor rewards, int k)
+    {
+        if (k < 2) throw new ArgumentException("RLOO needs at least two samples per prompt");
+        using var grouped = rewards.view(-1, k);
+        using var sum = grouped.sum(1, keepdim: true);
+        using var baseline = (sum - grouped) / (k - 1);
+        using var a = grouped - baseline;
+        return a.reshape(-1);
+    }
+
+    /// <summary>ReMax (Li et al., 2023): the baseline is the reward of the prompt's greedy completion, A_i = r_i - r_greedy(prompt of i).</summary>
+    public static Tensor ReMax(Tensor rewards, Tensor greedyRewards, int k)
+    {
+        using var grouped = rewards.view(-1, k);
+        using var a = grouped - greedyRewards.view(-1, 1);
+        return a.reshape(-1);
+    }
+
+    /// <summary>REINFORCE++ (Hu, 2025): advantages normalised over the whole batch, (r - mean) / (std + 1e-8), no critic and no groups.</summary>
+    public static Tensor BatchNormalized(Tensor rewards)
+    {
+        using var centred = rewards - rewards.mean();
+        using var std = rewards.std();
+        return centred / (std + 1e-8);
+    }
+
+    /// <summary>
+    /// Generalised advantage estimation (Schulman et al., 2016) over token sequences [B, T] with a mask of real tokens:
+    /// delta_t = r_t + gamma V_{t+1} - V_t (V past the last real token is 0), A_t = delta_t + gamma lambda A_{t+1};
+    /// returns = A + V. Masked positions get 0.
+    /// </summary>
+    public static (Tensor Advantages, Tensor Returns) Gae(Tensor rewards, Tensor values, Tensor mask, double gamma, double lambda)
+    {
+        long t = rewards.shape[1];
+        using var r = rewards * mask;
+        using var v = values * mask;
+        var columns = new Tensor[t];
+        Tensor? next = null;
+        for (long i = t - 1; i >= 0; i--)
+        {
+            using var vNext = i + 1 < t ? v[.., i + 1] : zeros_like(v[.., 0]);
+            using var m = mask[.., i];
+            using var delta = r[.., i] + gamma * vNext - v[.., i];
+            var a = next is null ? delta * m : (delta + gamma * lambda * next) * m;
+            columns[i] = a;
+            next = a;
+        }
+        var adv = stack(columns, 1);
+        foreach (var c in columns) c.Dispose();
+        return (adv, (adv + v) * mask);
+    }
+}

@@ -1,0 +1,116 @@
+using AlignHub.Training.Losses;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace AlignHub.Tests;
+
+/// <summary>Advantage estimators, KL estimators and the clipped policy and value losses against values worked out by hand.</summary>
+public class RlLossTests
+{
+    static float[] V(Tensor t) => t.detach().data<float>().ToArray();
+    static void Near(double[] expected, float[] got, double tol = 1e-5)
+    {
+        Assert.Equal(expected.Length, got.Length);
+        for (int i = 0; i < got.Length; i++) Assert.True(Math.Abs(expected[i] - got[i]) <= tol, $"[{i}] expected {expected[i]}, got {got[i]}");
+    }
+
+    static readonly Tensor Rewards = tensor(new float[] { 1, 2, 3, 0, 0, 0 });
+
+    [Fact]
+    public void Group_advantages_centre_on_the_group_and_scale_as_asked()
+    {
+        // Group 1: mean 2, unbiased std 1. Group 2: all equal, std 0, so its advantages are 0.
+        Near([-1 / 1.0001, 0, 1 / 1.0001, 0, 0, 0], V(Advantages.Group(Rewards, 3, "group")));
+        Near([-1, 0, 1, 0, 0, 0], V(Advantages.Group(Rewards, 3, "none")));
+        // Batch: mean 1, squared deviations 0+1+4+1+1+1 = 8, unbiased variance 1.6.
+        double s = Math.Sqrt(1.6) + 1e-4;
+        Near([-1 / s, 0, 1 / s, 0, 0, 0], V(Advantages.Group(Rewards, 3, "batch")));
+        Assert.Equal(0.5, Advantages.ZeroStdFraction(Rewards, 3), 6);
+    }
+
+    [Fact]
+    public void Leave_one_out_ReMax_and_batch_normalised_baselines()
+    {
+        // Baselines of group 1: (2+3)/2 = 2.5, (1+3)/2 = 2, (1+2)/2 = 1.5.
+        Near([-1.5, 0, 1.5, 0, 0, 0], V(Advantages.LeaveOneOut(Rewards, 3)));
+        // Greedy rewards 2 and -1 for the two prompts.
+        Near([-1, 0, 1, 1, 1, 1], V(Advantages.ReMax(Rewards, tensor(new float[] { 2, -1 }), 3)));
+        Near([-1, 0, 1], V(Advantages.BatchNormalized(tensor(new float[] { 1, 2, 3 }))));
+        Assert.Throws<ArgumentException>(() => Advantages.LeaveOneOut(Rewards, 1));
+    }
+
+    [Fact]
+    public void GAE_on_hand_worked_trajectories()
+    {
+        // Row 0: r = (0, 0, 1), V = (0.5, 0.6, 0.7), gamma 1, lambda 0.9:
+        //   d2 = 1 - 0.7 = 0.3, A2 = 0.3; d1 = 0.7 - 0.6 = 0.1, A1 = 0.1 + 0.9 * 0.3 = 0.37; d0 = 0.1, A0 = 0.1 + 0.9 * 0.37 = 0.433.
+        // Row 1: its third token is padding (ignored whatever it holds): d1 = 1 - 0.4 = 0.6, A1 = 0.6; d0 = 0.4 - 0.2 = 0.2, A0 = 0.74.
+        using var r = tensor(new float[] { 0, 0, 1, 0, 1, 5 }, [2, 3]);
+        using var v = tensor(new float[] { 0.5f, 0.6f, 0.7f, 0.2f, 0.4f, 9 }, [2, 3]);
+        using var m = tensor(new float[] { 1, 1, 1, 1, 1, 0 }, [2, 3]);
+        var (a, ret) = Advantages.Gae(r, v, m, 1.0, 0.9);
+        Near([0.433, 0.37, 0.3, 0.74, 0.6, 0], V(a));
+        Near([0.933, 0.97, 1.0, 0.94, 1.0, 0], V(ret));
+        // gamma 0.5, lambda 1 on row 0: d2 = 0.3, d1 = 0 + 0.35 - 0.6 = -0.25, d0 = 0.3 - 0.5 = -0.2; A1 = -0.25 + 0.15 = -0.1, A0 = -0.2 - 0.05 = -0.25.
+        var (a2, _) = Advantages.Gae(r[..1], v[..1], m[..1], 0.5, 1.0);
+        Near([-0.25, -0.1, 0.3], V(a2));
+    }
+
+    [Fact]
+    public void KL_estimators_k1_k2_k3()
+    {
+        using var pol = tensor(new float[] { (float)Math.Log(0.5), (float)Math.Log(0.2) });
+        using var rf = tensor(new float[] { (float)Math.Log(0.25), (float)Math.Log(0.2) });
+        Near([Math.Log(2), 0], V(KlEstimators.K1(pol, rf)));
+        Near([0.5 * Math.Log(0.5) * Math.Log(0.5), 0], V(KlEstimators.K2(pol, rf)));
+        Near([0.5 - Math.Log(0.5) - 1, 0], V(KlEstimators.K3(pol, rf))); // r = 0.25 / 0.5
+    }
+
+    /// <summary>
+    /// Two sequences, ragged (the second has one token): ratios (1.5, 0.5) with A = 1 and (0.7, -) with A = -1, epsilon
+    /// 0.2, epsilon_high 0.28. Per token: -min(1.5, 1.28) = -1.28 (clipped high), -min(0.5, 0.8) = -0.5, and
+    /// -min(-0.7, -0.8) = 0.8 (clipped low). Sum -0.98 over 3 tokens.
+    /// </summary>
+    [Theory]
+    [InlineData("grpo", -0.045)]         // ((-1.28 - 0.5) / 2 + 0.8 / 1) / 2
+    [InlineData("dapo", -0.98 / 3)]
+    [InlineData("bnpo", -0.98 / 3)]
+    [InlineData("dr_grpo", -0.98 / 8)]   // 2 sequences * max_completion_length 4
+    public void The_clipped_loss_clips_at_both_bounds_and_aggregates_a_ragged_batch(string lossType, double expected)
+    {
+        using var old = zeros(2, 2);
+        using var logps = tensor(new float[] { (float)Math.Log(1.5), (float)Math.Log(0.5), (float)Math.Log(0.7), (float)Math.Log(3) }, [2, 2]).requires_grad_();
+        using var adv = tensor(new float[] { 1, -1 });
+        using var mask = tensor(new float[] { 1, 1, 1, 0 }, [2, 2]);
+        var o = PolicyLosses.Clipped(logps, old, adv, mask, 0.2, 0.28, lossType, 4);
+        Assert.Equal(expected, o.Loss.item<float>(), 5);
+        Near([-1.28, -0.5, 0.8, 0], V(o.PerToken));
+        Assert.Equal(1 / 3.0, o.ClipLow.item<float>(), 5);
+        Assert.Equal(1 / 3.0, o.ClipHigh.item<float>(), 5);
+        Assert.Equal(2 / 3.0, o.ClipRegion.item<float>(), 5);
+        o.Loss.backward();
+        // Clipped tokens carry no gradient; the unclipped one d(-A r)/d log p = -A r = -0.5, times its weight in the aggregate.
+        double weight = lossType switch { "grpo" => 0.5 * 0.5, "dr_grpo" => 1 / 8.0, _ => 1 / 3.0 };
+        Near([0, -0.5 * weight, 0, 0], V(logps.grad!));
+    }
+
+    [Fact]
+    public void The_KL_term_adds_beta_k3_per_token()
+    {
+        using var old = zeros(1, 2);
+        using var logps = zeros(1, 2);
+        using var reference = full(1, 2, (float)Math.Log(0.5)); // k3 = 0.5 - ln 0.5 - 1 per token
+        using var mask = ones(1, 2);
+        var o = PolicyLosses.Clipped(logps, old, tensor(new float[] { 0 }), mask, 0.2, 0.2, "grpo", 2, reference, beta: 0.1);
+        Assert.Equal(0.1 * (0.5 - Math.Log(0.5) - 1), o.Loss.item<float>(), 5);
+    }
+
+    [Fact]
+    public void The_clipped_value_loss_takes_the_worse_of_clipped_and_unclipped()
+    {
+        // V = (1, 2), V_old = (0.5, 2), R = (0, 2.5), clip 0.2: (1 - 0)^2 = 1 beats (0.7 - 0)^2; (2 - 2.5)^2 = 0.25 twice.
+        var loss = PolicyLosses.ClippedValue(tensor(new float[] { 1, 2 }), tensor(new float[] { 0.5f, 2 }), tensor(new float[] { 0, 2.5f }), ones(2), 0.2);
+        Assert.Equal(0.5 * (1 + 0.25) / 2, loss.item<float>(), 6);
+    }
+}
