@@ -72,6 +72,7 @@ public static class OpenApiDocs
             "number" => JsonSchemaType.Number,
             "boolean" => JsonSchemaType.Boolean,
             "string" => JsonSchemaType.String,
+            "object" => JsonSchemaType.Object,
             _ => JsonSchemaType.Array,
         };
         if (h.Spec.Auto) type |= JsonSchemaType.String;

@@ -202,13 +202,13 @@ public static class JsonlRows
                 if (list.Count == 0) throw new JsonlFormatException(no, "no message before the assistant's turn to prompt with");
                 var text = string.Concat(list.Select(m => ChatTemplate.RoleMarker(m.Item1) + m.Item2 + ChatTemplate.End)) + ChatTemplate.RoleMarker("assistant");
                 var prompt = JsonSerializer.SerializeToElement(list.Select(m => new { role = m.Item1, content = m.Item2 }));
-                return new GenerationPrompt(text, prompt, true);
+                return new GenerationPrompt(text, prompt, true, root.Clone());
             }
             if (root.TryGetProperty("prompt", out var p))
             {
                 if (p.ValueKind != JsonValueKind.String) throw new JsonlFormatException(no, $"\"prompt\" must be a string, found {Kind(p)}");
                 if (p.GetString()!.Length == 0) throw new JsonlFormatException(no, "\"prompt\" is empty");
-                return new GenerationPrompt(p.GetString()!, p.Clone(), false);
+                return new GenerationPrompt(p.GetString()!, p.Clone(), false, root.Clone());
             }
             throw new JsonlFormatException(no, "expected {\"prompt\": ...} or {\"messages\": [...]}");
         }

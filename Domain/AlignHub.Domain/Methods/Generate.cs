@@ -43,8 +43,8 @@ public sealed record GenerateConfig : MethodConfig
     public override MethodConfig Normalize() => TopK is 0 ? this with { TopK = null } : this;
 }
 
-/// <summary>A prompt to generate from: the text fed to the model and the row's prompt as the file gave it.</summary>
-public sealed record GenerationPrompt(string Text, JsonElement Prompt, bool Chat);
+/// <summary>A prompt to generate from: the text fed to the model, the row's prompt as the file gave it, and the whole row (graders read its other fields).</summary>
+public sealed record GenerationPrompt(string Text, JsonElement Prompt, bool Chat, JsonElement? Row = null);
 
 public sealed class GenerateMethod : JobMethod
 {

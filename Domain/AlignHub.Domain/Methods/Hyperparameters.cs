@@ -28,9 +28,9 @@ public sealed record HyperparameterInfo(string Name, PropertyInfo Property, Hype
     public Type ValueType => Nullable.GetUnderlyingType(Property.PropertyType) ?? Property.PropertyType;
     public bool IsNullable => Nullable.GetUnderlyingType(Property.PropertyType) is not null
         || !Property.PropertyType.IsValueType && new NullabilityInfoContext().Create(Property).ReadState == NullabilityState.Nullable;
-    /// <summary><c>integer</c>, <c>number</c>, <c>string</c>, <c>boolean</c> or <c>array</c> (of strings).</summary>
+    /// <summary><c>integer</c>, <c>number</c>, <c>string</c>, <c>boolean</c>, <c>object</c> (JSON, checked by the config) or <c>array</c> (of strings).</summary>
     public string Kind => ValueType == typeof(int) ? "integer" : ValueType == typeof(double) ? "number" : ValueType == typeof(bool) ? "boolean"
-        : ValueType == typeof(string) ? "string" : "array";
+        : ValueType == typeof(string) ? "string" : ValueType == typeof(JsonElement) ? "object" : "array";
 
     /// <summary>"Default: 0.1 (or "auto"). Help." — the OpenAPI description and the dashboard's hint.</summary>
     public string Description => $"Default: {(Default is null ? "none" : JsonSerializer.Serialize(Default, Hyperparameters.Json))}" +
@@ -156,6 +156,12 @@ public static class Hyperparameters
             if (v.ValueKind == JsonValueKind.String && v.GetString() is { } str && (s.OneOf is null || s.OneOf.Contains(str))) { value = str; return true; }
             message = s.OneOf is null ? "must be a string" : $"must be one of {string.Join(", ", s.OneOf)}";
             if (v.ValueKind == JsonValueKind.String && s.OneOf is not null) message = $"unknown {h.Name} \"{v.GetString()}\"; supported: {string.Join(", ", s.OneOf)}";
+            return false;
+        }
+        if (t == typeof(JsonElement))
+        {
+            if (v.ValueKind == JsonValueKind.Object) { value = v.Clone(); return true; }
+            message = "must be an object";
             return false;
         }
         // A list of strings.

@@ -78,6 +78,7 @@ public static class Methods
         new RewardModelMethod(),
         new GenerateMethod(),
         new EvaluateMethod(),
+        new GrpoMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

@@ -30,6 +30,9 @@ public interface ITrainingMethod
     /// <summary>The names of the statistics a micro-batch sums (the order of <see cref="Forward"/>'s vector).</summary>
     IReadOnlyList<string> StatNames { get; }
 
+    /// <summary>Called before each optimizer step with its 0-based number (online methods seed their sampling with it).</summary>
+    void BeginStep(int step) { }
+
     /// <summary>train() or eval() on every module the method trains.</summary>
     void SetTraining(bool on);
 
@@ -151,6 +154,7 @@ public static class TrainingEngine
             var batch = order!.Skip(inEpoch * c.BatchSize).Take(c.BatchSize).ToList();
 
             var sw = Stopwatch.StartNew();
+            m.BeginStep(step);
             double lr = Schedules.LearningRate(c.LrSchedulerType, step, total, warmup, c.PeakLearningRate);
             var sums = new double[m.StatNames.Count];
             double gradNorm;

@@ -71,6 +71,7 @@ public static class MethodRunners
         new RewardModelRunner(),
         new GenerateRunner(),
         new EvaluateRunner(),
+        new Rl.GrpoRunner(),
     ];
 
     public static IMethodRunner For(string method) =>

@@ -87,3 +87,11 @@ public sealed class RewardEnsembleSource(IReadOnlyList<IRewardSource> members, d
 
     public void Dispose() { foreach (var m in members) m.Dispose(); }
 }
+
+/// <summary>A grader (<see cref="Domain.Grader"/>, OpenAI's shape) as a reward source: each completion graded against its row.</summary>
+public sealed class GraderSource(Domain.Grader grader) : IRewardSource
+{
+    public string Name => grader.Name;
+    public double[] Score(IReadOnlyList<RewardInput> batch) => batch.Select(x => grader.Grade(x.Row, x.Completion)).ToArray();
+    public void Dispose() { }
+}

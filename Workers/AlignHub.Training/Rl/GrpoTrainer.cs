@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using AlignHub.Domain;
+using AlignHub.Training.Data;
+using AlignHub.Training.Engine;
+using AlignHub.Training.Generation;
+using AlignHub.Training.Losses;
+using AlignHub.Training.Models;
+using AlignHub.Training.Rewards;
+using AlignHub.Training.Tokenizers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace AlignHub.Training.Rl;
+
+/// <summary>What a GRPO run needs: the starting model, prompt rows (with the fields graders read), the config and the reward source.</summary>
+public sealed record GrpoRun(
+    ModelSource Model,
+    IReadOnlyList<GenerationPrompt> Train,
+    IReadOnlyList<GenerationPrompt>? Validation,
+    GrpoConfig Config,
+    string CheckpointRoot,
+    string? ResumeFrom,
+    IRewardSource Reward,
+    Device? Device = null);
+
+/// <summary>
+/// GRPO on the <see cref="TrainingEngine"/>: a step's rows are prompts. For each micro-batch of prompts, sample
+/// <c>num_generations</c> completions each (<see cref="Rollouts.Sample"/>, seeded by (seed, step, prompt, sample), so a
+/// resumed run samples what the uninterrupted one did), score them with the reward source, take group-relative
+/// advantages (<see cref="Advantages.Group"/>), and the clipped policy loss (<see cref="PolicyLosses.Clipped"/>) on
+/// the policy's log-probs at the sampling temperature, with one update per batch (so pi_old is the policy itself and
+/// the ratio is 1 with gradient A * grad log pi) and an optional k3 KL term to the starting model. Evaluation: the
+/// mean reward of greedy completions of the validation prompts (<c>eval/reward</c>).
+/// </summary>
+public static class GrpoTrainer
+{
+    public static TrainingResult Train(GrpoRun run, ITrainingReporter reporter, CancellationToken ct)
+    {
+        var c = run.Config;
+        var tok = run.Model.CreateTokenizer();
+        int maxPos = run.Model.Architecture.MaxPositions;
+        if (c.MaxCompletionLength >= maxPos) throw new InvalidDataException($"max_completion_length must be below the model's context length {maxPos}");
+        var encoder = new PromptEncoder(tok, Math.Clamp(c.MaxPromptLength ?? maxPos - c.MaxCompletionLength, 1, maxPos - 1));
+        var device = run.Device ?? CPU;
+        torch.manual_seed(c.Seed);
+        var policy = run.Model.CreateModel(device);
+        CausalLM? reference = null;
+        try
+        {
+            if (c.Beta > 0)
+            {
+                torch.manual_seed(c.Seed); // the policy's own start, for random-init models too
+                reference = run.Model.CreateModel(device);
+                reference.eval();
+            }
+            using var method = new GrpoMethod(policy, reference, tok, run.Train, run.Validation ?? [], encoder, run.Reward, c);
+            return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
+        }
+        finally { reference?.Dispose(); }
+    }
+}
+
+sealed class GrpoMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IReadOnlyList<GenerationPrompt> train, IReadOnlyList<GenerationPrompt> valid,
+    PromptEncoder encoder, IRewardSource reward, GrpoConfig c) : ITrainingMethod, IDisposable
+{
+    readonly List<int[]> trainIds = train.Select(p => encoder.Encode(p.Text)).ToList();
+    readonly List<int[]> validIds = valid.Select(p => encoder.Encode(p.Text)).ToList();
+    int step;
+    long stepTokens;
+
+    public CausalLM Model => policy;
+    public IReadOnlyList<Parameter> Parameters { get; } = policy.parameters().ToList();
+    public int TrainRows => train.Count;
+    public int ValidRows => valid.Count;
+    public IReadOnlyList<string> StatNames { get; } =
+    [
+        "loss_rows", "kl_tokens", "entropy_tokens", "clip_low_tokens", "clip_high_tokens", "tokens",
+        "rows", "reward_sum", "completions", "group_std_sum", "groups", "zero_std_groups", "length_sum", "truncated",
+        "timing_generate", "timing_reward", "training",
+    ];
+
+    public void BeginStep(int s) => step = s;
+    public void SetTraining(bool on) { if (on) policy.train(); else policy.eval(); }
+    public double Weight(IReadOnlyList<int> rows, bool valid) => rows.Count;
+
+    public long Tokens(IReadOnlyList<int> rows)
+    {
+        var n = stepTokens;
+        stepTokens = 0;
+        return n;
+    }
+
+    GenerationOptions Sampling => new() { MaxNewTokens = c.MaxCompletionLength, Temperature = c.Temperature, TopP = c.TopP, TopK = c.TopK };
+
+    public (Tensor Loss, Tensor Stats) Forward(IReadOnlyList<int> rows, bool isValid)
+    {
+        var device = policy.Device;
+        var data = isValid ? valid : train;
+        var clock = Stopwatch.StartNew();
+        List<Rollout> rollouts = isValid
+            // Evaluation: one greedy completion per prompt.
+            ? Rollouts.Sample(policy, tok, rows.Select(i => validIds[i]).ToList(), rows, 1, Sampling with { Temperature = 0 }, c.Seed, 0, rows.Count)
+            : Rollouts.Sample(policy, tok, rows.Select(i => trainIds[i]).ToList(), rows, c.NumGenerations, Sampling, c.Seed, step, rows.Count * c.NumGenerations);
+        double tGenerate = clock.Elapsed.TotalSeconds;
+        clock.Restart();
+        var rewards = reward.Score(rollouts.Select(r => new RewardInput(data[r.PromptIndex].Text, r.Completion.Text, data[r.PromptIndex].Row)).ToList());
+        double tReward = clock.Elapsed.TotalSeconds;
+        int k = isValid ? 1 : c.NumGenerations;
+        var groups = rewards.Chunk(k).ToList();
+        double StdOf(double[] g) { double m = g.Average(); return g.Length < 2 ? 0 : Math.Sqrt(g.Sum(x => (x - m) * (x - m)) / (g.Length - 1)); }
+        double[] host =
+        [
+            rows.Count, rewards.Sum(), rewards.Length, groups.Sum(StdOf), groups.Count, groups.Count(g => StdOf(g) < 1e-8),
+            rollouts.Sum(r => r.Completion.Tokens.Length), rollouts.Count(r => r.Completion.FinishReason == "length"),
+            tGenerate, tReward, isValid ? 0 : 1,
+        ];
+        if (isValid) return (zeros(1, device: device).sum(), cat([zeros(6, dtype: ScalarType.Float64, device: device), tensor(host, device: device)]));
+
+        stepTokens += rollouts.Sum(r => (long)r.PromptIds.Length + r.Completion.Tokens.Length);
+        using var batch = Rollouts.ToBatch(rollouts, tok.PadId, device);
+        var ids = batch.Sequences.InputIds;
+        var mask = batch.Sequences.CompletionMask[.., 1..];
+        if (c.MaskTruncatedCompletions)
+        {
+            var keep = tensor(rollouts.Select(r => r.Completion.FinishReason == "length" ? 0f : 1f).ToArray(), device: device);
+            mask = mask * keep.unsqueeze(1);
+        }
+        var scaled = policy.forward(ids) / c.Temperature;
+        var logps = SupervisedLoss.NextTokenLogProbs(scaled, ids);
+        Tensor? refLogps = null;
+        if (reference is not null)
+            using (no_grad())
+                refLogps = SupervisedLoss.NextTokenLogProbs(reference.forward(ids) / c.Temperature, ids);
+        var advantages = Advantages.Group(tensor(rewards, device: device).to_type(ScalarType.Float32), k, c.ScaleRewards);
+        var o = PolicyLosses.Clipped(logps, logps.detach(), advantages, mask, c.Epsilon, c.EpsilonHigh ?? c.Epsilon, c.LossType,
+            c.MaxCompletionLength, refLogps, c.Beta);
+        using var noGrad = no_grad();
+        var tokens = mask.sum();
+        var kl = refLogps is null ? zeros_like(tokens) : (KlEstimators.K3(logps, refLogps) * mask).sum();
+        var logpAll = scaled[.., ..^1, ..].log_softmax(-1);
+        var entropy = (-(logpAll.exp() * logpAll).sum(-1) * mask).sum();
+        var deviceStats = stack([o.Loss.detach() * rows.Count, kl, entropy, o.ClipLow * tokens, o.ClipHigh * tokens, tokens]).to_type(ScalarType.Float64);
+        return (o.Loss, cat([deviceStats, tensor(host, device: device)]));
+    }
+
+    public Dictionary<string, double> Metrics(double[] s)
+    {
+        double rows = Math.Max(1, s[6]), n = Math.Max(1, s[8]), tokens = Math.Max(1, s[5]), groups = Math.Max(1, s[10]);
+        var m = new Dictionary<string, double>
+        {
+            ["reward"] = s[7] / n,
+            [$"rewards/{reward.Name}/mean"] = s[7] / n,
+            ["completions/mean_length"] = s[12] / n,
+            ["completions/clipped_ratio"] = s[13] / n,
+        };
+        if (s[16] == 0) return m; // evaluation: rewards of greedy completions only
+        m[MetricNames.Loss] = s[0] / rows;
+        m["reward_std"] = s[9] / groups;
+        m["frac_reward_zero_std"] = s[11] / groups;
+        m["entropy"] = s[2] / tokens;
+        m["clip_ratio/low_mean"] = s[3] / tokens;
+        m["clip_ratio/high_mean"] = s[4] / tokens;
+        m["clip_ratio/region_mean"] = (s[3] + s[4]) / tokens;
+        if (reference is not null) m["kl"] = s[1] / tokens;
+        m["timing/generate"] = s[14];
+        m["timing/reward"] = s[15];
+        return m;
+    }
+
+    public string StartMessage(int totalSteps) =>
+        $"Training GRPO: {train.Count} prompts, {c.NumGenerations} completions each, {totalSteps} steps of {c.BatchSize} prompts, reward {reward.Name}";
+
+    public void Dispose() => policy.Dispose();
+}
+
+/// <summary>Runs a <c>grpo</c> job: prompt rows, a grader on their fields or a reward model, and a fine-tuned model at the end.</summary>
+public sealed class GrpoRunner : Methods.IMethodRunner
+{
+    public string Method => "grpo";
+    public bool Resumable => true;
+
+    public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
+    {
+        var c = ctx.ConfigAs<GrpoConfig>();
+        using IRewardSource source = c.ParsedGrader() is { } g ? new GraderSource(g)
+            : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, 64, ctx.Device);
+        var result = GrpoTrainer.Train(new GrpoRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadPrompts),
+            ctx.ValidationRows(JsonlRows.LoadPrompts), c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device), reporter, ct);
+        return new Methods.MethodOutcome(result, result.LastCheckpoint);
+    }
+}
