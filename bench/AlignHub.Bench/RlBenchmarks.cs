@@ -46,7 +46,7 @@ static class RlBenchmarks
         }
         var log = new Log();
         sw.Restart();
-        GrpoTrainer.Train(new GrpoRun(tiny with { Folder = sft.LastCheckpoint }, ArithmeticTask.Prompts(2000, 5), held, c, Temp(), null,
+        OnlineRlTrainer.Train(new OnlineRlRun(tiny with { Folder = sft.LastCheckpoint }, ArithmeticTask.Prompts(2000, 5), held, c, Temp(), null,
             new GraderSource(c.ParsedGrader()!)), log, CancellationToken.None);
         double wall = sw.Elapsed.TotalSeconds;
         Console.WriteLine("step\theld_out_exact_match\treward (train, last 10 steps)\tentropy\ttiming_generate_s");

@@ -41,6 +41,18 @@ public class RlLossTests
     }
 
     [Fact]
+    public void REINFORCE_plus_plus_returns_to_go_with_token_KL_normalised_over_the_batch()
+    {
+        // Rewards (1, 0); row 1's third token is padding. beta 0.1 on k1 = (0.1, 0.2, 0.3) and (0.5, 0.5, -):
+        // token rewards (-0.01, -0.02, 0.97) and (-0.05, -0.05); returns-to-go (0.94, 0.95, 0.97) and (-0.1, -0.05).
+        double[] g = [0.94, 0.95, 0.97, -0.1, -0.05];
+        double mean = g.Average(), std = Math.Sqrt(g.Sum(x => (x - mean) * (x - mean)) / (g.Length - 1));
+        var a = Advantages.ReinforcePlusPlus(tensor(new float[] { 1, 0 }), tensor(new float[] { 0.1f, 0.2f, 0.3f, 0.5f, 0.5f, 9 }, [2, 3]),
+            tensor(new float[] { 1, 1, 1, 1, 1, 0 }, [2, 3]), 0.1);
+        Near([.. g.Take(3).Select(x => (x - mean) / std), .. g.Skip(3).Select(x => (x - mean) / std), 0], V(a));
+    }
+
+    [Fact]
     public void GAE_on_hand_worked_trajectories()
     {
         // Row 0: r = (0, 0, 1), V = (0.5, 0.6, 0.7), gamma 1, lambda 0.9:

@@ -79,6 +79,9 @@ public static class Methods
         new GenerateMethod(),
         new EvaluateMethod(),
         new GrpoMethod(),
+        new RlooMethod(),
+        new ReinforcePpMethod(),
+        new RemaxMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

@@ -68,6 +68,26 @@ public static class Advantages
     }
 
     /// <summary>
+    /// REINFORCE++'s token advantages (Hu, 2025): per-token rewards -beta * kl_t on the completion's tokens, plus the
+    /// sequence reward at its last token; returns-to-go G_t = sum_{s &gt;= t} r_s (gamma 1); then normalised over every
+    /// masked token of the batch: (G - mean) / (std + 1e-8). Masked positions are 0. Shapes: rewards [B], kl and mask [B, T].
+    /// </summary>
+    public static Tensor ReinforcePlusPlus(Tensor rewards, Tensor kl, Tensor mask, double beta)
+    {
+        // The last masked position of each row gets the sequence reward.
+        using var positions = arange(mask.shape[1], device: mask.device).unsqueeze(0).to_type(mask.dtype);
+        using var lastIndex = (mask * positions).argmax(1, keepdim: true);
+        using var atLast = zeros_like(mask).scatter(1, lastIndex, ones_like(lastIndex, dtype: mask.dtype)) * mask;
+        using var tokenRewards = (-beta * kl + rewards.unsqueeze(1) * atLast) * mask;
+        using var returns = tokenRewards.flip(1).cumsum(1).flip(1) * mask;
+        using var n = mask.sum().clamp_min(1);
+        using var mean = returns.sum() / n;
+        using var centred = (returns - mean) * mask;
+        using var std = (centred.pow(2).sum() / (n - 1).clamp_min(1)).sqrt();
+        return centred / (std + 1e-8) * mask;
+    }
+
+    /// <summary>
     /// Generalised advantage estimation (Schulman et al., 2016) over token sequences [B, T] with a mask of real tokens:
     /// delta_t = r_t + gamma V_{t+1} - V_t (V past the last real token is 0), A_t = delta_t + gamma lambda A_{t+1};
     /// returns = A + V. Masked positions get 0.

@@ -71,7 +71,10 @@ public static class MethodRunners
         new RewardModelRunner(),
         new GenerateRunner(),
         new EvaluateRunner(),
-        new Rl.GrpoRunner(),
+        new Rl.OnlineRlRunner("grpo"),
+        new Rl.OnlineRlRunner("rloo"),
+        new Rl.OnlineRlRunner("reinforce_pp"),
+        new Rl.OnlineRlRunner("remax"),
     ];
 
     public static IMethodRunner For(string method) =>

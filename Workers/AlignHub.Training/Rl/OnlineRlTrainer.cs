@@ -13,29 +13,31 @@ using static TorchSharp.torch;
 
 namespace AlignHub.Training.Rl;
 
-/// <summary>What a GRPO run needs: the starting model, prompt rows (with the fields graders read), the config and the reward source.</summary>
-public sealed record GrpoRun(
+/// <summary>What an online RL run needs: the starting model, prompt rows (with the fields graders read), the config and the reward source.</summary>
+public sealed record OnlineRlRun(
     ModelSource Model,
     IReadOnlyList<GenerationPrompt> Train,
     IReadOnlyList<GenerationPrompt>? Validation,
-    GrpoConfig Config,
+    OnlineRlConfig Config,
     string CheckpointRoot,
     string? ResumeFrom,
     IRewardSource Reward,
     Device? Device = null);
 
 /// <summary>
-/// GRPO on the <see cref="TrainingEngine"/>: a step's rows are prompts. For each micro-batch of prompts, sample
-/// <c>num_generations</c> completions each (<see cref="Rollouts.Sample"/>, seeded by (seed, step, prompt, sample), so a
-/// resumed run samples what the uninterrupted one did), score them with the reward source, take group-relative
-/// advantages (<see cref="Advantages.Group"/>), and the clipped policy loss (<see cref="PolicyLosses.Clipped"/>) on
-/// the policy's log-probs at the sampling temperature, with one update per batch (so pi_old is the policy itself and
-/// the ratio is 1 with gradient A * grad log pi) and an optional k3 KL term to the starting model. Evaluation: the
-/// mean reward of greedy completions of the validation prompts (<c>eval/reward</c>).
+/// The critic-free online RL methods on the <see cref="TrainingEngine"/>; a step's rows are prompts. For each
+/// micro-batch of prompts: sample <c>num_generations</c> completions each (<see cref="Rollouts.Sample"/>, seeded by
+/// (seed, step, prompt, sample), so a resumed run samples what the uninterrupted one did), score them with the reward
+/// source, compute the method's advantages, and take the clipped policy loss (<see cref="PolicyLosses.Clipped"/>) on
+/// the policy's log-probs at the sampling temperature, one update per batch (pi_old is the policy itself: the ratio
+/// is 1 with gradient A * grad log pi). Advantages: GRPO <see cref="Advantages.Group"/> (+ beta k3 in the loss);
+/// RLOO <see cref="Advantages.LeaveOneOut"/> of r - beta * sum k1; REINFORCE++ <see cref="Advantages.ReinforcePlusPlus"/>;
+/// ReMax <see cref="Advantages.ReMax"/> against the greedy completion's reward (+ beta k3 in the loss). Evaluation:
+/// the mean reward of greedy completions of the validation prompts (<c>eval/reward</c>).
 /// </summary>
-public static class GrpoTrainer
+public static class OnlineRlTrainer
 {
-    public static TrainingResult Train(GrpoRun run, ITrainingReporter reporter, CancellationToken ct)
+    public static TrainingResult Train(OnlineRlRun run, ITrainingReporter reporter, CancellationToken ct)
     {
         var c = run.Config;
         var tok = run.Model.CreateTokenizer();
@@ -54,15 +56,15 @@ public static class GrpoTrainer
                 reference = run.Model.CreateModel(device);
                 reference.eval();
             }
-            using var method = new GrpoMethod(policy, reference, tok, run.Train, run.Validation ?? [], encoder, run.Reward, c);
+            using var method = new OnlineRlMethod(policy, reference, tok, run.Train, run.Validation ?? [], encoder, run.Reward, c);
             return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
         }
         finally { reference?.Dispose(); }
     }
 }
 
-sealed class GrpoMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IReadOnlyList<GenerationPrompt> train, IReadOnlyList<GenerationPrompt> valid,
-    PromptEncoder encoder, IRewardSource reward, GrpoConfig c) : ITrainingMethod, IDisposable
+sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IReadOnlyList<GenerationPrompt> train, IReadOnlyList<GenerationPrompt> valid,
+    PromptEncoder encoder, IRewardSource reward, OnlineRlConfig c) : ITrainingMethod, IDisposable
 {
     readonly List<int[]> trainIds = train.Select(p => encoder.Encode(p.Text)).ToList();
     readonly List<int[]> validIds = valid.Select(p => encoder.Encode(p.Text)).ToList();
@@ -102,9 +104,15 @@ sealed class GrpoMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IR
             // Evaluation: one greedy completion per prompt.
             ? Rollouts.Sample(policy, tok, rows.Select(i => validIds[i]).ToList(), rows, 1, Sampling with { Temperature = 0 }, c.Seed, 0, rows.Count)
             : Rollouts.Sample(policy, tok, rows.Select(i => trainIds[i]).ToList(), rows, c.NumGenerations, Sampling, c.Seed, step, rows.Count * c.NumGenerations);
+        // ReMax's baseline: the greedy completion of each prompt, sampled and scored with the rest.
+        var greedy = !isValid && c is RemaxConfig
+            ? Rollouts.Sample(policy, tok, rows.Select(i => trainIds[i]).ToList(), rows, 1, Sampling with { Temperature = 0 }, c.Seed, step, rows.Count)
+            : null;
         double tGenerate = clock.Elapsed.TotalSeconds;
         clock.Restart();
-        var rewards = reward.Score(rollouts.Select(r => new RewardInput(data[r.PromptIndex].Text, r.Completion.Text, data[r.PromptIndex].Row)).ToList());
+        double[] Score(List<Rollout> rs) => reward.Score(rs.Select(r => new RewardInput(data[r.PromptIndex].Text, r.Completion.Text, data[r.PromptIndex].Row)).ToList());
+        var rewards = Score(rollouts);
+        var greedyRewards = greedy is null ? null : Score(greedy);
         double tReward = clock.Elapsed.TotalSeconds;
         int k = isValid ? 1 : c.NumGenerations;
         var groups = rewards.Chunk(k).ToList();
@@ -132,12 +140,22 @@ sealed class GrpoMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IR
         if (reference is not null)
             using (no_grad())
                 refLogps = SupervisedLoss.NextTokenLogProbs(reference.forward(ids) / c.Temperature, ids);
-        var advantages = Advantages.Group(tensor(rewards, device: device).to_type(ScalarType.Float32), k, c.ScaleRewards);
+        var r = tensor(rewards, device: device).to_type(ScalarType.Float32);
+        var k1 = refLogps is null ? null : (logps.detach() - refLogps) * mask; // per-token k1 of the sampled tokens
+        // GRPO and ReMax put beta * k3 in the loss; RLOO and REINFORCE++ fold beta * k1 into the reward.
+        var (advantages, lossBeta) = c switch
+        {
+            GrpoConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta),
+            RlooConfig => (Advantages.LeaveOneOut(k1 is null ? r : r - c.Beta * k1.sum(1), k), 0.0),
+            ReinforcePpConfig => (Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta), 0.0),
+            RemaxConfig => (Advantages.ReMax(r, tensor(greedyRewards!, device: device).to_type(ScalarType.Float32), k), c.Beta),
+            _ => throw new InvalidOperationException($"no advantage estimator for {c.GetType().Name}"),
+        };
         var o = PolicyLosses.Clipped(logps, logps.detach(), advantages, mask, c.Epsilon, c.EpsilonHigh ?? c.Epsilon, c.LossType,
-            c.MaxCompletionLength, refLogps, c.Beta);
+            c.MaxCompletionLength, refLogps, lossBeta);
         using var noGrad = no_grad();
         var tokens = mask.sum();
-        var kl = refLogps is null ? zeros_like(tokens) : (KlEstimators.K3(logps, refLogps) * mask).sum();
+        var kl = refLogps is null ? zeros_like(tokens) : (KlEstimators.K3(logps, refLogps) * mask).sum(); // reported as k3 for every method
         var logpAll = scaled[.., ..^1, ..].log_softmax(-1);
         var entropy = (-(logpAll.exp() * logpAll).sum(-1) * mask).sum();
         var deviceStats = stack([o.Loss.detach() * rows.Count, kl, entropy, o.ClipLow * tokens, o.ClipHigh * tokens, tokens]).to_type(ScalarType.Float64);
@@ -169,23 +187,23 @@ sealed class GrpoMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IR
     }
 
     public string StartMessage(int totalSteps) =>
-        $"Training GRPO: {train.Count} prompts, {c.NumGenerations} completions each, {totalSteps} steps of {c.BatchSize} prompts, reward {reward.Name}";
+        $"Training {c.GetType().Name.Replace("Config", "")}: {train.Count} prompts, {c.NumGenerations} completions each, {totalSteps} steps of {c.BatchSize} prompts, reward {reward.Name}";
 
     public void Dispose() => policy.Dispose();
 }
 
-/// <summary>Runs a <c>grpo</c> job: prompt rows, a grader on their fields or a reward model, and a fine-tuned model at the end.</summary>
-public sealed class GrpoRunner : Methods.IMethodRunner
+/// <summary>Runs an online RL job (grpo, rloo, reinforce_pp, remax): prompt rows, a grader on their fields or a reward model, and a fine-tuned model at the end.</summary>
+public sealed class OnlineRlRunner(string method) : Methods.IMethodRunner
 {
-    public string Method => "grpo";
+    public string Method => method;
     public bool Resumable => true;
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
-        var c = ctx.ConfigAs<GrpoConfig>();
+        var c = ctx.ConfigAs<OnlineRlConfig>();
         using IRewardSource source = c.ParsedGrader() is { } g ? new GraderSource(g)
             : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, 64, ctx.Device);
-        var result = GrpoTrainer.Train(new GrpoRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadPrompts),
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadPrompts),
             ctx.ValidationRows(JsonlRows.LoadPrompts), c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }

@@ -1,0 +1,196 @@
+using System.Text.Json;
+
+namespace AlignHub.Domain;
+
+/// <summary>
+/// What the critic-free online RL methods share (GRPO, RLOO, REINFORCE++, ReMax): each step samples
+/// <c>num_generations</c> completions of each of <c>batch_size</c> prompts, scores them with the reward source (a
+/// grader in OpenAI's shape on the row's fields, or a reward model), and takes a clipped policy-gradient step on the
+/// method's advantages. Names follow TRL's GRPOConfig / RLOOConfig.
+/// </summary>
+public abstract record OnlineRlConfig : TrainingConfig
+{
+    [Hyperparameter("Completions sampled per prompt: the group a baseline is taken over.", Min = 2, Max = 64)]
+    public virtual int NumGenerations { get; init; } = 8;
+
+    [Hyperparameter("New tokens per completion at most.", Min = 1, Max = 8192)]
+    public int MaxCompletionLength { get; init; } = 32;
+
+    [Hyperparameter("Prompt tokens kept, from the end (none: the context less max_completion_length).", Min = 1, Max = 1_000_000)]
+    public int? MaxPromptLength { get; init; }
+
+    [Hyperparameter("Sampling temperature; the trainer's log-probs use the same (logits / temperature).", Min = 0.01, Max = 10)]
+    public double Temperature { get; init; } = 1.0;
+
+    [Hyperparameter("Nucleus sampling threshold (1: off).", Min = 1e-6, Max = 1)]
+    public double TopP { get; init; } = 1.0;
+
+    [Hyperparameter("Keep the k most likely tokens when sampling (none: all).", Min = 1, Max = 1_000_000)]
+    public int? TopK { get; init; }
+
+    [Hyperparameter("KL strength to the starting model (0: no reference model is loaded); GRPO and ReMax add beta * k3 per token to the loss, RLOO and REINFORCE++ subtract beta * k1 from the reward.", Min = 0, Max = 100)]
+    public virtual double Beta { get; init; }
+
+    [Hyperparameter("Lower clipping range: the ratio is clipped below at 1 - epsilon.", Min = 0, Max = 1)]
+    public double Epsilon { get; init; } = 0.2;
+
+    [Hyperparameter("Upper clipping range (DAPO's clip-higher): the ratio is clipped above at 1 + epsilon_high (none: epsilon).", Min = 0, Max = 10)]
+    public double? EpsilonHigh { get; init; }
+
+    [Hyperparameter("How per-token losses aggregate: grpo (mean per sequence, then over sequences), bnpo / dapo (over all tokens of the batch), dr_grpo (sum / (sequences * max_completion_length)).",
+        OneOf = ["dapo", "grpo", "bnpo", "dr_grpo"])]
+    public string LossType { get; init; } = "dapo";
+
+    [Hyperparameter("Completions cut by max_completion_length carry no loss.")]
+    public bool MaskTruncatedCompletions { get; init; }
+
+    [Hyperparameter("A grader in OpenAI's shape scoring each completion against the row, e.g. {\"type\": \"string_check\", \"input\": \"{{sample.output_text}}\", \"reference\": \"{{item.answer}}\", \"operation\": \"eq\"}.")]
+    public JsonElement? Grader { get; init; }
+
+    [Hyperparameter("A reward model (or ensemble) scoring prompt + completion (used when no grader is given).")]
+    public string? RewardModel { get; init; }
+
+    [Hyperparameter("Peak learning rate of AdamW before the multiplier.", Min = 1e-8, Max = 1)]
+    public override double LearningRate { get; init; } = 5e-4;
+
+    [Hyperparameter("Fraction of the total steps spent in linear warmup from 0 to the peak rate.", Min = 0, Max = 1)]
+    public override double WarmupRatio { get; init; }
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (Grader is { } g) Domain.Grader.Parse(g, prefix + "grader", err);
+        else if (RewardModel is null) err(prefix + "grader", "a reward source is required: a grader or a reward_model");
+    }
+
+    /// <summary>The parsed grader (the config was validated at creation).</summary>
+    public Grader? ParsedGrader() => Grader is { } g ? Domain.Grader.Parse(g, "grader", (_, m) => throw new InvalidDataException(m)) : null;
+}
+
+/// <summary>GRPO (<c>method.type = "grpo"</c>): group-relative advantages (r - mean) / std.</summary>
+public sealed record GrpoConfig : OnlineRlConfig
+{
+    [Hyperparameter("Advantages divided by the group's reward std (group), the batch's (batch) or not at all (none).", OneOf = ["group", "batch", "none"])]
+    public string ScaleRewards { get; init; } = "group";
+}
+
+/// <summary>RLOO (<c>method.type = "rloo"</c>): leave-one-out baselines, the KL folded into the reward (TRL's RLOOTrainer).</summary>
+public sealed record RlooConfig : OnlineRlConfig
+{
+    [Hyperparameter("KL strength: each completion's reward becomes r - beta * sum_t k1_t against the starting model (0: no reference model).", Min = 0, Max = 100)]
+    public override double Beta { get; init; } = 0.05;
+}
+
+/// <summary>REINFORCE++ (<c>method.type = "reinforce_pp"</c>): token-level KL penalties, returns-to-go normalised over the batch, no critic.</summary>
+public sealed record ReinforcePpConfig : OnlineRlConfig
+{
+    [Hyperparameter("Completions sampled per prompt (no groups are needed: advantages are normalised over the batch).", Min = 1, Max = 64)]
+    public override int NumGenerations { get; init; } = 4;
+
+    [Hyperparameter("KL strength: each completion token's reward is -beta * k1_t, the grader's or reward model's reward comes at the last token (0: no reference model).", Min = 0, Max = 100)]
+    public override double Beta { get; init; } = 0.01;
+}
+
+/// <summary>ReMax (<c>method.type = "remax"</c>): the baseline is the reward of the prompt's greedy completion.</summary>
+public sealed record RemaxConfig : OnlineRlConfig
+{
+    [Hyperparameter("Completions sampled per prompt; each is compared with the prompt's greedy completion.", Min = 1, Max = 64)]
+    public override int NumGenerations { get; init; } = 4;
+}
+
+/// <summary>What the online RL methods' definitions share: prompt files, reward-source checks, charts.</summary>
+public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : OnlineRlConfig
+{
+    public override Type ConfigType => typeof(TConfig);
+    public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Prompts, JsonlRows.Supervised];
+    public override string FileHint => "prompt or messages rows (their other fields are the graders' {{item.*}})";
+    public override IReadOnlyList<MetricChart> Charts =>
+    [
+        new("Reward", "reward-chart", ["reward", "eval/reward"]),
+        new("Reward spread", "reward-std-chart", ["reward_std", "frac_reward_zero_std"]),
+        new("Loss", "loss-chart", [MetricNames.Loss]),
+        new("KL to the reference", "kl-chart", ["kl"]),
+        new("Entropy", "entropy-chart", ["entropy"]),
+        new("Clip ratios", "clip-chart", ["clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean"]),
+        new("Completion length", "length-chart", ["completions/mean_length", "completions/clipped_ratio"]),
+        new("Time per step (s)", "timing-chart", ["timing/generate", "timing/reward"]),
+        .. Methods.OptimizerCharts,
+    ];
+
+    /// <summary>An example with the arithmetic task's exact-match grader.</summary>
+    protected object ExampleWith(object hyperparameters) => new Dictionary<string, object>
+    {
+        ["model"] = "ft:alignhub/tiny:sft:ftjob-abc123", ["training_file"] = "file-problems",
+        ["method"] = new Dictionary<string, object> { ["type"] = Name, [Name] = new { hyperparameters } },
+    };
+
+    public override async Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        var c = (OnlineRlConfig)check.Config;
+        check.FitsContext(c.MaxPromptLength, "max_prompt_length", below: true);
+        check.FitsContext(c.MaxCompletionLength, "max_completion_length", below: true);
+        if (c.Grader is null && c.RewardModel is { } id)
+        {
+            var rm = await check.FindModelAsync(id, ct);
+            if (rm is null) check.Error("reward_model", $"model \"{id}\" is not registered");
+            else if (!ModelArchitecture.Parse(rm.ConfigJson).IsRewardModel) check.Error("reward_model", $"model \"{id}\" is not a reward model");
+        }
+    }
+}
+
+public sealed class GrpoMethod : OnlineRlMethod<GrpoConfig>
+{
+    public override string Name => "grpo";
+    public override string Title => "Group relative policy optimisation";
+    public override string Summary =>
+        "GRPO (Shao et al., 2024): for G samples y_i of each prompt, A_i = (r_i - mean(r)) / std(r); the loss is the clipped surrogate " +
+        "-min(rho_t A_i, clip(rho_t, 1 - eps, 1 + eps_high) A_i) + beta k3(pi, ref) per token, rho_t = pi(y_t) / pi_old(y_t), aggregated per loss_type. " +
+        "No value model; the reward comes from a grader or a reward model.";
+    public override object Example => ExampleWith(new
+    {
+        num_generations = 8, max_completion_length = 8, beta = 0.0, loss_type = "dapo",
+        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+    });
+}
+
+public sealed class RlooMethod : OnlineRlMethod<RlooConfig>
+{
+    public override string Name => "rloo";
+    public override string Title => "REINFORCE leave-one-out";
+    public override string Summary =>
+        "RLOO (Ahmadian et al., 2024; Kool et al., 2019): the reward r_i - beta * KL_i (k1 summed over the completion) minus the mean of the " +
+        "prompt's other K - 1 samples is each completion's advantage, in the clipped policy loss. No value model.";
+    public override object Example => ExampleWith(new
+    {
+        num_generations = 4, max_completion_length = 8, beta = 0.05,
+        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+    });
+}
+
+public sealed class ReinforcePpMethod : OnlineRlMethod<ReinforcePpConfig>
+{
+    public override string Name => "reinforce_pp";
+    public override string Title => "REINFORCE++";
+    public override string Summary =>
+        "REINFORCE++ (Hu, 2025): per-token rewards -beta * k1_t with the sequence reward at the last token, returns-to-go, normalised over all " +
+        "completion tokens of the batch, in the clipped policy loss. No critic and no groups.";
+    public override object Example => ExampleWith(new
+    {
+        num_generations = 4, max_completion_length = 8, beta = 0.01,
+        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+    });
+}
+
+public sealed class RemaxMethod : OnlineRlMethod<RemaxConfig>
+{
+    public override string Name => "remax";
+    public override string Title => "ReMax";
+    public override string Summary =>
+        "ReMax (Li et al., 2023): A_i = r_i - r(greedy completion of the prompt), the greedy completion sampled and scored each step; " +
+        "the clipped policy loss with an optional beta k3 KL term. No value model.";
+    public override object Example => ExampleWith(new
+    {
+        num_generations = 4, max_completion_length = 8,
+        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+    });
+}
