@@ -57,7 +57,9 @@ public static class OpenApiDocs
                     {
                         Type = JsonSchemaType.Object | JsonSchemaType.Null,
                         Description = $"Settings of method.type = \"{m.Name}\"",
-                        Properties = new Dictionary<string, IOpenApiSchema> { ["hyperparameters"] = new OpenApiSchemaReference(m.HyperparametersSchema, doc) },
+                        Properties = new Dictionary<string, IOpenApiSchema> { ["hyperparameters"] = new OpenApiSchemaReference(m.HyperparametersSchema, doc) }
+                            .Concat(m.SettingsFields.Select(f => KeyValuePair.Create(f, (IOpenApiSchema)Property(m.Hyperparameters.Single(h => h.Name == f)))))
+                            .ToDictionary(),
                     };
             }
             return Task.CompletedTask;

@@ -32,6 +32,7 @@ if (options.HasRole("api"))
     var v1 = app.MapGroup("/v1");
     v1.MapFiles();
     v1.MapFineTuningJobs();
+    v1.MapGraders();
     v1.MapModels();
     v1.MapAnnotation();
     v1.MapApiKeys();

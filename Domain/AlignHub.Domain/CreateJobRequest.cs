@@ -32,12 +32,20 @@ public sealed record MethodRequest
     /// <summary>The settings objects by method name (<c>"dpo": {"hyperparameters": {...}}</c>).</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? Settings { get; init; }
 
-    /// <summary>The hyperparameters object of <paramref name="type"/>'s settings (null: none given); a settings value that is not an object is an error.</summary>
-    public JsonElement? HyperparametersOf(string type, Action<string, string> err)
+    /// <summary>
+    /// The hyperparameters object of <paramref name="type"/>'s settings (null: none given), with the settings' own
+    /// <paramref name="settingsFields"/> (OpenAI's <c>grader</c>) merged in; a settings value that is not an object is an error.
+    /// </summary>
+    public JsonElement? HyperparametersOf(string type, Action<string, string> err, IReadOnlyList<string>? settingsFields = null)
     {
         if (Settings is null || !Settings.TryGetValue(type, out var s) || s.ValueKind == JsonValueKind.Null) return null;
         if (s.ValueKind != JsonValueKind.Object) { err($"method.{type}", "must be an object"); return null; }
-        return s.TryGetProperty("hyperparameters", out var hp) ? hp : null;
+        var hp = s.TryGetProperty("hyperparameters", out var h) ? h : (JsonElement?)null;
+        var extra = (settingsFields ?? []).Where(f => s.TryGetProperty(f, out _)).ToList();
+        if (extra.Count == 0 || hp is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null) }) return hp;
+        var merged = hp is { ValueKind: JsonValueKind.Object } o ? System.Text.Json.Nodes.JsonObject.Create(o)! : [];
+        foreach (var f in extra) merged[f] = System.Text.Json.Nodes.JsonNode.Parse(s.GetProperty(f).GetRawText());
+        return JsonSerializer.SerializeToElement(merged);
     }
 
     /// <summary>A request for <paramref name="type"/> with these hyperparameters (snake_case names), as the dashboard builds one.</summary>

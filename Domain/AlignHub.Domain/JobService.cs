@@ -28,8 +28,12 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
         }
         if (req.Seed is < 0) Err("seed", "seed must be >= 0");
         int seed = req.Seed is int s0 and >= 0 ? s0 : Random.Shared.Next(0, int.MaxValue);
-        var hyperparameters = req.Method is null && method == Methods.Supervised ? req.Hyperparameters : req.Method?.HyperparametersOf(methodType, Err);
-        var config = Hyperparameters.Resolve(method.ConfigType, hyperparameters, method.Prefix, seed, Err);
+        var hyperparameters = req.Method is null && method == Methods.Supervised ? req.Hyperparameters : req.Method?.HyperparametersOf(methodType, Err, method.SettingsFields);
+        // A settings field (OpenAI's method.reinforcement.grader) is named where it was given.
+        void ConfigErr(string field, string message) =>
+            Err(method.SettingsFields.FirstOrDefault(f => field == method.Prefix + f || field.StartsWith(method.Prefix + f + ".")) is { } f
+                ? $"method.{methodType}.{field[method.Prefix.Length..]}" : field, message);
+        var config = Hyperparameters.Resolve(method.ConfigType, hyperparameters, method.Prefix, seed, ConfigErr);
         bool configValid = errors.Count == 0 || errors.Keys.All(k => k == "seed");
 
         if (req.Suffix is { Length: > 64 }) Err("suffix", "suffix must be at most 64 characters");
@@ -52,7 +56,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
         }
         if (model is not null && !method.AcceptsRewardModel && ModelArchitecture.Parse(model.ConfigJson).IsRewardModel)
             Err("model", $"model \"{model.Id}\" is a reward model; {methodType} needs a language model");
-        if (configValid) await method.ValidateAsync(new JobCheck(db, model, config, method.Prefix, Err), ct);
+        if (configValid) await method.ValidateAsync(new JobCheck(db, model, config, method.Prefix, ConfigErr), ct);
         if (errors.Count > 0) return new Invalid(errors);
 
         var now = Ids.NowMs();

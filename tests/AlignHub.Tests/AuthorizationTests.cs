@@ -1,3 +1,4 @@
+using AlignHub.Domain;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -66,6 +67,8 @@ public class AuthorizationTests
             new("GET", "/v1/fine_tuning/jobs/{id}/checkpoints", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/checkpoints")),
             new("GET", "/v1/fine_tuning/jobs/{id}/checkpoints/{checkpointId}/content", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/checkpoints/{ckpt}/content")),
             new("GET", "/v1/fine_tuning/jobs/{id}/metrics", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/metrics")),
+            new("POST", "/v1/fine_tuning/alpha/graders/validate", Train, c => c.PostAsync("/v1/fine_tuning/alpha/graders/validate", J(new { grader = ArithmeticTask.ExactMatchGrader }))),
+            new("POST", "/v1/fine_tuning/alpha/graders/run", Train, c => c.PostAsync("/v1/fine_tuning/alpha/graders/run", J(new { grader = ArithmeticTask.ExactMatchGrader, model_sample = "3", item = new { answer = "3" } }))),
             new("POST", "/v1/models", Train, c => c.PostAsync("/v1/models", J(new { id = $"me/p{Interlocked.Increment(ref n)}", config = TinyConfig }))),
             new("GET", "/v1/models", Read, c => c.GetAsync("/v1/models")),
             new("GET", "/v1/models/{id}", Read, c => c.GetAsync("/v1/models/alignhub/tiny")),

@@ -177,5 +177,31 @@ public class GrpoTests
         var names = (await app.GetJson($"/v1/fine_tuning/jobs/{id}/metrics")).GetProperty("data").EnumerateArray().Select(m => m.GetProperty("name").GetString()).ToHashSet();
         foreach (var n in new[] { "reward", "reward_std", "entropy", "completions/mean_length", "loss" }) Assert.Contains(n, names);
         Assert.Contains("reward-chart", await app.Http.GetStringAsync($"/jobs/{id}"));
+
+        // OpenAI's reinforcement method: the grader beside the hyperparameters, errors named where it was given, GRPO underneath.
+        var (rb, rbad) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = file,
+            method = new { type = "reinforcement", reinforcement = new { grader = new { type = "string_check", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "roughly" } } },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, rb);
+        Assert.True(rbad.GetProperty("errors").TryGetProperty("method.reinforcement.grader.operation", out _), rbad.ToString());
+        var (rs, rft) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = file, seed = 4,
+            method = new
+            {
+                type = "reinforcement",
+                reinforcement = new { grader = ArithmeticTask.ExactMatchGrader, hyperparameters = new { n_epochs = 1, batch_size = 32, compute_multiplier = 0.5, reasoning_effort = "high", eval_interval = "auto", max_completion_length = 4 } },
+            },
+        });
+        Assert.True(rs == HttpStatusCode.OK, rft.ToString());
+        var settings = rft.GetProperty("method").GetProperty("reinforcement");
+        Assert.Equal("string_check", settings.GetProperty("grader").GetProperty("type").GetString());
+        Assert.False(settings.GetProperty("hyperparameters").TryGetProperty("grader", out _));
+        Assert.Equal(4, settings.GetProperty("hyperparameters").GetProperty("num_generations").GetInt32()); // 8 * 0.5
+        var rid = rft.GetProperty("id").GetString()!;
+        await app.WaitForStatus(rid, "succeeded", TimeSpan.FromMinutes(2));
+        Assert.Equal(2, (await app.GetJson($"/v1/fine_tuning/jobs/{rid}")).GetProperty("steps_completed").GetInt32()); // 64 rows / 32
     }
 }

@@ -171,6 +171,8 @@ public class HardeningTests
             ($"/v1/annotation/campaigns/{campaign}/invites", ["annotator"]),
             ($"/v1/annotation/campaigns/{campaign}/export", []),
             ("/v1/api_keys", ["name", "role"]),
+            ("/v1/fine_tuning/alpha/graders/validate", ["grader"]),
+            ("/v1/fine_tuning/alpha/graders/run", ["grader", "model_sample"]),
         };
         var rng = new Random(20261124);
         var failures = new List<string>();
@@ -217,7 +219,7 @@ public class HardeningTests
                 await Check(new HttpRequestMessage(HttpMethod.Post, string.Format(action, id)) { Content = new ByteArrayContent(Fuzz.Body(rng, [])) }, $"POST {action} id {id[..Math.Min(60, id.Length)]}");
             }
         Assert.True(failures.Count == 0, $"{failures.Count} of {sent}:\n" + string.Join("\n", failures.Take(30)));
-        Assert.Equal(9 * 1000 + 5 * 200, sent);
+        Assert.Equal(11 * 1000 + 5 * 200, sent);
         Assert.True(codes.GetValueOrDefault(400) > 5000, string.Join(", ", codes.Select(c => $"{c.Key}: {c.Value}")));
         Assert.Equal(before, await Snapshot());
     }

@@ -81,6 +81,25 @@ check(cancelled.status === 'cancelled' || cancelled instanceof ConflictError, 'c
 try { await client.fineTuning.jobs.cancel(sft.id); throw new Error('cancelled a finished job'); }
 catch (e) { check(e instanceof ConflictError && e.status === 409, 'cancel finished ' + e); }
 
+// Graders (OpenAI's alpha endpoints) and a reinforcement job graded by one, on rows with an answer field.
+const grader = { type: 'string_check', name: 'exact', input: '{{sample.output_text}}', reference: '{{item.answer}}', operation: 'eq' };
+const validated = await client.fineTuning.alpha.graders.validate({ grader });
+check(validated.grader?.type === 'string_check', 'graders.validate ' + JSON.stringify(validated));
+const ran = await client.fineTuning.alpha.graders.run({ grader, model_sample: '42', item: { answer: '42' } });
+check(ran.reward === 1 && ran.metadata?.name === 'exact' && ran.metadata?.errors?.other_error === false, 'graders.run ' + JSON.stringify(ran));
+check((await client.fineTuning.alpha.graders.run({ grader, model_sample: '41', item: { answer: '42' } })).reward === 0, 'graders.run miss');
+try { await client.fineTuning.alpha.graders.validate({ grader: { ...grader, operation: 'about' } }); throw new Error('a bad grader validated'); }
+catch (e) { check(e instanceof BadRequestError && e.error?.param === 'grader.operation', 'bad grader ' + JSON.stringify(e.error)); }
+const rows = Array.from({ length: 16 }, (_, i) => JSON.stringify({ prompt: `${i}+${i}=`, answer: String(2 * i) })).join('\n');
+const rlFile = await client.files.create({ file: await toFile(Buffer.from(rows), 'problems.jsonl'), purpose: 'fine-tune' });
+const rft = await client.fineTuning.jobs.create({
+  model: 'alignhub/tiny', training_file: rlFile.id, seed: 3,
+  method: { type: 'reinforcement', reinforcement: { grader, hyperparameters: { n_epochs: 1, batch_size: 8, eval_interval: 'auto', reasoning_effort: 'low', compute_multiplier: 'auto' } } },
+});
+check(rft.method?.type === 'reinforcement' && rft.method?.reinforcement?.grader?.type === 'string_check', 'reinforcement job ' + JSON.stringify(rft.method));
+const rftDone = await waitFor(rft.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 'the reinforcement job to end', 240_000);
+check(rftDone.status === 'succeeded' && rftDone.fine_tuned_model?.startsWith('ft:alignhub/tiny:'), 'reinforcement finished ' + JSON.stringify(rftDone));
+
 // Errors as the SDK expects them.
 try { await client.fineTuning.jobs.retrieve('ftjob-doesnotexist'); throw new Error('found a missing job'); }
 catch (e) { check(e instanceof NotFoundError && e.status === 404 && e.error?.type === 'not_found_error', 'not found ' + e); }

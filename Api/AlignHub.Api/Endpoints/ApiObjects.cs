@@ -33,13 +33,16 @@ public sealed record JobObject(
     public static JobObject From(FineTuningJob j)
     {
         var config = JsonSerializer.Deserialize<JsonElement>(j.ConfigJson);
-        var hyper = Methods.Find(j.MethodType) is { } m
-            ? m.Hyperparameters.Where(h => config.TryGetProperty(h.Name, out _)).ToDictionary(h => h.Name, h => (object?)config.GetProperty(h.Name))
-            : [];
+        var m = Methods.Find(j.MethodType);
+        var hyper = m is null ? [] : m.Hyperparameters.Where(h => config.TryGetProperty(h.Name, out _)).ToDictionary(h => h.Name, h => (object?)config.GetProperty(h.Name));
+        var settings = new Dictionary<string, object?>();
+        foreach (var f in m?.SettingsFields ?? []) // OpenAI's method.reinforcement.grader sits beside the hyperparameters
+            if (hyper.Remove(f, out var v)) settings[f] = v;
+        settings["hyperparameters"] = hyper;
         var method = JsonSerializer.SerializeToElement(new Dictionary<string, object>
         {
             ["type"] = j.MethodType,
-            [j.MethodType] = new Dictionary<string, object> { ["hyperparameters"] = hyper },
+            [j.MethodType] = settings,
         });
         long? remaining = j.EstimatedFinish is long ef && j.Status == JobStatus.Running ? Math.Max(0, ef - Ids.Now()) : null;
         return new JobObject(j.Id, j.CreatedAt, j.FinishedAt, j.Model, j.FineTunedModel, "org-alignhub", j.Status,

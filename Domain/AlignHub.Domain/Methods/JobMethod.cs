@@ -25,6 +25,11 @@ public abstract class JobMethod
     /// <summary>The job's model may be a reward model (else it must be a language model).</summary>
     public virtual bool AcceptsRewardModel => false;
     public virtual bool TakesValidationFile => true;
+    /// <summary>
+    /// Fields of the method's settings object, beside <c>hyperparameters</c>, that its config reads (OpenAI's
+    /// <c>method.reinforcement.grader</c>); they are resolved as hyperparameters and errors name them where they were given.
+    /// </summary>
+    public virtual IReadOnlyList<string> SettingsFields => [];
     /// <summary>The file formats (<see cref="JsonlRows"/>) its training and validation files may hold under this config.</summary>
     public abstract IReadOnlyList<string> FileFormats(MethodConfig config);
     /// <summary>The rows it reads, in words, for the error when a file holds others.</summary>
@@ -82,6 +87,7 @@ public static class Methods
         new RlooMethod(),
         new ReinforcePpMethod(),
         new RemaxMethod(),
+        new ReinforcementMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

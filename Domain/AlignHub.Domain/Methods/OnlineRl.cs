@@ -194,3 +194,58 @@ public sealed class RemaxMethod : OnlineRlMethod<RemaxConfig>
         grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
     });
 }
+
+/// <summary>
+/// OpenAI's reinforcement fine-tuning (<c>method.type = "reinforcement"</c>): <c>method.reinforcement.grader</c> and
+/// OpenAI's hyperparameters (each a value or "auto"), run as GRPO. <c>eval_interval</c> sets how often the validation
+/// file is graded, <c>eval_samples</c> how many of its prompts, <c>compute_multiplier</c> scales the completions per
+/// prompt; <c>reasoning_effort</c> is accepted and has no effect (the models here have no reasoning modes). Every
+/// GRPO hyperparameter is accepted as well.
+/// </summary>
+public sealed record ReinforcementConfig : OnlineRlConfig
+{
+    [Hyperparameter("Steps between evaluations on the validation file (OpenAI's eval_interval; none: eval_steps).", Min = 1, Max = 10_000_000, Auto = true)]
+    public int? EvalInterval { get; init; }
+
+    [Hyperparameter("Validation prompts graded per evaluation (OpenAI's eval_samples; none: all of them).", Min = 1, Max = 1_000_000, Auto = true)]
+    public int? EvalSamples { get; init; }
+
+    [Hyperparameter("OpenAI's compute_multiplier: num_generations is multiplied by it (rounded, at least 2).", Min = 0.01, Max = 100, Auto = true)]
+    public double ComputeMultiplier { get; init; } = 1.0;
+
+    [Hyperparameter("OpenAI's reasoning_effort: accepted for compatibility; no effect here.", OneOf = ["low", "medium", "high"], Auto = true)]
+    public string? ReasoningEffort { get; init; }
+
+    [Hyperparameter("Advantages divided by the group's reward std (group), the batch's (batch) or not at all (none).", OneOf = ["group", "batch", "none"])]
+    public string ScaleRewards { get; init; } = "group";
+
+    public override MethodConfig Normalize() => this with
+    {
+        EvalSteps = EvalInterval ?? EvalSteps,
+        NumGenerations = Math.Max(2, (int)Math.Round(NumGenerations * ComputeMultiplier)),
+        ComputeMultiplier = 1.0, // applied once
+    };
+}
+
+public sealed class ReinforcementMethod : OnlineRlMethod<ReinforcementConfig>
+{
+    public override string Name => "reinforcement";
+    public override string Title => "Reinforcement fine-tuning (OpenAI's shape)";
+    public override string Summary =>
+        "OpenAI's reinforcement method, run as GRPO (Shao et al., 2024): each prompt's completions are graded by method.reinforcement.grader " +
+        "against the row ({{item.*}}), advantages are group-relative, the loss is the clipped policy surrogate.";
+    public override IReadOnlyList<string> SettingsFields => ["grader"];
+    public override object Example => new
+    {
+        model = "ft:alignhub/tiny:sft:ftjob-abc123", training_file = "file-problems",
+        method = new
+        {
+            type = Name,
+            reinforcement = new
+            {
+                grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+                hyperparameters = new { n_epochs = "auto", batch_size = "auto", eval_interval = 10, reasoning_effort = "medium" },
+            },
+        },
+    };
+}

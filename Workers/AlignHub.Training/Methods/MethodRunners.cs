@@ -75,6 +75,7 @@ public static class MethodRunners
         new Rl.OnlineRlRunner("rloo"),
         new Rl.OnlineRlRunner("reinforce_pp"),
         new Rl.OnlineRlRunner("remax"),
+        new Rl.OnlineRlRunner("reinforcement"),
     ];
 
     public static IMethodRunner For(string method) =>

@@ -146,6 +146,7 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
         var (advantages, lossBeta) = c switch
         {
             GrpoConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta),
+            ReinforcementConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta), // OpenAI's method runs as GRPO
             RlooConfig => (Advantages.LeaveOneOut(k1 is null ? r : r - c.Beta * k1.sum(1), k), 0.0),
             ReinforcePpConfig => (Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta), 0.0),
             RemaxConfig => (Advantages.ReMax(r, tensor(greedyRewards!, device: device).to_type(ScalarType.Float32), k), c.Beta),
@@ -203,8 +204,10 @@ public sealed class OnlineRlRunner(string method) : Methods.IMethodRunner
         var c = ctx.ConfigAs<OnlineRlConfig>();
         using IRewardSource source = c.ParsedGrader() is { } g ? new GraderSource(g)
             : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, 64, ctx.Device);
+        var validation = ctx.ValidationRows(JsonlRows.LoadPrompts);
+        if (c is ReinforcementConfig { EvalSamples: int n }) validation = validation?.Take(n).ToList();
         var result = OnlineRlTrainer.Train(new OnlineRlRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadPrompts),
-            ctx.ValidationRows(JsonlRows.LoadPrompts), c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device), reporter, ct);
+            validation, c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }
 }
