@@ -15,7 +15,7 @@ public static class GradersEndpoints
     {
         var g = v1.MapGroup("/fine_tuning/alpha/graders").WithTags("Graders");
         g.MapPost("/validate", Validate).Accepts<GraderRequest>("application/json")
-            .WithSummary("Validate a grader (OpenAI's shape; types: string_check). Role: trainer").RequireAuthorization(Auth.Train);
+            .WithSummary("Validate a grader (OpenAI's shape; types: string_check, text_similarity, multi, numeric_match, regex_match, json_valid, length_penalty). Role: trainer").RequireAuthorization(Auth.Train);
         g.MapPost("/run", Run).Accepts<GraderRequest>("application/json")
             .WithSummary("Run a grader on a model sample and a dataset item (OpenAI's shape). Role: trainer").RequireAuthorization(Auth.Train);
     }
