@@ -11,6 +11,7 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
     public DbSet<JobEvent> Events => Set<JobEvent>();
     public DbSet<JobMetric> Metrics => Set<JobMetric>();
     public DbSet<JobCheckpoint> Checkpoints => Set<JobCheckpoint>();
+    public DbSet<JobSample> Samples => Set<JobSample>();
     public DbSet<AnnotationCampaign> Campaigns => Set<AnnotationCampaign>();
     public DbSet<AnnotationItem> AnnotationItems => Set<AnnotationItem>();
     public DbSet<AnnotationAssignment> Assignments => Set<AnnotationAssignment>();
@@ -60,6 +61,12 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.ToTable("job_checkpoints");
             e.Property(x => x.Id).HasMaxLength(64);
             e.HasIndex(x => new { x.JobId, x.Step }).IsUnique();
+        });
+        b.Entity<JobSample>(e =>
+        {
+            e.ToTable("job_samples");
+            // A step's samples are written once: a resumed job deletes those after its checkpoint first.
+            e.HasIndex(x => new { x.JobId, x.Step, x.Index }).IsUnique();
         });
         b.Entity<AnnotationCampaign>(e =>
         {

@@ -135,3 +135,24 @@ public sealed class JobCheckpoint
     public required string MetricsJson { get; set; }
     public required string ModelName { get; set; }
 }
+
+/// <summary>
+/// One completion an online RL job sampled at a step (every <c>log_completions_steps</c> steps): its prompt, its
+/// text, each reward source's score and the advantage it was trained with.
+/// </summary>
+public sealed class JobSample
+{
+    public long Id { get; set; }
+    public required string JobId { get; set; }
+    public int Step { get; set; }
+    /// <summary>Position within the step's logged samples.</summary>
+    public int Index { get; set; }
+    public required string Prompt { get; set; }
+    public required string Completion { get; set; }
+    public double Reward { get; set; }
+    /// <summary>Per-source rewards, <c>{"exact_match": 1}</c>.</summary>
+    public required string RewardsJson { get; set; }
+    public double Advantage { get; set; }
+    public required string FinishReason { get; set; }
+    public long CreatedAt { get; set; }
+}

@@ -22,7 +22,12 @@ public interface ITrainingReporter
     void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics);
     /// <summary>The control channel, read before every step: continue, or stop for a cancel, a pause or a lost lease.</summary>
     ControlSignal Poll();
+    /// <summary>Completions an online method sampled at <paramref name="step"/>, kept with the job (the samples table).</summary>
+    void Samples(int step, IReadOnlyList<SampleRecord> samples) { }
 }
+
+/// <summary>A sampled completion as the samples table keeps it.</summary>
+public sealed record SampleRecord(string Prompt, string Completion, double Reward, IReadOnlyDictionary<string, double> Rewards, double Advantage, string FinishReason);
 
 public sealed record TrainingProgress(int Step, int TotalSteps, int EpochsCompleted, long TrainedTokens, double? SecondsRemaining);
 

@@ -100,6 +100,21 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
         Save();
     }
 
+    public void Samples(int step, IReadOnlyList<SampleRecord> samples)
+    {
+        var now = Ids.Now();
+        for (int i = 0; i < samples.Count; i++)
+        {
+            var x = samples[i];
+            db.Samples.Add(new JobSample
+            {
+                JobId = job.Id, Step = step, Index = i, Prompt = x.Prompt, Completion = x.Completion, Reward = x.Reward,
+                RewardsJson = JsonSerializer.Serialize(x.Rewards), Advantage = x.Advantage, FinishReason = x.FinishReason, CreatedAt = now,
+            });
+        }
+        Save();
+    }
+
     public ControlSignal Poll()
     {
         if (LeaseLost) return ControlSignal.LeaseLost;

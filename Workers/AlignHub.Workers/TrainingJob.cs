@@ -106,6 +106,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         }
         db.Metrics.Where(m => m.JobId == job.Id && m.Step > resumeStep).ExecuteDelete();
         db.Checkpoints.Where(c => c.JobId == job.Id && c.Step > resumeStep).ExecuteDelete();
+        db.Samples.Where(x => x.JobId == job.Id && x.Step > resumeStep).ExecuteDelete();
         var attempt = job.Attempts;
         var restart = resumable ? "" : "; running again from the start";
         reporter.Event("info", attempt == 1 ? $"Job started on worker {WorkerId} ({device})" : $"Job restarted on worker {WorkerId} ({device}, attempt {attempt}){restart}",

@@ -67,6 +67,7 @@ public class AuthorizationTests
             new("GET", "/v1/fine_tuning/jobs/{id}/checkpoints", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/checkpoints")),
             new("GET", "/v1/fine_tuning/jobs/{id}/checkpoints/{checkpointId}/content", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/checkpoints/{ckpt}/content")),
             new("GET", "/v1/fine_tuning/jobs/{id}/metrics", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/metrics")),
+            new("GET", "/v1/fine_tuning/jobs/{id}/samples", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/samples")),
             new("POST", "/v1/fine_tuning/alpha/graders/validate", Train, c => c.PostAsync("/v1/fine_tuning/alpha/graders/validate", J(new { grader = ArithmeticTask.ExactMatchGrader }))),
             new("POST", "/v1/fine_tuning/alpha/graders/run", Train, c => c.PostAsync("/v1/fine_tuning/alpha/graders/run", J(new { grader = ArithmeticTask.ExactMatchGrader, model_sample = "3", item = new { answer = "3" } }))),
             new("POST", "/v1/models", Train, c => c.PostAsync("/v1/models", J(new { id = $"me/p{Interlocked.Increment(ref n)}", config = TinyConfig }))),

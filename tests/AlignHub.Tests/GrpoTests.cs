@@ -124,6 +124,33 @@ public class GrpoTests
     }
 
     [Fact]
+    public void Early_warnings_fire_once_each_for_KL_entropy_collapse_and_sampler_mismatch()
+    {
+        var prompts = ArithmeticTask.Prompts(64, 7);
+        GrpoConfig Config(double kl, double entropy, double mismatch, double lr = 5e-4) => new()
+        {
+            NEpochs = 100, MaxSteps = 8, BatchSize = 8, NumGenerations = 4, MaxCompletionLength = 4, Beta = 0.05, LearningRate = lr, SaveSteps = 100, Seed = 2,
+            Grader = Exact, KlWarning = kl, EntropyCollapse = entropy, LogprobMismatchTolerance = mismatch,
+        };
+        var quiet = new RecordingReporter();
+        // From the SFT start, so rewards vary and the policy moves away from its reference.
+        OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, Config(0.5, 0.2, 1e-3), TempDir(), null, ExactSource()), quiet, CancellationToken.None);
+        Assert.DoesNotContain(quiet.Events, e => e.StartsWith("KL to") || e.StartsWith("Entropy collapsed") || e.StartsWith("The trainer's log-probs"));
+        Assert.All(quiet.Metrics.Where(m => m.Metrics.ContainsKey("sampling/logprob_diff")), m => Assert.InRange(m.Metrics["sampling/logprob_diff"], 0, 1e-5));
+
+        var loud = new RecordingReporter();
+        OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, Config(1e-9, 1.0, 0), TempDir(), null, ExactSource()), loud, CancellationToken.None);
+        Assert.Single(loud.Events, e => e.StartsWith("KL to the reference"));
+        // A learning rate ten times too high trips the default KL bound by itself.
+        var hot = new RecordingReporter();
+        OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, Config(0.5, 0.2, 1e-3, lr: 5e-3), TempDir(), null, ExactSource()), hot, CancellationToken.None);
+        Assert.Contains(hot.Events, e => e.StartsWith("KL to the reference"));
+        Assert.Single(loud.Events, e => e.StartsWith("KL to the reference"));
+        Assert.Single(loud.Events, e => e.StartsWith("Entropy collapsed"));
+        Assert.Single(loud.Events, e => e.StartsWith("The trainer's log-probs"));
+    }
+
+    [Fact]
     public void String_check_graders_compare_rendered_templates_and_name_bad_fields()
     {
         var row = JsonSerializer.SerializeToElement(new { answer = "42", meta = new { tag = "Yes" } });
@@ -167,7 +194,7 @@ public class GrpoTests
         var (cs, job) = await app.PostJson("/v1/fine_tuning/jobs", new
         {
             model = "alignhub/tiny", training_file = file, seed = 2,
-            method = new { type = "grpo", grpo = new { hyperparameters = new { max_steps = 4, batch_size = 4, num_generations = 4, max_completion_length = 4, grader = ArithmeticTask.ExactMatchGrader } } },
+            method = new { type = "grpo", grpo = new { hyperparameters = new { max_steps = 4, batch_size = 4, num_generations = 4, max_completion_length = 4, log_completions_steps = 2, num_completions_to_log = 5, grader = ArithmeticTask.ExactMatchGrader } } },
         });
         Assert.True(cs == HttpStatusCode.OK, job.ToString());
         var id = job.GetProperty("id").GetString()!;
@@ -177,6 +204,20 @@ public class GrpoTests
         var names = (await app.GetJson($"/v1/fine_tuning/jobs/{id}/metrics")).GetProperty("data").EnumerateArray().Select(m => m.GetProperty("name").GetString()).ToHashSet();
         foreach (var n in new[] { "reward", "reward_std", "entropy", "completions/mean_length", "loss" }) Assert.Contains(n, names);
         Assert.Contains("reward-chart", await app.Http.GetStringAsync($"/jobs/{id}"));
+        // The samples table: steps 2 and 4, five completions each, with rewards and advantages; paged.
+        var all = (await app.GetJson($"/v1/fine_tuning/jobs/{id}/samples")).GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal([2, 2, 2, 2, 2, 4, 4, 4, 4, 4], all.Select(x => x.GetProperty("step").GetInt32()));
+        Assert.All(all, x =>
+        {
+            Assert.EndsWith("=", x.GetProperty("prompt").GetString());
+            Assert.Equal(x.GetProperty("reward").GetDouble(), x.GetProperty("rewards").GetProperty("exact_match").GetDouble());
+            Assert.True(double.IsFinite(x.GetProperty("advantage").GetDouble()));
+        });
+        var page = await app.GetJson($"/v1/fine_tuning/jobs/{id}/samples?step=4&limit=3");
+        Assert.Equal(3, page.GetProperty("data").GetArrayLength());
+        Assert.True(page.GetProperty("has_more").GetBoolean());
+        var rest = await app.GetJson($"/v1/fine_tuning/jobs/{id}/samples?step=4&after={page.GetProperty("last_id").GetString()}");
+        Assert.Equal(2, rest.GetProperty("data").GetArrayLength());
 
         // OpenAI's reinforcement method: the grader beside the hyperparameters, errors named where it was given, GRPO underneath.
         var (rb, rbad) = await app.PostJson("/v1/fine_tuning/jobs", new

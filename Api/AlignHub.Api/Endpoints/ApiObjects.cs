@@ -70,6 +70,13 @@ public sealed record CheckpointObject(string Id, long CreatedAt, string FineTuni
 
 public sealed record MetricObject(int Step, string Name, double Value, long CreatedAt);
 
+/// <summary>A sampled completion of an online RL job: its step, prompt, text, rewards (total and per source) and advantage.</summary>
+public sealed record SampleObject(long Id, int Step, string Prompt, string Completion, double Reward, JsonElement Rewards, double Advantage, string FinishReason, long CreatedAt)
+{
+    public static SampleObject From(JobSample x) => new(x.Id, x.Step, x.Prompt, x.Completion, x.Reward,
+        JsonSerializer.Deserialize<JsonElement>(x.RewardsJson), x.Advantage, x.FinishReason, x.CreatedAt);
+}
+
 /// <summary>OpenAI's <c>model</c> object plus AlignHub's fields; <c>has_weights</c> false: random initialisation per job seed.</summary>
 public sealed record ModelObject(string Id, long Created, string OwnedBy, string Architecture, long Parameters, string Tokenizer, string? ParentJob,
     bool HasWeights, string Kind, JsonElement Config)

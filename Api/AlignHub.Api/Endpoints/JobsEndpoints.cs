@@ -21,6 +21,7 @@ public static class JobsEndpoints
         g.MapGet("/{id}/checkpoints", Checkpoints).WithSummary("A job's checkpoints, newest first. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapGet("/{id}/checkpoints/{checkpointId}/content", CheckpointContent)
             .WithSummary("AlignHub: download a checkpoint as an HF model folder (.tar.gz: config.json, model.safetensors, tokenizer files). Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{id}/samples", Samples).WithSummary("AlignHub: completions an online RL job sampled (every log_completions_steps steps) with rewards and advantages; step = one step, after = a sample id, limit <= 500. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapGet("/{id}/metrics", Metrics).WithSummary("AlignHub: a job's metric rows (step, name, value). Role: viewer").RequireAuthorization(Auth.Read);
     }
 
@@ -147,5 +148,21 @@ public static class JobsEndpoints
         if (afterStep is int s) q = q.Where(m => m.Step > s);
         var rows = await q.OrderBy(m => m.Step).ThenBy(m => m.Name).ToListAsync(ct);
         return TypedResults.Ok(new ListObject<MetricObject>(rows.Select(m => new MetricObject(m.Step, m.Name, m.Value, m.CreatedAt)).ToList(), false));
+    }
+
+    public static async Task<Results<Ok<ListObject<SampleObject>>, ProblemHttpResult, ValidationProblem>> Samples(
+        string id, IDbContextFactory<AlignHubDb> dbs, int? step, long? after, int? limit, CancellationToken ct)
+    {
+        int take = limit ?? 100;
+        if (take is < 1 or > 500)
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["limit must be between 1 and 500"] });
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var q = db.Samples.AsNoTracking().Where(x => x.JobId == id);
+        if (step is int st) q = q.Where(x => x.Step == st);
+        if (after is long a) q = q.Where(x => x.Id > a);
+        var rows = await q.OrderBy(x => x.Id).Take(take + 1).ToListAsync(ct);
+        var data = rows.Take(take).Select(SampleObject.From).ToList();
+        return TypedResults.Ok(new ListObject<SampleObject>(data, rows.Count > take, data.FirstOrDefault()?.Id.ToString(), data.LastOrDefault()?.Id.ToString()));
     }
 }

@@ -50,6 +50,21 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("A reward model (or ensemble) scoring prompt + completion (used when no grader is given).")]
     public string? RewardModel { get; init; }
 
+    [Hyperparameter("Keep the sampled completions of every N-th step in the job's samples table (GET /v1/fine_tuning/jobs/{id}/samples).", Min = 1, Max = 10_000_000)]
+    public int LogCompletionsSteps { get; init; } = 10;
+
+    [Hyperparameter("At most this many completions of a logged step are kept (0: none).", Min = 0, Max = 4096)]
+    public int NumCompletionsToLog { get; init; } = 64;
+
+    [Hyperparameter("Early warning (an event, once): the mean per-token KL (k3) to the reference exceeds this.", Min = 0, Max = 1e6)]
+    public double KlWarning { get; init; } = 0.5;
+
+    [Hyperparameter("Early warning (an event, once): the entropy falls below this fraction of the first step's.", Min = 0, Max = 1)]
+    public double EntropyCollapse { get; init; } = 0.2;
+
+    [Hyperparameter("Early warning (an event, once): the trainer's log-probs of the sampled tokens differ from the sampler's by more than this (mean absolute; compared when top_k and top_p are off).", Min = 0, Max = 10)]
+    public double LogprobMismatchTolerance { get; init; } = 1e-3;
+
     [Hyperparameter("Peak learning rate of AdamW before the multiplier.", Min = 1e-8, Max = 1)]
     public override double LearningRate { get; init; } = 5e-4;
 

@@ -57,6 +57,12 @@ public interface ITrainingMethod
     /// <summary>The event that opens a fresh run.</summary>
     string StartMessage(int totalSteps);
 
+    /// <summary>
+    /// After each step, with the step's metrics (every step, logged or not): where a method writes its samples and
+    /// raises early warnings through the reporter.
+    /// </summary>
+    void AfterStep(int step, IReadOnlyDictionary<string, double> metrics, ITrainingReporter reporter) { }
+
     /// <summary>State the method adds to a checkpoint (RL: KL controller, sampler position, reward statistics); null: none.</summary>
     JsonObject? SaveState() => null;
     void LoadState(JsonObject? state) { }
@@ -200,6 +206,7 @@ public static class TrainingEngine
             }
             var progress = clock.Tick(step, epochs, tokens);
             reporter.Step(progress, metrics);
+            m.AfterStep(step, stepMetrics, reporter);
 
             if (m.ValidRows > 0 && (step % c.EvalSteps == 0 || step == total))
             {

@@ -70,6 +70,10 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
     readonly List<int[]> validIds = valid.Select(p => encoder.Encode(p.Text)).ToList();
     int step;
     long stepTokens;
+    readonly List<SampleRecord> samples = [];
+    double? firstEntropy;
+    readonly HashSet<string> warned = [];
+    bool Comparable => c.TopK is null && c.TopP >= 1; // without filtering, sampler and trainer use one distribution
 
     public CausalLM Model => policy;
     public IReadOnlyList<Parameter> Parameters { get; } = policy.parameters().ToList();
@@ -79,7 +83,7 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
     [
         "loss_rows", "kl_tokens", "entropy_tokens", "clip_low_tokens", "clip_high_tokens", "tokens",
         "rows", "reward_sum", "completions", "group_std_sum", "groups", "zero_std_groups", "length_sum", "truncated",
-        "timing_generate", "timing_reward", "training",
+        "timing_generate", "timing_reward", "training", "logprob_diff_tokens",
     ];
 
     public void BeginStep(int s) => step = s;
@@ -123,7 +127,7 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
             rollouts.Sum(r => r.Completion.Tokens.Length), rollouts.Count(r => r.Completion.FinishReason == "length"),
             tGenerate, tReward, isValid ? 0 : 1,
         ];
-        if (isValid) return (zeros(1, device: device).sum(), cat([zeros(6, dtype: ScalarType.Float64, device: device), tensor(host, device: device)]));
+        if (isValid) return (zeros(1, device: device).sum(), cat([zeros(6, dtype: ScalarType.Float64, device: device), tensor(host, device: device), zeros(1, dtype: ScalarType.Float64, device: device)]));
 
         stepTokens += rollouts.Sum(r => (long)r.PromptIds.Length + r.Completion.Tokens.Length);
         using var batch = Rollouts.ToBatch(rollouts, tok.PadId, device);
@@ -160,7 +164,17 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
         var logpAll = scaled[.., ..^1, ..].log_softmax(-1);
         var entropy = (-(logpAll.exp() * logpAll).sum(-1) * mask).sum();
         var deviceStats = stack([o.Loss.detach() * rows.Count, kl, entropy, o.ClipLow * tokens, o.ClipHigh * tokens, tokens]).to_type(ScalarType.Float64);
-        return (o.Loss, cat([deviceStats, tensor(host, device: device)]));
+        // The sampler's log-probs of its tokens against the trainer's recomputation of them (same distribution when unfiltered).
+        var diff = ((logps.detach() - batch.SamplingLogProbs).abs() * mask).sum().to_type(ScalarType.Float64).unsqueeze(0);
+        if ((step + 1) % c.LogCompletionsSteps == 0 && samples.Count < c.NumCompletionsToLog)
+        {
+            using var perSequence = advantages.dim() == 1 ? advantages.detach() : (advantages.detach() * mask).sum(1) / mask.sum(1).clamp_min(1);
+            var adv = perSequence.to_type(ScalarType.Float64).cpu().data<double>().ToArray();
+            for (int i = 0; i < rollouts.Count && samples.Count < c.NumCompletionsToLog; i++)
+                samples.Add(new SampleRecord(data[rollouts[i].PromptIndex].Text, rollouts[i].Completion.Text, rewards[i],
+                    new Dictionary<string, double> { [reward.Name] = rewards[i] }, adv[i], rollouts[i].Completion.FinishReason));
+        }
+        return (o.Loss, cat([deviceStats, tensor(host, device: device), diff]));
     }
 
     public Dictionary<string, double> Metrics(double[] s)
@@ -182,10 +196,32 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
         m["clip_ratio/high_mean"] = s[4] / tokens;
         m["clip_ratio/region_mean"] = (s[3] + s[4]) / tokens;
         if (reference is not null) m["kl"] = s[1] / tokens;
+        if (Comparable) m["sampling/logprob_diff"] = s[17] / tokens;
         m["timing/generate"] = s[14];
         m["timing/reward"] = s[15];
         return m;
     }
+
+    /// <summary>The step's samples go to the samples table; early warnings, each once a run, go to the events.</summary>
+    public void AfterStep(int completedStep, IReadOnlyDictionary<string, double> metrics, ITrainingReporter reporter)
+    {
+        if (samples.Count > 0) { reporter.Samples(completedStep, [.. samples]); samples.Clear(); }
+        firstEntropy ??= metrics.GetValueOrDefault("entropy");
+        void Warn(string kind, string message)
+        {
+            if (warned.Add(kind)) reporter.Event("warn", message, new Dictionary<string, object> { ["warning"] = kind, ["step"] = completedStep });
+        }
+        if (metrics.TryGetValue("kl", out var kl) && kl > c.KlWarning)
+            Warn("kl", $"KL to the reference is {kl:G3} per token at step {completedStep}, above kl_warning {c.KlWarning:G3}: the policy is drifting; lower the learning rate or raise beta");
+        if (metrics.TryGetValue("entropy", out var h) && firstEntropy is > 0 && h < c.EntropyCollapse * firstEntropy)
+            Warn("entropy", $"Entropy collapsed to {h:G3} at step {completedStep}, below {c.EntropyCollapse:P0} of its start ({firstEntropy:G3}): samples are becoming deterministic");
+        if (metrics.TryGetValue("sampling/logprob_diff", out var d) && d > c.LogprobMismatchTolerance)
+            Warn("logprob_mismatch", $"The trainer's log-probs of the sampled tokens differ from the sampler's by {d:G3} on average at step {completedStep} (tolerance {c.LogprobMismatchTolerance:G3})");
+    }
+
+    /// <summary>The first step's entropy survives a resume (the collapse warning compares with it).</summary>
+    public System.Text.Json.Nodes.JsonObject? SaveState() => firstEntropy is double e ? new() { ["first_entropy"] = e } : null;
+    public void LoadState(System.Text.Json.Nodes.JsonObject? state) => firstEntropy = state?["first_entropy"]?.GetValue<double>() ?? firstEntropy;
 
     public string StartMessage(int totalSteps) =>
         $"Training {c.GetType().Name.Replace("Config", "")}: {train.Count} prompts, {c.NumGenerations} completions each, {totalSteps} steps of {c.BatchSize} prompts, reward {reward.Name}";

@@ -501,6 +501,57 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.ToTable("job_metrics", (string)null);
                 });
 
+            modelBuilder.Entity("AlignHub.Domain.JobSample", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<double>("Advantage")
+                        .HasColumnType("double precision");
+
+                    b.Property<string>("Completion")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("FinishReason")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<int>("Index")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("JobId")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("Prompt")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<double>("Reward")
+                        .HasColumnType("double precision");
+
+                    b.Property<string>("RewardsJson")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<int>("Step")
+                        .HasColumnType("integer");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("JobId", "Step", "Index")
+                        .IsUnique();
+
+                    b.ToTable("job_samples", (string)null);
+                });
+
             modelBuilder.Entity("AlignHub.Domain.ModelRecord", b =>
                 {
                     b.Property<string>("Id")

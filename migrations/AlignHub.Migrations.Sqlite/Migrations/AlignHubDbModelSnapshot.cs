@@ -488,6 +488,55 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.ToTable("job_metrics", (string)null);
                 });
 
+            modelBuilder.Entity("AlignHub.Domain.JobSample", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<double>("Advantage")
+                        .HasColumnType("REAL");
+
+                    b.Property<string>("Completion")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("FinishReason")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Index")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("JobId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Prompt")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<double>("Reward")
+                        .HasColumnType("REAL");
+
+                    b.Property<string>("RewardsJson")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Step")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("JobId", "Step", "Index")
+                        .IsUnique();
+
+                    b.ToTable("job_samples", (string)null);
+                });
+
             modelBuilder.Entity("AlignHub.Domain.ModelRecord", b =>
                 {
                     b.Property<string>("Id")
