@@ -91,6 +91,52 @@ public class GrpoTests
     }
 
     [Fact]
+    public void PPO_with_a_value_head_and_GAE_raises_held_out_exact_match()
+    {
+        var held = ArithmeticTask.Prompts(200, 99);
+        double before = Accuracy(SftStart.Value, held);
+        var c = new PpoConfig { NEpochs = 100, MaxSteps = 300, BatchSize = 32, NumGenerations = 4, NumPpoEpochs = 4, MaxCompletionLength = 4,
+            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, Grader = Exact };
+        var rep = new RecordingReporter();
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(2000, 5), null, c, TempDir(), null, ExactSource()), rep, CancellationToken.None);
+        double after = Accuracy(Tiny with { Folder = result.LastCheckpoint }, held);
+        Assert.True(after >= before + 0.08, $"ppo: held-out exact match {before:F3} -> {after:F3}");
+        var steps = rep.Metrics.Select(m => m.Metrics).ToList();
+        foreach (var name in new[] { "value_loss", "policy_loss", "explained_variance", "kl" }) Assert.Contains(name, steps[^1].Keys);
+        // pi_old is the sampling policy for the 4 updates of a batch: the ratio leaves 1 after the first and clipping acts.
+        Assert.Equal(0, steps[0]["clip_ratio/region_mean"]);
+        Assert.Contains(steps, m => m["clip_ratio/region_mean"] > 0);
+        Assert.All(steps, m => Assert.True(double.IsFinite(m["value_loss"]) && m["explained_variance"] <= 1));
+        // Sampling happens once a batch: the other three steps report no generation time.
+        Assert.Equal(75, steps.Count(m => m["timing/generate"] > 0));
+    }
+
+    /// <summary>A checkpoint inside a block of updates keeps the block (and PPO's value head): resuming there ends with the same weights.</summary>
+    [Theory]
+    [InlineData("grpo")]
+    [InlineData("ppo")]
+    public void A_run_stopped_inside_a_block_of_updates_resumes_exactly(string method)
+    {
+        OnlineRlConfig c = method == "grpo"
+            ? new GrpoConfig { NEpochs = 100, MaxSteps = 9, BatchSize = 8, NumGenerations = 4, NumIterations = 3, MaxCompletionLength = 4, SaveSteps = 4, EvalSteps = 100, Beta = 0.05, Seed = 5, Grader = Exact }
+            : new PpoConfig { NEpochs = 100, MaxSteps = 9, BatchSize = 8, NumGenerations = 2, NumPpoEpochs = 3, MaxCompletionLength = 4, SaveSteps = 4, EvalSteps = 100, Seed = 5, Grader = Exact };
+        var prompts = ArithmeticTask.Prompts(64, 7);
+        var a = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, TempDir(), null, ExactSource()), new RecordingReporter(), CancellationToken.None);
+        var root = TempDir();
+        var first = new RecordingReporter { CancelAtStep = 5 };
+        OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, root, null, ExactSource()), first, CancellationToken.None);
+        Assert.Equal(4, first.Saved[^1].Step); // inside the block of steps 4..6
+        var b = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, root, first.Saved[^1].Dir, ExactSource()), new RecordingReporter(), CancellationToken.None);
+        var wa = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(a.LastCheckpoint!, "model.safetensors"));
+        var wb = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(b.LastCheckpoint!, "model.safetensors"));
+        foreach (var (name, t) in wa)
+        {
+            var diff = (t - wb[name]).abs().max().item<float>();
+            Assert.True(diff <= 1e-6f, $"{method}: {name} differs by {diff}");
+        }
+    }
+
+    [Fact]
     public void A_GRPO_run_stopped_and_resumed_samples_the_same_completions_and_ends_with_the_same_weights()
     {
         var c = new GrpoConfig { NEpochs = 100, MaxSteps = 12, BatchSize = 8, GradientAccumulationSteps = 2, NumGenerations = 4, MaxCompletionLength = 4,

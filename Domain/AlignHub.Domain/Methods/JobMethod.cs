@@ -88,6 +88,7 @@ public static class Methods
         new ReinforcePpMethod(),
         new RemaxMethod(),
         new ReinforcementMethod(),
+        new PpoMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

@@ -50,6 +50,12 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("A reward model (or ensemble) scoring prompt + completion (used when no grader is given).")]
     public string? RewardModel { get; init; }
 
+    [Hyperparameter("Updates per batch of rollouts (TRL's num_iterations): the batch sampled at the first step of a block trains the next N steps, so the ratio to pi_old differs from 1 after the first and clipping acts.", Min = 1, Max = 64)]
+    public int NumIterations { get; init; } = 1;
+
+    /// <summary>Optimizer steps each batch of rollouts is used for.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual int UpdatesPerBatch => NumIterations;
+
     [Hyperparameter("Keep the sampled completions of every N-th step in the job's samples table (GET /v1/fine_tuning/jobs/{id}/samples).", Min = 1, Max = 10_000_000)]
     public int LogCompletionsSteps { get; init; } = 10;
 
@@ -74,6 +80,8 @@ public abstract record OnlineRlConfig : TrainingConfig
     public override void Validate(string prefix, Action<string, string> err)
     {
         base.Validate(prefix, err);
+        if (UpdatesPerBatch > 1 && GradientAccumulationSteps > 1)
+            err(prefix + "gradient_accumulation_steps", "must be 1 when a batch of rollouts trains more than one update (num_iterations or num_ppo_epochs)");
         if (Grader is { } g) Domain.Grader.Parse(g, prefix + "grader", err);
         else if (RewardModel is null) err(prefix + "grader", "a reward source is required: a grader or a reward_model");
     }
@@ -206,6 +214,55 @@ public sealed class RemaxMethod : OnlineRlMethod<RemaxConfig>
     public override object Example => ExampleWith(new
     {
         num_generations = 4, max_completion_length = 8,
+        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+    });
+}
+
+/// <summary>
+/// PPO (<c>method.type = "ppo"</c>; Schulman et al., 2017, as InstructGPT and TRL's PPOTrainer use it): a value head
+/// on the policy's last hidden states, per-token rewards -beta * k1 plus the score at the last token, GAE advantages
+/// (whitened), <c>num_ppo_epochs</c> clipped updates per batch of rollouts, and a clipped value loss.
+/// </summary>
+public sealed record PpoConfig : OnlineRlConfig
+{
+    [Hyperparameter("Completions sampled per prompt (PPO needs no groups).", Min = 1, Max = 64)]
+    public override int NumGenerations { get; init; } = 1;
+
+    [Hyperparameter("KL coefficient: each completion token's reward is -beta * k1_t against the starting model (TRL's kl_coef).", Min = 0, Max = 100)]
+    public override double Beta { get; init; } = 0.05;
+
+    [Hyperparameter("Optimizer steps per batch of rollouts: the clipped updates of one PPO iteration.", Min = 1, Max = 64)]
+    public int NumPpoEpochs { get; init; } = 4;
+
+    [Hyperparameter("Weight of the value loss in the total loss.", Min = 0, Max = 100)]
+    public double VfCoef { get; init; } = 0.1;
+
+    [Hyperparameter("Clipping range of the value loss around the values at sampling time.", Min = 0, Max = 100)]
+    public double CliprangeValue { get; init; } = 0.2;
+
+    [Hyperparameter("Discount factor of GAE.", Min = 0, Max = 1)]
+    public double Gamma { get; init; } = 1.0;
+
+    [Hyperparameter("GAE's lambda.", Min = 0, Max = 1)]
+    public double Lam { get; init; } = 0.95;
+
+    [Hyperparameter("Whiten the advantages over the batch's completion tokens.")]
+    public bool WhitenAdvantages { get; init; } = true;
+
+    public override int UpdatesPerBatch => NumPpoEpochs;
+}
+
+public sealed class PpoMethod : OnlineRlMethod<PpoConfig>
+{
+    public override string Name => "ppo";
+    public override string Title => "Proximal policy optimisation";
+    public override string Summary =>
+        "PPO (Schulman et al., 2017) as in InstructGPT (Ouyang et al., 2022): token rewards -beta * k1_t + r at the last token, GAE(gamma, lambda) " +
+        "advantages from a value head on the policy (Schulman et al., 2016), num_ppo_epochs updates of the clipped surrogate " +
+        "-min(rho A, clip(rho, 1 - eps, 1 + eps_high) A) plus vf_coef * the clipped value loss 0.5 max((V - R)^2, (V_clip - R)^2).";
+    public override object Example => ExampleWith(new
+    {
+        num_generations = 1, max_completion_length = 8, num_ppo_epochs = 4, beta = 0.05, vf_coef = 0.1,
         grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
     });
 }

@@ -76,6 +76,7 @@ public static class MethodRunners
         new Rl.OnlineRlRunner("reinforce_pp"),
         new Rl.OnlineRlRunner("remax"),
         new Rl.OnlineRlRunner("reinforcement"),
+        new Rl.OnlineRlRunner("ppo"),
     ];
 
     public static IMethodRunner For(string method) =>

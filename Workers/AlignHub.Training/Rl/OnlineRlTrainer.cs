@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Diagnostics;
 using AlignHub.Domain;
 using AlignHub.Training.Data;
@@ -63,31 +64,74 @@ public static class OnlineRlTrainer
     }
 }
 
-sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IReadOnlyList<GenerationPrompt> train, IReadOnlyList<GenerationPrompt> valid,
-    PromptEncoder encoder, IRewardSource reward, OnlineRlConfig c) : ITrainingMethod, IDisposable
+/// <summary>
+/// A batch of rollouts and what was computed from it at its first update: the block that trains the next
+/// <see cref="OnlineRlConfig.UpdatesPerBatch"/> steps. Per-token values are flattened in the layout of
+/// <see cref="Rollouts.ToBatch"/> ([N, Width]); everything is host data, so a checkpoint inside a block keeps it.
+/// </summary>
+sealed class RolloutBlock
 {
-    readonly List<int[]> trainIds = train.Select(p => encoder.Encode(p.Text)).ToList();
-    readonly List<int[]> validIds = valid.Select(p => encoder.Encode(p.Text)).ToList();
+    public required List<Rollout> Rollouts { get; init; }
+    public required double[] Rewards { get; init; }
+    public double[]? GreedyRewards { get; init; }
+    /// <summary>The sampling step's host statistics (rows, rewards, groups, lengths, timings).</summary>
+    public required double[] Host { get; init; }
+    public int FirstStep { get; init; }
+    public long Width { get; set; }
+    public float[]? OldLogps { get; set; }
+    public float[]? RefLogps { get; set; }
+    public float[]? Advantages { get; set; }
+    public float[]? OldValues { get; set; }
+    public float[]? Returns { get; set; }
+}
+
+sealed class OnlineRlMethod : ITrainingMethod, IDisposable
+{
+    readonly CausalLM policy;
+    readonly CausalLM? reference;
+    readonly Linear? valueHead; // PPO: values from the policy's last hidden states
+    readonly ITokenizer tok;
+    readonly IReadOnlyList<GenerationPrompt> train, valid;
+    readonly List<int[]> trainIds, validIds;
+    readonly IRewardSource reward;
+    readonly OnlineRlConfig c;
     int step;
     long stepTokens;
+    RolloutBlock? block;
     readonly List<SampleRecord> samples = [];
     double? firstEntropy;
     readonly HashSet<string> warned = [];
     bool Comparable => c.TopK is null && c.TopP >= 1; // without filtering, sampler and trainer use one distribution
 
+    public OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok, IReadOnlyList<GenerationPrompt> train, IReadOnlyList<GenerationPrompt> valid,
+        PromptEncoder encoder, IRewardSource reward, OnlineRlConfig c)
+    {
+        (this.policy, this.reference, this.tok, this.train, this.valid, this.reward, this.c) = (policy, reference, tok, train, valid, reward, c);
+        trainIds = train.Select(p => encoder.Encode(p.Text)).ToList();
+        validIds = valid.Select(p => encoder.Encode(p.Text)).ToList();
+        if (c is PpoConfig)
+        {
+            // Zero-initialised: values start at 0 and need no random numbers.
+            valueHead = Devices.OnCpu(() => nn.Linear(policy.Architecture.HiddenSize, 1));
+            using (no_grad()) { valueHead.weight!.zero_(); valueHead.bias!.zero_(); }
+            valueHead.to(policy.Device);
+        }
+        Parameters = [.. policy.parameters(), .. valueHead?.parameters() ?? []];
+    }
+
     public CausalLM Model => policy;
-    public IReadOnlyList<Parameter> Parameters { get; } = policy.parameters().ToList();
+    public IReadOnlyList<Parameter> Parameters { get; }
     public int TrainRows => train.Count;
     public int ValidRows => valid.Count;
     public IReadOnlyList<string> StatNames { get; } =
     [
         "loss_rows", "kl_tokens", "entropy_tokens", "clip_low_tokens", "clip_high_tokens", "tokens",
         "rows", "reward_sum", "completions", "group_std_sum", "groups", "zero_std_groups", "length_sum", "truncated",
-        "timing_generate", "timing_reward", "training", "logprob_diff_tokens",
+        "timing_generate", "timing_reward", "training", "logprob_diff_tokens", "value_loss_rows", "explained_variance_rows",
     ];
 
     public void BeginStep(int s) => step = s;
-    public void SetTraining(bool on) { if (on) policy.train(); else policy.eval(); }
+    public void SetTraining(bool on) { if (on) { policy.train(); valueHead?.train(); } else { policy.eval(); valueHead?.eval(); } }
     public double Weight(IReadOnlyList<int> rows, bool valid) => rows.Count;
 
     public long Tokens(IReadOnlyList<int> rows)
@@ -99,9 +143,12 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
 
     GenerationOptions Sampling => new() { MaxNewTokens = c.MaxCompletionLength, Temperature = c.Temperature, TopP = c.TopP, TopK = c.TopK };
 
-    public (Tensor Loss, Tensor Stats) Forward(IReadOnlyList<int> rows, bool isValid)
+    double[] Score(IReadOnlyList<GenerationPrompt> data, List<Rollout> rs) =>
+        reward.Score(rs.Select(r => new RewardInput(data[r.PromptIndex].Text, r.Completion.Text, data[r.PromptIndex].Row)).ToList());
+
+    /// <summary>Samples and scores a batch of prompts: the start of a block.</summary>
+    RolloutBlock Sample(IReadOnlyList<int> rows, bool isValid)
     {
-        var device = policy.Device;
         var data = isValid ? valid : train;
         var clock = Stopwatch.StartNew();
         List<Rollout> rollouts = isValid
@@ -114,9 +161,8 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
             : null;
         double tGenerate = clock.Elapsed.TotalSeconds;
         clock.Restart();
-        double[] Score(List<Rollout> rs) => reward.Score(rs.Select(r => new RewardInput(data[r.PromptIndex].Text, r.Completion.Text, data[r.PromptIndex].Row)).ToList());
-        var rewards = Score(rollouts);
-        var greedyRewards = greedy is null ? null : Score(greedy);
+        var rewards = Score(data, rollouts);
+        var greedyRewards = greedy is null ? null : Score(data, greedy);
         double tReward = clock.Elapsed.TotalSeconds;
         int k = isValid ? 1 : c.NumGenerations;
         var groups = rewards.Chunk(k).ToList();
@@ -127,8 +173,25 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
             rollouts.Sum(r => r.Completion.Tokens.Length), rollouts.Count(r => r.Completion.FinishReason == "length"),
             tGenerate, tReward, isValid ? 0 : 1,
         ];
-        if (isValid) return (zeros(1, device: device).sum(), cat([zeros(6, dtype: ScalarType.Float64, device: device), tensor(host, device: device), zeros(1, dtype: ScalarType.Float64, device: device)]));
+        return new RolloutBlock { Rollouts = rollouts, Rewards = rewards, GreedyRewards = greedyRewards, Host = host, FirstStep = step };
+    }
 
+    static float[] Host(Tensor t) => t.detach().to_type(ScalarType.Float32).cpu().data<float>().ToArray();
+
+    public (Tensor Loss, Tensor Stats) Forward(IReadOnlyList<int> rows, bool isValid)
+    {
+        var device = policy.Device;
+        if (isValid)
+        {
+            var v = Sample(rows, true);
+            return (zeros(1, device: device).sum(), cat([zeros(6, dtype: ScalarType.Float64, device: device), tensor(v.Host, device: device), zeros(3, dtype: ScalarType.Float64, device: device)]));
+        }
+        bool fresh = block is null || step % c.UpdatesPerBatch == 0 || step < block.FirstStep;
+        if (fresh) block = Sample(rows, false);
+        var b = block!;
+        var rollouts = b.Rollouts;
+        var data = train;
+        int k = c.NumGenerations;
         stepTokens += rollouts.Sum(r => (long)r.PromptIds.Length + r.Completion.Tokens.Length);
         using var batch = Rollouts.ToBatch(rollouts, tok.PadId, device);
         var ids = batch.Sequences.InputIds;
@@ -138,26 +201,86 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
             var keep = tensor(rollouts.Select(r => r.Completion.FinishReason == "length" ? 0f : 1f).ToArray(), device: device);
             mask = mask * keep.unsqueeze(1);
         }
-        var scaled = policy.forward(ids) / c.Temperature;
+        long n = rollouts.Count, width = mask.shape[1];
+        var hidden = policy.Hidden(ids, null, null);
+        var scaled = policy.LmHead(hidden) / c.Temperature;
         var logps = SupervisedLoss.NextTokenLogProbs(scaled, ids);
-        Tensor? refLogps = null;
-        if (reference is not null)
-            using (no_grad())
-                refLogps = SupervisedLoss.NextTokenLogProbs(reference.forward(ids) / c.Temperature, ids);
-        var r = tensor(rewards, device: device).to_type(ScalarType.Float32);
-        var k1 = refLogps is null ? null : (logps.detach() - refLogps) * mask; // per-token k1 of the sampled tokens
-        // GRPO and ReMax put beta * k3 in the loss; RLOO and REINFORCE++ fold beta * k1 into the reward.
-        var (advantages, lossBeta) = c switch
+        var values = valueHead is null ? null : valueHead.forward(hidden[.., ..^1, ..]).squeeze(-1) * mask; // V of the state before each token
+        Tensor Stored(float[] a) => tensor(a, [n, width], device: device);
+
+        Tensor oldLogps, advantages;
+        Tensor? refLogps = null, oldValues = null, returns = null;
+        double lossBeta;
+        if (fresh)
         {
-            GrpoConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta),
-            ReinforcementConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta), // OpenAI's method runs as GRPO
-            RlooConfig => (Advantages.LeaveOneOut(k1 is null ? r : r - c.Beta * k1.sum(1), k), 0.0),
-            ReinforcePpConfig => (Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta), 0.0),
-            RemaxConfig => (Advantages.ReMax(r, tensor(greedyRewards!, device: device).to_type(ScalarType.Float32), k), c.Beta),
-            _ => throw new InvalidOperationException($"no advantage estimator for {c.GetType().Name}"),
-        };
-        var o = PolicyLosses.Clipped(logps, logps.detach(), advantages, mask, c.Epsilon, c.EpsilonHigh ?? c.Epsilon, c.LossType,
+            // The first update of a block: pi_old is the policy itself (ratio 1), and the advantages are computed now.
+            oldLogps = logps.detach();
+            if (reference is not null)
+                using (no_grad())
+                    refLogps = SupervisedLoss.NextTokenLogProbs(reference.forward(ids) / c.Temperature, ids);
+            var r = tensor(b.Rewards, device: device).to_type(ScalarType.Float32);
+            var k1 = refLogps is null ? null : (oldLogps - refLogps) * mask; // per-token k1 of the sampled tokens
+            // GRPO and ReMax put beta * k3 in the loss; RLOO, REINFORCE++ and PPO fold beta * k1 into the reward.
+            (advantages, lossBeta) = c switch
+            {
+                GrpoConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta),
+                ReinforcementConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta), // OpenAI's method runs as GRPO
+                RlooConfig => (Advantages.LeaveOneOut(k1 is null ? r : r - c.Beta * k1.sum(1), k), 0.0),
+                ReinforcePpConfig => (Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta), 0.0),
+                RemaxConfig => (Advantages.ReMax(r, tensor(b.GreedyRewards!, device: device).to_type(ScalarType.Float32), k), c.Beta),
+                PpoConfig => (zeros_like(mask), 0.0),
+                _ => throw new InvalidOperationException($"no advantage estimator for {c.GetType().Name}"),
+            };
+            if (c is PpoConfig ppo)
+            {
+                oldValues = values!.detach();
+                // Token rewards: -beta * k1 on every completion token, the score at the last one (Ouyang et al., 2022).
+                var positions = arange(width, device: device).unsqueeze(0).to_type(mask.dtype);
+                var last = (mask * positions).argmax(1, keepdim: true);
+                var atLast = zeros_like(mask).scatter(1, last, ones_like(last, dtype: mask.dtype)) * mask;
+                var tokenRewards = (r.unsqueeze(1) * atLast - (k1 is null ? zeros_like(mask) : c.Beta * k1)) * mask;
+                (advantages, returns) = Advantages.Gae(tokenRewards, oldValues, mask, ppo.Gamma, ppo.Lam);
+                if (ppo.WhitenAdvantages)
+                {
+                    var count = mask.sum().clamp_min(2);
+                    var mean = (advantages * mask).sum() / count;
+                    var std = (((advantages - mean) * mask).pow(2).sum() / (count - 1)).sqrt();
+                    advantages = (advantages - mean) / (std + 1e-8) * mask;
+                }
+            }
+            if (c.UpdatesPerBatch > 1)
+            {
+                // Keep what the block's later updates need (host arrays, so a checkpoint inside the block keeps them too).
+                b.Width = width;
+                b.OldLogps = Host(oldLogps);
+                b.RefLogps = refLogps is null ? null : Host(refLogps);
+                b.Advantages = Host(advantages.dim() == 1 ? advantages.unsqueeze(1).expand(n, width) * mask : advantages);
+                b.OldValues = oldValues is null ? null : Host(oldValues);
+                b.Returns = returns is null ? null : Host(returns);
+            }
+        }
+        else
+        {
+            oldLogps = Stored(b.OldLogps!);
+            refLogps = b.RefLogps is null ? null : Stored(b.RefLogps);
+            advantages = Stored(b.Advantages!);
+            oldValues = b.OldValues is null ? null : Stored(b.OldValues);
+            returns = b.Returns is null ? null : Stored(b.Returns);
+            lossBeta = c is GrpoConfig or ReinforcementConfig or RemaxConfig ? c.Beta : 0.0;
+        }
+        var o = PolicyLosses.Clipped(logps, oldLogps, advantages, mask, c.Epsilon, c.EpsilonHigh ?? c.Epsilon, c.LossType,
             c.MaxCompletionLength, refLogps, lossBeta);
+        var loss = o.Loss;
+        Tensor valueLoss = zeros_like(o.Loss.detach()), explained = zeros_like(o.Loss.detach());
+        if (c is PpoConfig p && values is not null)
+        {
+            valueLoss = PolicyLosses.ClippedValue(values, oldValues!, returns!, mask, p.CliprangeValue);
+            loss = loss + p.VfCoef * valueLoss;
+            using var _ = no_grad();
+            var count = mask.sum().clamp_min(2);
+            Tensor Var(Tensor x) { var m = (x * mask).sum() / count; return ((x - m) * mask).pow(2).sum() / (count - 1); }
+            explained = 1 - Var(returns! - oldValues!) / Var(returns!).clamp_min(1e-12);
+        }
         using var noGrad = no_grad();
         var tokens = mask.sum();
         var kl = refLogps is null ? zeros_like(tokens) : (KlEstimators.K3(logps, refLogps) * mask).sum(); // reported as k3 for every method
@@ -165,16 +288,20 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
         var entropy = (-(logpAll.exp() * logpAll).sum(-1) * mask).sum();
         var deviceStats = stack([o.Loss.detach() * rows.Count, kl, entropy, o.ClipLow * tokens, o.ClipHigh * tokens, tokens]).to_type(ScalarType.Float64);
         // The sampler's log-probs of its tokens against the trainer's recomputation of them (same distribution when unfiltered).
-        var diff = ((logps.detach() - batch.SamplingLogProbs).abs() * mask).sum().to_type(ScalarType.Float64).unsqueeze(0);
-        if ((step + 1) % c.LogCompletionsSteps == 0 && samples.Count < c.NumCompletionsToLog)
+        var diff = fresh ? ((logps.detach() - batch.SamplingLogProbs).abs() * mask).sum() : zeros_like(tokens);
+        bool logThisBlock = Enumerable.Range(step, c.UpdatesPerBatch).Any(s => (s + 1) % c.LogCompletionsSteps == 0);
+        if (fresh && logThisBlock && samples.Count < c.NumCompletionsToLog)
         {
             using var perSequence = advantages.dim() == 1 ? advantages.detach() : (advantages.detach() * mask).sum(1) / mask.sum(1).clamp_min(1);
             var adv = perSequence.to_type(ScalarType.Float64).cpu().data<double>().ToArray();
             for (int i = 0; i < rollouts.Count && samples.Count < c.NumCompletionsToLog; i++)
-                samples.Add(new SampleRecord(data[rollouts[i].PromptIndex].Text, rollouts[i].Completion.Text, rewards[i],
-                    new Dictionary<string, double> { [reward.Name] = rewards[i] }, adv[i], rollouts[i].Completion.FinishReason));
+                samples.Add(new SampleRecord(data[rollouts[i].PromptIndex].Text, rollouts[i].Completion.Text, b.Rewards[i],
+                    new Dictionary<string, double> { [reward.Name] = b.Rewards[i] }, adv[i], rollouts[i].Completion.FinishReason));
         }
-        return (o.Loss, cat([deviceStats, tensor(host, device: device), diff]));
+        // Sampling time belongs to the block's first step only.
+        var host = fresh ? b.Host : [.. b.Host[..8], 0, 0, .. b.Host[10..]];
+        var extra = stack([diff, valueLoss.detach() * rows.Count, explained * rows.Count]).to_type(ScalarType.Float64);
+        return (loss, cat([deviceStats, tensor(host, device: device), extra]));
     }
 
     public Dictionary<string, double> Metrics(double[] s)
@@ -196,7 +323,13 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
         m["clip_ratio/high_mean"] = s[4] / tokens;
         m["clip_ratio/region_mean"] = (s[3] + s[4]) / tokens;
         if (reference is not null) m["kl"] = s[1] / tokens;
-        if (Comparable) m["sampling/logprob_diff"] = s[17] / tokens;
+        if (Comparable && s[14] > 0) m["sampling/logprob_diff"] = s[17] / tokens; // measured at a block's first update
+        if (valueHead is not null)
+        {
+            m["policy_loss"] = s[0] / rows;
+            m["value_loss"] = s[18] / rows;
+            m["explained_variance"] = s[19] / rows;
+        }
         m["timing/generate"] = s[14];
         m["timing/reward"] = s[15];
         return m;
@@ -219,14 +352,38 @@ sealed class OnlineRlMethod(CausalLM policy, CausalLM? reference, ITokenizer tok
             Warn("logprob_mismatch", $"The trainer's log-probs of the sampled tokens differ from the sampler's by {d:G3} on average at step {completedStep} (tolerance {c.LogprobMismatchTolerance:G3})");
     }
 
-    /// <summary>The first step's entropy survives a resume (the collapse warning compares with it).</summary>
-    public System.Text.Json.Nodes.JsonObject? SaveState() => firstEntropy is double e ? new() { ["first_entropy"] = e } : null;
-    public void LoadState(System.Text.Json.Nodes.JsonObject? state) => firstEntropy = state?["first_entropy"]?.GetValue<double>() ?? firstEntropy;
+    /// <summary>
+    /// What a resume needs beyond weights and optimizer state: the first step's entropy (the collapse warning compares
+    /// with it), PPO's value head, and the current block of rollouts when the checkpoint falls inside one.
+    /// </summary>
+    public System.Text.Json.Nodes.JsonObject? SaveState()
+    {
+        var state = new System.Text.Json.Nodes.JsonObject();
+        if (firstEntropy is double e) state["first_entropy"] = e;
+        if (valueHead is not null)
+            state["value_head"] = System.Text.Json.JsonSerializer.SerializeToNode(new[] { Host(valueHead.weight!), Host(valueHead.bias!) });
+        if (block is not null && step + 1 < block.FirstStep + c.UpdatesPerBatch) // the next step still trains on this block
+            state["block"] = System.Text.Json.JsonSerializer.SerializeToNode(block);
+        return state.Count == 0 ? null : state;
+    }
+
+    public void LoadState(System.Text.Json.Nodes.JsonObject? state)
+    {
+        if (state is null) return;
+        firstEntropy = state["first_entropy"]?.GetValue<double>() ?? firstEntropy;
+        if (valueHead is not null && state["value_head"]?.Deserialize<float[][]>() is { } vh)
+            using (no_grad())
+            {
+                valueHead.weight!.copy_(tensor(vh[0], valueHead.weight!.shape, device: valueHead.weight!.device));
+                valueHead.bias!.copy_(tensor(vh[1], valueHead.bias!.shape, device: valueHead.bias!.device));
+            }
+        block = state["block"]?.Deserialize<RolloutBlock>();
+    }
 
     public string StartMessage(int totalSteps) =>
         $"Training {c.GetType().Name.Replace("Config", "")}: {train.Count} prompts, {c.NumGenerations} completions each, {totalSteps} steps of {c.BatchSize} prompts, reward {reward.Name}";
 
-    public void Dispose() => policy.Dispose();
+    public void Dispose() { policy.Dispose(); valueHead?.Dispose(); }
 }
 
 /// <summary>Runs an online RL job (grpo, rloo, reinforce_pp, remax): prompt rows, a grader on their fields or a reward model, and a fine-tuned model at the end.</summary>
