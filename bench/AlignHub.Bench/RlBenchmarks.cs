@@ -57,4 +57,68 @@ static class RlBenchmarks
         }
         Console.WriteLine($"grpo: {steps} steps in {wall:F1} s ({wall / steps * 1000:F0} ms/step)");
     }
+
+    /// <summary>
+    /// GRPO, RLOO and PPO from the same SFT start and seed, 300 optimizer steps of 32 prompts each: held-out exact match
+    /// and KL every 50 steps, wall time, time per optimizer step and per batch of rollouts; then rollout sampling
+    /// throughput against a generate job's on the same model, prompts and batch.
+    /// </summary>
+    public static void Compare(int steps)
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        var tiny = new ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
+        var sft = SftTrainer.Train(new SftRun(tiny, ArithmeticTask.Demonstrations(4000, 1), null,
+            new SftConfig { NEpochs = 100, MaxSteps = 250, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new Log(), CancellationToken.None);
+        var start = tiny with { Folder = sft.LastCheckpoint };
+        var held = ArithmeticTask.Prompts(200, 99);
+        var grader = JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader);
+        var runs = new (string Name, OnlineRlConfig Config)[]
+        {
+            ("grpo", new GrpoConfig { NumGenerations = 8, Beta = 0.05 }),
+            ("rloo", new RlooConfig { NumGenerations = 8 }),
+            ("ppo", new PpoConfig { NumGenerations = 8, NumPpoEpochs = 4 }),
+        };
+        Console.WriteLine("method\tstep\theld_out_exact_match\tkl");
+        var summary = new List<string>();
+        foreach (var (name, template) in runs)
+        {
+            var c = template with { NEpochs = 100, MaxSteps = steps, BatchSize = 32, MaxCompletionLength = 4, SaveSteps = 100_000, EvalSteps = 50, Seed = 1, Grader = grader };
+            var log = new Log();
+            var sw = Stopwatch.StartNew();
+            OnlineRlTrainer.Train(new OnlineRlRun(start, ArithmeticTask.Prompts(2000, 5), held, c, Temp(), null, new GraderSource(c.ParsedGrader()!)), log, CancellationToken.None);
+            double wall = sw.Elapsed.TotalSeconds;
+            foreach (var (step, m) in log.Rows.Where(r => r.Metrics.ContainsKey("eval/reward")))
+            {
+                var kl = log.Rows.Where(r => r.Metrics.ContainsKey("kl") && r.Step > step - 10 && r.Step <= step).Average(r => r.Metrics["kl"]);
+                Console.WriteLine($"{name}\t{step}\t{m["eval/reward"]:F3}\t{kl:F4}");
+            }
+            double gen = log.Rows.Where(r => r.Metrics.ContainsKey("timing/generate")).Sum(r => r.Metrics["timing/generate"]);
+            int batches = steps / c.UpdatesPerBatch;
+            summary.Add($"{name}: {wall:F1} s, {wall / steps * 1000:F0} ms per optimizer step, {wall / batches * 1000:F0} ms per batch of 256 rollouts ({c.UpdatesPerBatch} update(s)), sampling {gen:F1} s");
+        }
+        foreach (var line in summary) Console.WriteLine(line);
+
+        // Rollout sampling against the generate job's generation, same model, 32 prompts x 8 samples, 20 batches each, interleaved.
+        using var model = start.CreateModel();
+        var tok = new ByteTokenizer();
+        var prompts = ArithmeticTask.Prompts(32 * 20, 11);
+        var encoded = prompts.Select(p => new[] { tok.BosId }.Concat(tok.Encode(p.Text)).ToArray()).ToList();
+        var o = new GenerationOptions { MaxNewTokens = 4, Temperature = 1 };
+        double tRollout = 0, tGenerate = 0; long nRollout = 0, nGenerate = 0;
+        var genConfig = new GenerateConfig { N = 8, MaxNewTokens = 4, BatchSize = 256, Seed = 1 };
+        for (int i = 0; i < 20; i++)
+        {
+            var slice = encoded.Skip(i * 32).Take(32).ToList();
+            var sw = Stopwatch.StartNew();
+            var rs = Rollouts.Sample(model, tok, slice, Enumerable.Range(i * 32, 32).ToList(), 8, o, 1, i, 256);
+            tRollout += sw.Elapsed.TotalSeconds; nRollout += rs.Sum(r => r.Completion.Tokens.Length);
+            var tmp = Path.Combine(Temp(), "g.jsonl");
+            var log = new Log();
+            sw.Restart();
+            GenerateRunner.Generate(new GenerateRun(start, "start", prompts.Skip(i * 32).Take(32).ToList(), genConfig, tmp), log, CancellationToken.None);
+            tGenerate += sw.Elapsed.TotalSeconds;
+            nGenerate += File.ReadLines(tmp).Sum(l => JsonDocument.Parse(l).RootElement.GetProperty("completions").EnumerateArray().Sum(x => x.GetProperty("tokens").GetInt32()));
+        }
+        Console.WriteLine($"sampling: rollouts {nRollout / tRollout:F0} tokens/s, generate job {nGenerate / tGenerate:F0} tokens/s (model load and file writing included), ratio {nRollout / tRollout / (nGenerate / tGenerate):F2}");
+    }
 }
