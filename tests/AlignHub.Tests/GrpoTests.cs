@@ -5,6 +5,7 @@ using AlignHub.Training;
 using AlignHub.Training.Generation;
 using AlignHub.Training.Models;
 using AlignHub.Training.Rewards;
+using AlignHub.Training.Preference;
 using AlignHub.Training.Rl;
 using AlignHub.Training.Sft;
 using AlignHub.Training.Tokenizers;
@@ -109,6 +110,32 @@ public class GrpoTests
         Assert.All(steps, m => Assert.True(double.IsFinite(m["value_loss"]) && m["explained_variance"] <= 1));
         // Sampling happens once a batch: the other three steps report no generation time.
         Assert.Equal(75, steps.Count(m => m["timing/generate"] > 0));
+    }
+
+    /// <summary>
+    /// The loop on the built-in preference task: an SFT start, a reward model trained on its pairs, then GRPO with that
+    /// reward model as the reward source raises the hidden true reward of greedy completions, with KL recorded.
+    /// </summary>
+    [Fact]
+    public void GRPO_driven_by_a_reward_model_raises_the_hidden_true_reward_of_the_preference_task()
+    {
+        var sft = SftTrainer.Train(new SftRun(Tiny, PreferenceTask.Demonstrations(1024, 1), null,
+            new SftConfig { NEpochs = 5, BatchSize = 16, LearningRate = 3e-3, SaveSteps = 1000, Seed = 1 }, TempDir(), null), new RecordingReporter(), CancellationToken.None);
+        var start = Tiny with { Folder = sft.LastCheckpoint };
+        var rm = RewardModelTrainer.Train(new RewardModelRun(start, PreferenceTask.Pairs(512, 1), null,
+            new RewardModelConfig { NEpochs = 4, BatchSize = 16, LearningRate = 1e-3, SaveSteps = 1000, EvalSteps = 1000, Seed = 1 }, TempDir(), null),
+            new RecordingReporter(), CancellationToken.None);
+        using var judge = RewardEnsembleSource.Load(Tiny with { Folder = rm.LastCheckpoint }, 0, 64, null);
+        var rng = new Random(3);
+        var prompts = Enumerable.Range(0, 512).Select(_ => PreferenceTask.Prompt(rng)).Select(p => new GenerationPrompt(p, JsonSerializer.SerializeToElement(p), false)).ToList();
+        var c = new GrpoConfig { NEpochs = 100, MaxSteps = 60, BatchSize = 16, NumGenerations = 8, MaxCompletionLength = 24, Beta = 0.05,
+            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, RewardModel = "rm" };
+        var rep = new RecordingReporter();
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, c, TempDir(), null, judge), rep, CancellationToken.None);
+        double before = PreferenceTrainingTests.GreedyTrueReward(start), after = PreferenceTrainingTests.GreedyTrueReward(Tiny with { Folder = result.LastCheckpoint });
+        Assert.True(after > before + 0.5, $"true reward of greedy samples {before:F2} -> {after:F2}");
+        Assert.True(rep.Metrics[^1].Metrics["reward"] > rep.Metrics[0].Metrics["reward"], "the reward model's reward rises");
+        Assert.True(rep.Metrics[^1].Metrics["kl"] > 0);
     }
 
     /// <summary>A checkpoint inside a block of updates keeps the block (and PPO's value head): resuming there ends with the same weights.</summary>
