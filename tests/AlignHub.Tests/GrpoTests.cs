@@ -80,6 +80,24 @@ public class GrpoTests
         Assert.Contains("kl", rep.Metrics[^1].Metrics.Keys); // both default to beta > 0, so the reference is loaded
     }
 
+    /// <summary>Best-of-N keeps the best sample of eight when it is right and fine-tunes on it; online DPO ranks two samples per prompt.</summary>
+    [Theory]
+    [InlineData("best_of_n", 0.10)]
+    [InlineData("online_dpo", 0.05)]
+    public void Rejection_sampling_and_online_DPO_raise_held_out_exact_match(string method, double gain)
+    {
+        var held = ArithmeticTask.Prompts(200, 99);
+        double before = Accuracy(SftStart.Value, held);
+        OnlineRlConfig c = method == "best_of_n"
+            ? new BestOfNConfig { NEpochs = 100, MaxSteps = 150, BatchSize = 32, NumGenerations = 8, KeepTop = 1, MinReward = 1, MaxCompletionLength = 4, SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, Grader = Exact }
+            : new OnlineDpoConfig { NEpochs = 100, MaxSteps = 300, BatchSize = 64, LearningRate = 1e-3, MaxCompletionLength = 4, SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, Grader = Exact };
+        var rep = new RecordingReporter();
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(4000, 5), null, c, TempDir(), null, ExactSource()), rep, CancellationToken.None);
+        double after = Accuracy(Tiny with { Folder = result.LastCheckpoint }, held);
+        Assert.True(after >= before + gain, $"{method}: held-out exact match {before:F3} -> {after:F3}");
+        Assert.All(rep.Metrics, m => Assert.True(double.IsFinite(m.Metrics["loss"])));
+    }
+
     [Fact]
     public void ReMax_compares_each_sample_with_the_greedy_completion_and_trains()
     {

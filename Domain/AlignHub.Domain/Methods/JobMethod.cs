@@ -89,6 +89,8 @@ public static class Methods
         new RemaxMethod(),
         new ReinforcementMethod(),
         new PpoMethod(),
+        new BestOfNMethod(),
+        new OnlineDpoMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

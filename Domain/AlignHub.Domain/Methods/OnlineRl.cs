@@ -268,6 +268,74 @@ public sealed class PpoMethod : OnlineRlMethod<PpoConfig>
 }
 
 /// <summary>
+/// Best-of-N rejection-sampling fine-tuning (<c>method.type = "best_of_n"</c>; RAFT, Dong et al., 2023): each step
+/// samples N completions of each prompt, keeps the top <c>keep_top</c> by reward (optionally only those reaching
+/// <c>min_reward</c>), and takes a supervised step on them; every epoch over the prompts is a round.
+/// </summary>
+public sealed record BestOfNConfig : OnlineRlConfig
+{
+    [Hyperparameter("Completions kept per prompt, the best by reward.", Min = 1, Max = 64)]
+    public int KeepTop { get; init; } = 1;
+
+    [Hyperparameter("Keep a completion only when its reward reaches this (none: always keep the top).")]
+    public double? MinReward { get; init; }
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (KeepTop > NumGenerations) err(prefix + "keep_top", $"must be at most num_generations ({NumGenerations})");
+        if (NumIterations > 1) err(prefix + "num_iterations", "best_of_n trains on each batch once");
+    }
+}
+
+/// <summary>
+/// Online DPO (<c>method.type = "online_dpo"</c>; Guo et al., 2024): two completions of each prompt, ranked by the
+/// reward source, make a preference pair (ties are skipped) for a DPO step against the starting model.
+/// </summary>
+public sealed record OnlineDpoConfig : OnlineRlConfig
+{
+    [Hyperparameter("Completions per prompt: the two a pair is made of.", Min = 2, Max = 2)]
+    public override int NumGenerations { get; init; } = 2;
+
+    [Hyperparameter("DPO's beta: how far the policy may move from the starting model (its reference).", Min = 1e-6, Max = 100)]
+    public override double Beta { get; init; } = 0.1;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (NumIterations > 1) err(prefix + "num_iterations", "online_dpo trains on each batch once");
+    }
+}
+
+public sealed class BestOfNMethod : OnlineRlMethod<BestOfNConfig>
+{
+    public override string Name => "best_of_n";
+    public override string Title => "Best-of-N fine-tuning";
+    public override string Summary =>
+        "Rejection sampling (RAFT, Dong et al., 2023): of N samples per prompt keep the best keep_top by reward and minimise their negative " +
+        "log-likelihood, L = -(1/|K|) sum over kept tokens of log pi(y_t | y_<t).";
+    public override object Example => ExampleWith(new
+    {
+        num_generations = 8, keep_top = 1, max_completion_length = 8,
+        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+    });
+}
+
+public sealed class OnlineDpoMethod : OnlineRlMethod<OnlineDpoConfig>
+{
+    public override string Name => "online_dpo";
+    public override string Title => "Online DPO";
+    public override string Summary =>
+        "Online DPO (Guo et al., 2024): two samples per prompt, the one the reward source scores higher is chosen; " +
+        "L = -log sigmoid(beta [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))]) with the starting model as ref.";
+    public override object Example => ExampleWith(new
+    {
+        beta = 0.1, max_completion_length = 8,
+        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+    });
+}
+
+/// <summary>
 /// OpenAI's reinforcement fine-tuning (<c>method.type = "reinforcement"</c>): <c>method.reinforcement.grader</c> and
 /// OpenAI's hyperparameters (each a value or "auto"), run as GRPO. <c>eval_interval</c> sets how often the validation
 /// file is graded, <c>eval_samples</c> how many of its prompts, <c>compute_multiplier</c> scales the completions per

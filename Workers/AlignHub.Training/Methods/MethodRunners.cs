@@ -77,6 +77,8 @@ public static class MethodRunners
         new Rl.OnlineRlRunner("remax"),
         new Rl.OnlineRlRunner("reinforcement"),
         new Rl.OnlineRlRunner("ppo"),
+        new Rl.OnlineRlRunner("best_of_n"),
+        new Rl.OnlineRlRunner("online_dpo"),
     ];
 
     public static IMethodRunner For(string method) =>

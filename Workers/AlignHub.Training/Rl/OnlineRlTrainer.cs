@@ -229,6 +229,8 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
                 ReinforcePpConfig => (Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta), 0.0),
                 RemaxConfig => (Advantages.ReMax(r, tensor(b.GreedyRewards!, device: device).to_type(ScalarType.Float32), k), c.Beta),
                 PpoConfig => (zeros_like(mask), 0.0),
+                BestOfNConfig bon => (Selected(b.Rewards, k, bon, device), 0.0),
+                OnlineDpoConfig => (PairSides(b.Rewards, device), 0.0),
                 _ => throw new InvalidOperationException($"no advantage estimator for {c.GetType().Name}"),
             };
             if (c is PpoConfig ppo)
@@ -268,8 +270,14 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             returns = b.Returns is null ? null : Stored(b.Returns);
             lossBeta = c is GrpoConfig or ReinforcementConfig or RemaxConfig ? c.Beta : 0.0;
         }
-        var o = PolicyLosses.Clipped(logps, oldLogps, advantages, mask, c.Epsilon, c.EpsilonHigh ?? c.Epsilon, c.LossType,
-            c.MaxCompletionLength, refLogps, lossBeta);
+        var o = c switch
+        {
+            // Supervised on the kept completions: with A = 1 and ratio 1 the surrogate's gradient is the NLL's.
+            BestOfNConfig => PolicyLosses.Clipped(logps, oldLogps, ones_like(advantages), mask * advantages.unsqueeze(1), c.Epsilon,
+                c.EpsilonHigh ?? c.Epsilon, "dapo", c.MaxCompletionLength),
+            OnlineDpoConfig => OnlineDpoLoss(logps, refLogps!, mask, advantages),
+            _ => PolicyLosses.Clipped(logps, oldLogps, advantages, mask, c.Epsilon, c.EpsilonHigh ?? c.Epsilon, c.LossType, c.MaxCompletionLength, refLogps, lossBeta),
+        };
         var loss = o.Loss;
         Tensor valueLoss = zeros_like(o.Loss.detach()), explained = zeros_like(o.Loss.detach());
         if (c is PpoConfig p && values is not null)
@@ -302,6 +310,43 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         var host = fresh ? b.Host : [.. b.Host[..8], 0, 0, .. b.Host[10..]];
         var extra = stack([diff, valueLoss.detach() * rows.Count, explained * rows.Count]).to_type(ScalarType.Float64);
         return (loss, cat([deviceStats, tensor(host, device: device), extra]));
+    }
+
+    /// <summary>Best-of-N: 1 for the top keep_top completions of each prompt by reward (ties by sample order) that reach min_reward, else 0.</summary>
+    static Tensor Selected(double[] rewards, int k, BestOfNConfig c, Device device)
+    {
+        var keep = new float[rewards.Length];
+        for (int p = 0; p < rewards.Length / k; p++)
+            foreach (var i in Enumerable.Range(p * k, k).OrderByDescending(i => rewards[i]).ThenBy(i => i).Take(c.KeepTop))
+                if (c.MinReward is not double min || rewards[i] >= min) keep[i] = 1;
+        return tensor(keep, device: device);
+    }
+
+    /// <summary>Online DPO's sides per completion: +1 chosen, -1 rejected, 0 for both of a tie (no pair).</summary>
+    static Tensor PairSides(double[] rewards, Device device)
+    {
+        var side = new float[rewards.Length];
+        for (int i = 0; i + 1 < rewards.Length; i += 2)
+            if (rewards[i] != rewards[i + 1]) (side[i], side[i + 1]) = rewards[i] > rewards[i + 1] ? (1f, -1f) : (-1f, 1f);
+        return tensor(side, device: device);
+    }
+
+    /// <summary>DPO's sigmoid loss (<see cref="PreferenceLosses.Sigmoid"/>) over the prompts whose two samples were ranked, against the reference.</summary>
+    PolicyLossOutput OnlineDpoLoss(Tensor logps, Tensor refLogps, Tensor mask, Tensor sides)
+    {
+        var seq = (logps * mask).sum(1).view(-1, 2);
+        var refSeq = (refLogps * mask).sum(1).view(-1, 2);
+        var s2 = sides.view(-1, 2);
+        var chosenFirst = s2[.., 0].gt(0);
+        var paired = s2[.., 0].ne(0).to_type(ScalarType.Float32);
+        var pc = where(chosenFirst, seq[.., 0], seq[.., 1]);
+        var pr = where(chosenFirst, seq[.., 1], seq[.., 0]);
+        var rc = where(chosenFirst, refSeq[.., 0], refSeq[.., 1]);
+        var rr = where(chosenFirst, refSeq[.., 1], refSeq[.., 0]);
+        var o = PreferenceLosses.Sigmoid(new PairLogps(pc, pr, rc, rr), c.Beta);
+        var loss = (o.Losses * paired).sum() / paired.sum().clamp_min(1);
+        var none = zeros_like(loss.detach());
+        return new PolicyLossOutput(loss, zeros_like(mask), none, none);
     }
 
     public Dictionary<string, double> Metrics(double[] s)
