@@ -117,28 +117,18 @@ static class ModelBenchmarks
         }
     }
 
-    sealed class StepTimer : AlignHub.Training.ITrainingReporter
-    {
-        readonly Stopwatch clock = Stopwatch.StartNew();
-        public readonly List<double> At = [];
-        public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) { }
-        public void Step(AlignHub.Training.TrainingProgress p, IReadOnlyDictionary<string, double>? m) => At.Add(clock.Elapsed.TotalSeconds);
-        public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) { }
-        public AlignHub.Training.ControlSignal Poll() => AlignHub.Training.ControlSignal.Continue;
-    }
-
     /// <summary>Mean seconds per SFT step through the engine on rows of exactly <paramref name="seq"/> tokens (bos + 1 prompt byte + completion + eos), steps 4 to 13.</summary>
     static double EngineStepSeconds(string config, int batch, int seq)
     {
         var rng = new Random(1);
         var rows = Enumerable.Range(0, batch * 13).Select(_ => ChatTemplate.FromPromptCompletion("x",
             new string(Enumerable.Range(0, seq - 3).Select(_ => (char)('a' + rng.Next(26))).ToArray()))).ToList();
-        var timer = new StepTimer();
+        var timer = new BenchReporter();
         var root = Directory.CreateTempSubdirectory("alignhub-bench-").FullName;
         AlignHub.Training.Sft.SftTrainer.Train(new AlignHub.Training.Sft.SftRun(new ModelSource(config, "byte", null), rows, null,
             new SftConfig { NEpochs = 1, BatchSize = batch, MaxSteps = 13, LearningRate = 1e-4, WarmupRatio = 0, SaveSteps = 10_000, EvalSteps = 10_000, Seed = 1 },
             root, null), timer, CancellationToken.None);
         Directory.Delete(root, true);
-        return (timer.At[12] - timer.At[2]) / 10;
+        return timer.PerStep();
     }
 }

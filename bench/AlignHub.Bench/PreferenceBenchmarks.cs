@@ -15,15 +15,6 @@ using static TorchSharp.torch;
 /// <summary>Offline preference benchmarks (issue 4): the built-in task end to end, DPO vs SFT step time, peak RSS.</summary>
 static class PreferenceBenchmarks
 {
-    sealed class Quiet : ITrainingReporter
-    {
-        public readonly List<(int Step, IReadOnlyDictionary<string, double> Metrics)> Metrics = [];
-        public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) { }
-        public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? m) { if (m is not null) Metrics.Add((p.Step, m)); }
-        public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) { }
-        public ControlSignal Poll() => ControlSignal.Continue;
-    }
-
     static readonly string Tiny = ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]);
     static string D256 => JsonSerializer.Serialize(new { model_type = "gpt2", vocab_size = 259, n_embd = 256, n_layer = 4, n_head = 4, n_positions = 256 });
     static string Temp() => Directory.CreateTempSubdirectory("alignhub-bench-").FullName;
@@ -45,25 +36,25 @@ static class PreferenceBenchmarks
         var valid = PreferenceTask.Pairs(256, 2);
         var sw = Stopwatch.StartNew();
         var sft = SftTrainer.Train(new SftRun(new ModelSource(Tiny, "byte", null), PreferenceTask.Demonstrations(1024, 1), null,
-            new SftConfig { NEpochs = 5, BatchSize = 16, LearningRate = 3e-3, SaveSteps = 10_000, Seed = 1 }, Temp(), null), new Quiet(), CancellationToken.None);
+            new SftConfig { NEpochs = 5, BatchSize = 16, LearningRate = 3e-3, SaveSteps = 10_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
         Console.WriteLine($"sft start: {sft.Step} steps in {sw.Elapsed.TotalSeconds:F1} s");
         var start = new ModelSource(Tiny, "byte", sft.LastCheckpoint);
 
         sw.Restart();
-        var rmRep = new Quiet();
+        var rmRep = new BenchReporter();
         var rm = RewardModelTrainer.Train(new RewardModelRun(start, train, valid,
             new RewardModelConfig { NEpochs = 4, BatchSize = 16, LearningRate = 1e-3, EvalSteps = 10_000, SaveSteps = 10_000, Seed = 1 }, Temp(), null),
             rmRep, CancellationToken.None);
-        Console.WriteLine($"reward model: {rm.Step} steps in {sw.Elapsed.TotalSeconds:F1} s, held-out accuracy {rmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics["eval/accuracy"]:F3}");
+        Console.WriteLine($"reward model: {rm.Step} steps in {sw.Elapsed.TotalSeconds:F1} s, held-out accuracy {rmRep.Rows.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics["eval/accuracy"]:F3}");
 
         foreach (var lossType in new[] { "sigmoid", "ipo", "simpo" })
         {
             sw.Restart();
-            var rep = new Quiet();
+            var rep = new BenchReporter();
             var c = new DpoConfig { NEpochs = 3, BatchSize = 16, LearningRate = 5e-4, Beta = lossType == "simpo" ? 2.0 : lossType == "ipo" ? 0.5 : 0.1, LossType = lossType, EvalSteps = 10_000, SaveSteps = 10_000, Seed = 1 };
             var dpo = DpoTrainer.Train(new DpoRun(start, train, valid, c, Temp(), null, Path.Combine(Temp(), "ref.json")), rep, CancellationToken.None);
             double seconds = sw.Elapsed.TotalSeconds;
-            var acc = rep.Metrics.Last(m => m.Metrics.ContainsKey("eval/rewards/accuracies")).Metrics["eval/rewards/accuracies"];
+            var acc = rep.Rows.Last(m => m.Metrics.ContainsKey("eval/rewards/accuracies")).Metrics["eval/rewards/accuracies"];
             Console.WriteLine($"dpo {lossType}: {dpo.Step} steps in {seconds:F1} s, held-out implicit-reward accuracy {acc:F3}, greedy true reward {GreedyTrueReward(start):F2} -> {GreedyTrueReward(new ModelSource(Tiny, "byte", dpo.LastCheckpoint)):F2}");
         }
     }
@@ -114,26 +105,16 @@ static class PreferenceBenchmarks
         var source = new ModelSource(D256, "byte", null);
         var taskPairs = PreferenceTask.Pairs(16 * 13, 1);
         var sftRows = taskPairs.SelectMany(p => new[] { ChatTemplate.FromPromptCompletion(p.Prompt, p.Chosen), ChatTemplate.FromPromptCompletion(p.Prompt, p.Rejected) }).ToList();
-        var sftTimer = new Timer();
+        var sftTimer = new BenchReporter();
         SftTrainer.Train(new SftRun(source, sftRows, null, new SftConfig { NEpochs = 1, BatchSize = 2 * b, MaxSteps = 13, LearningRate = 1e-4, SaveSteps = 10_000, EvalSteps = 10_000, Seed = 1 },
             Temp(), null), sftTimer, CancellationToken.None);
-        var dpoTimer = new Timer();
+        var dpoTimer = new BenchReporter();
         DpoTrainer.Train(new DpoRun(source, taskPairs, null, new DpoConfig { NEpochs = 1, BatchSize = b, MaxSteps = 13, LearningRate = 1e-4, SaveSteps = 10_000, EvalSteps = 10_000, Seed = 1 },
             Temp(), null, Path.Combine(Temp(), "ref.json")), dpoTimer, CancellationToken.None);
         double es = sftTimer.PerStep(), ed = dpoTimer.PerStep();
         Console.WriteLine($"engine: SFT {es * 1000:F1} ms/step, DPO {ed * 1000:F1} ms/step, ratio {ed / es:F3}; engine/raw SFT {es / (sft / 37):F3}, DPO {ed / (dpo / 37):F3}");
     }
 
-    sealed class Timer : ITrainingReporter
-    {
-        readonly Stopwatch clock = Stopwatch.StartNew();
-        readonly List<double> at = [];
-        public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) { }
-        public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? m) => at.Add(clock.Elapsed.TotalSeconds);
-        public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) { }
-        public ControlSignal Poll() => ControlSignal.Continue;
-        public double PerStep() => (at[12] - at[2]) / 10;
-    }
 
     /// <summary>Runs one trainer (sft or dpo) on the task's sequences and prints the process's peak RSS (VmHWM).</summary>
     public static void PeakRss(string which)
@@ -144,12 +125,12 @@ static class PreferenceBenchmarks
         if (which == "sft")
         {
             var examples = pairs.SelectMany(p => new[] { ChatTemplate.FromPromptCompletion(p.Prompt, p.Chosen), ChatTemplate.FromPromptCompletion(p.Prompt, p.Rejected) }).ToList();
-            SftTrainer.Train(new SftRun(source, examples, null, new SftConfig { NEpochs = 1, BatchSize = 32, MaxSteps = 20, SaveSteps = 10_000, Seed = 1 }, Temp(), null), new Quiet(), CancellationToken.None);
+            SftTrainer.Train(new SftRun(source, examples, null, new SftConfig { NEpochs = 1, BatchSize = 32, MaxSteps = 20, SaveSteps = 10_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
         }
         else
         {
             DpoTrainer.Train(new DpoRun(source, pairs, null, new DpoConfig { NEpochs = 1, BatchSize = 16, MaxSteps = 20, SaveSteps = 10_000, EvalSteps = 10_000, Seed = 1 },
-                Temp(), null, Path.Combine(Temp(), "ref.json")), new Quiet(), CancellationToken.None);
+                Temp(), null, Path.Combine(Temp(), "ref.json")), new BenchReporter(), CancellationToken.None);
         }
         var hwm = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:"));
         Console.WriteLine($"{which} {hwm}");

@@ -13,15 +13,6 @@ using TorchSharp;
 /// <summary>Online RL benchmarks (issue 12): GRPO on the built-in arithmetic task from the documented SFT start.</summary>
 static class RlBenchmarks
 {
-    sealed class Log : ITrainingReporter
-    {
-        public readonly List<(int Step, IReadOnlyDictionary<string, double> Metrics)> Rows = [];
-        public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) { }
-        public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? m) { if (m is not null) Rows.Add((p.Step, m)); }
-        public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) { }
-        public ControlSignal Poll() => ControlSignal.Continue;
-    }
-
     static string Temp() => Directory.CreateTempSubdirectory("alignhub-bench-").FullName;
 
     /// <summary>SFT start (250 steps), then GRPO; held-out greedy exact match (eval/reward) every 50 steps, reward, wall time.</summary>
@@ -31,7 +22,7 @@ static class RlBenchmarks
         var tiny = new ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
         var sw = Stopwatch.StartNew();
         var sft = SftTrainer.Train(new SftRun(tiny, ArithmeticTask.Demonstrations(4000, 1), null,
-            new SftConfig { NEpochs = 100, MaxSteps = 250, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new Log(), CancellationToken.None);
+            new SftConfig { NEpochs = 100, MaxSteps = 250, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
         Console.WriteLine($"sft start: 250 steps in {sw.Elapsed.TotalSeconds:F1} s");
         var held = ArithmeticTask.Prompts(200, 99);
         var grader = JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader);
@@ -44,7 +35,7 @@ static class RlBenchmarks
             var outs = TextGenerator.Generate(start, tok, held.Select(h => new[] { tok.BosId }.Concat(tok.Encode(h.Text)).ToArray()).ToList(), new GenerationOptions { MaxNewTokens = 4, Temperature = 0 });
             Console.WriteLine($"step 0: held-out exact match {held.Zip(outs).Count(x => x.Second.Text == x.First.Row!.Value.GetProperty("answer").GetString()) / 200.0:F3}");
         }
-        var log = new Log();
+        var log = new BenchReporter();
         sw.Restart();
         OnlineRlTrainer.Train(new OnlineRlRun(tiny with { Folder = sft.LastCheckpoint }, ArithmeticTask.Prompts(2000, 5), held, c, Temp(), null,
             new GraderSource(c.ParsedGrader()!)), log, CancellationToken.None);
@@ -68,7 +59,7 @@ static class RlBenchmarks
         torch.set_num_threads(Environment.ProcessorCount);
         var tiny = new ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
         var sft = SftTrainer.Train(new SftRun(tiny, ArithmeticTask.Demonstrations(4000, 1), null,
-            new SftConfig { NEpochs = 100, MaxSteps = 250, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new Log(), CancellationToken.None);
+            new SftConfig { NEpochs = 100, MaxSteps = 250, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
         var start = tiny with { Folder = sft.LastCheckpoint };
         var held = ArithmeticTask.Prompts(200, 99);
         var grader = JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader);
@@ -83,7 +74,7 @@ static class RlBenchmarks
         foreach (var (name, template) in runs)
         {
             var c = template with { NEpochs = 100, MaxSteps = steps, BatchSize = 32, MaxCompletionLength = 4, SaveSteps = 100_000, EvalSteps = 50, Seed = 1, Grader = grader };
-            var log = new Log();
+            var log = new BenchReporter();
             var sw = Stopwatch.StartNew();
             OnlineRlTrainer.Train(new OnlineRlRun(start, ArithmeticTask.Prompts(2000, 5), held, c, Temp(), null, new GraderSource(c.ParsedGrader()!)), log, CancellationToken.None);
             double wall = sw.Elapsed.TotalSeconds;
@@ -113,7 +104,7 @@ static class RlBenchmarks
             var rs = Rollouts.Sample(model, tok, slice, Enumerable.Range(i * 32, 32).ToList(), 8, o, 1, i, 256);
             tRollout += sw.Elapsed.TotalSeconds; nRollout += rs.Sum(r => r.Completion.Tokens.Length);
             var tmp = Path.Combine(Temp(), "g.jsonl");
-            var log = new Log();
+            var log = new BenchReporter();
             sw.Restart();
             GenerateRunner.Generate(new GenerateRun(start, "start", prompts.Skip(i * 32).Take(32).ToList(), genConfig, tmp), log, CancellationToken.None);
             tGenerate += sw.Elapsed.TotalSeconds;

@@ -98,8 +98,8 @@ public static class Hyperparameters
     {
         var config = (MethodConfig)Activator.CreateInstance(configType)!;
         var known = Describe(configType);
-        int before = 0;
-        var errors = new Action<string, string>((f, m) => { before++; err(f, m); });
+        int failures = 0;
+        var errors = new Action<string, string>((f, m) => { failures++; err(f, m); });
         if (hyperparameters is JsonElement hp && hp.ValueKind != JsonValueKind.Null)
         {
             if (hp.ValueKind != JsonValueKind.Object) errors(prefix.TrimEnd('.'), "must be an object");
@@ -118,7 +118,7 @@ public static class Hyperparameters
         }
         typeof(MethodConfig).GetProperty(nameof(MethodConfig.Seed))!.SetValue(config, seed);
         config.Validate(prefix, errors); // fields that failed their own checks kept their defaults
-        return before == 0 ? config.Normalize() : config;
+        return failures == 0 ? config.Normalize() : config;
     }
 
     /// <summary>A field left to its default ("auto", or null).</summary>

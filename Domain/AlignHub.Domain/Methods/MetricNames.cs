@@ -10,7 +10,7 @@ namespace AlignHub.Domain;
 public static class MetricNames
 {
     public const string Loss = "loss", EvalPrefix = "eval/", LearningRate = "learning_rate", GradNorm = "grad_norm",
-        Epoch = "epoch", TokensPerSecond = "tokens_per_second", MeanTokenAccuracy = "mean_token_accuracy", NumTokens = "num_tokens";
+        Epoch = "epoch", TokensPerSecond = "tokens_per_second", MeanTokenAccuracy = "mean_token_accuracy";
 
     public static string Eval(string name) => EvalPrefix + name;
 

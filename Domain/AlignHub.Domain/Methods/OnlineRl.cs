@@ -90,8 +90,14 @@ public abstract record OnlineRlConfig : TrainingConfig
     public Grader? ParsedGrader() => Grader is { } g ? Domain.Grader.Parse(g, "grader", (_, m) => throw new InvalidDataException(m)) : null;
 }
 
+/// <summary>A method whose advantages are group-relative (GRPO's): how they are scaled.</summary>
+public interface IGroupAdvantages
+{
+    string ScaleRewards { get; }
+}
+
 /// <summary>GRPO (<c>method.type = "grpo"</c>): group-relative advantages (r - mean) / std.</summary>
-public sealed record GrpoConfig : OnlineRlConfig
+public sealed record GrpoConfig : OnlineRlConfig, IGroupAdvantages
 {
     [Hyperparameter("Advantages divided by the group's reward std (group), the batch's (batch) or not at all (none).", OneOf = ["group", "batch", "none"])]
     public string ScaleRewards { get; init; } = "group";
@@ -172,7 +178,7 @@ public sealed class GrpoMethod : OnlineRlMethod<GrpoConfig>
     public override object Example => ExampleWith(new
     {
         num_generations = 8, max_completion_length = 8, beta = 0.0, loss_type = "dapo",
-        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+        grader = ArithmeticTask.ExactMatchGrader,
     });
 }
 
@@ -186,7 +192,7 @@ public sealed class RlooMethod : OnlineRlMethod<RlooConfig>
     public override object Example => ExampleWith(new
     {
         num_generations = 4, max_completion_length = 8, beta = 0.05,
-        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+        grader = ArithmeticTask.ExactMatchGrader,
     });
 }
 
@@ -200,7 +206,7 @@ public sealed class ReinforcePpMethod : OnlineRlMethod<ReinforcePpConfig>
     public override object Example => ExampleWith(new
     {
         num_generations = 4, max_completion_length = 8, beta = 0.01,
-        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+        grader = ArithmeticTask.ExactMatchGrader,
     });
 }
 
@@ -214,7 +220,7 @@ public sealed class RemaxMethod : OnlineRlMethod<RemaxConfig>
     public override object Example => ExampleWith(new
     {
         num_generations = 4, max_completion_length = 8,
-        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+        grader = ArithmeticTask.ExactMatchGrader,
     });
 }
 
@@ -263,7 +269,7 @@ public sealed class PpoMethod : OnlineRlMethod<PpoConfig>
     public override object Example => ExampleWith(new
     {
         num_generations = 1, max_completion_length = 8, num_ppo_epochs = 4, beta = 0.05, vf_coef = 0.1,
-        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+        grader = ArithmeticTask.ExactMatchGrader,
     });
 }
 
@@ -317,7 +323,7 @@ public sealed class BestOfNMethod : OnlineRlMethod<BestOfNConfig>
     public override object Example => ExampleWith(new
     {
         num_generations = 8, keep_top = 1, max_completion_length = 8,
-        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+        grader = ArithmeticTask.ExactMatchGrader,
     });
 }
 
@@ -331,7 +337,7 @@ public sealed class OnlineDpoMethod : OnlineRlMethod<OnlineDpoConfig>
     public override object Example => ExampleWith(new
     {
         beta = 0.1, max_completion_length = 8,
-        grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+        grader = ArithmeticTask.ExactMatchGrader,
     });
 }
 
@@ -342,7 +348,7 @@ public sealed class OnlineDpoMethod : OnlineRlMethod<OnlineDpoConfig>
 /// prompt; <c>reasoning_effort</c> is accepted and has no effect (the models here have no reasoning modes). Every
 /// GRPO hyperparameter is accepted as well.
 /// </summary>
-public sealed record ReinforcementConfig : OnlineRlConfig
+public sealed record ReinforcementConfig : OnlineRlConfig, IGroupAdvantages
 {
     [Hyperparameter("Steps between evaluations on the validation file (OpenAI's eval_interval; none: eval_steps).", Min = 1, Max = 10_000_000, Auto = true)]
     public int? EvalInterval { get; init; }
@@ -383,7 +389,7 @@ public sealed class ReinforcementMethod : OnlineRlMethod<ReinforcementConfig>
             type = Name,
             reinforcement = new
             {
-                grader = new { type = "string_check", name = "exact", input = "{{sample.output_text}}", reference = "{{item.answer}}", operation = "eq" },
+                grader = ArithmeticTask.ExactMatchGrader,
                 hyperparameters = new { n_epochs = "auto", batch_size = "auto", eval_interval = 10, reasoning_effort = "medium" },
             },
         },

@@ -25,9 +25,6 @@ public static class Schedules
             _ => throw new ArgumentException($"unknown lr_scheduler_type \"{type}\""),
         };
     }
-
-    public static double WarmupCosine(int step, int totalSteps, int warmupSteps, double peak, double minRatio = 0.1) =>
-        LearningRate("cosine", step, totalSteps, warmupSteps, peak, minRatio);
 }
 
 public static class Optimization

@@ -35,8 +35,6 @@ public sealed record GenerationOptions
 public sealed record GeneratedSequence(int[] Tokens, string Text, float[] LogProbs, float[] SamplingLogProbs, string FinishReason)
 {
     public double SumLogProb => LogProbs.Sum(x => (double)x);
-    /// <summary>1 for every returned token (the per-token mask of a completion; padded batches: <see cref="Rollouts.ToBatch"/>).</summary>
-    public float[] Mask => Enumerable.Repeat(1f, Tokens.Length).ToArray();
 }
 
 /// <summary>

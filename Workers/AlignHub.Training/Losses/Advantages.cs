@@ -74,15 +74,29 @@ public static class Advantages
     /// </summary>
     public static Tensor ReinforcePlusPlus(Tensor rewards, Tensor kl, Tensor mask, double beta)
     {
-        // The last masked position of each row gets the sequence reward.
+        using var tokenRewards = TokenRewards(rewards, kl, mask, beta);
+        using var returns = tokenRewards.flip(1).cumsum(1).flip(1) * mask;
+        return Whiten(returns, mask);
+    }
+
+    /// <summary>
+    /// Per-token rewards of completions [B, T]: -beta * kl_t on every masked token, plus the sequence reward [B] at each
+    /// row's last masked token (InstructGPT's KL-penalised reward; REINFORCE++ and PPO use it).
+    /// </summary>
+    public static Tensor TokenRewards(Tensor rewards, Tensor kl, Tensor mask, double beta)
+    {
         using var positions = arange(mask.shape[1], device: mask.device).unsqueeze(0).to_type(mask.dtype);
         using var lastIndex = (mask * positions).argmax(1, keepdim: true);
         using var atLast = zeros_like(mask).scatter(1, lastIndex, ones_like(lastIndex, dtype: mask.dtype)) * mask;
-        using var tokenRewards = (-beta * kl + rewards.unsqueeze(1) * atLast) * mask;
-        using var returns = tokenRewards.flip(1).cumsum(1).flip(1) * mask;
+        return (-beta * kl + rewards.unsqueeze(1) * atLast) * mask;
+    }
+
+    /// <summary>(x - mean) / (std + 1e-8) over the masked entries (unbiased std); masked-out entries are 0.</summary>
+    public static Tensor Whiten(Tensor x, Tensor mask)
+    {
         using var n = mask.sum().clamp_min(1);
-        using var mean = returns.sum() / n;
-        using var centred = (returns - mean) * mask;
+        using var mean = (x * mask).sum() / n;
+        using var centred = (x - mean) * mask;
         using var std = (centred.pow(2).sum() / (n - 1).clamp_min(1)).sqrt();
         return centred / (std + 1e-8) * mask;
     }

@@ -66,13 +66,13 @@ sealed class DpoMethod(CausalLM policy, List<TokenizedPair> train, List<Tokenize
     public IReadOnlyList<Parameter> Parameters { get; } = policy.parameters().ToList();
     public int TrainRows => train.Count;
     public int ValidRows => valid.Count;
-    public IReadOnlyList<string> StatNames => kto
+    public IReadOnlyList<string> StatNames { get; } = c.LossType == "kto"
         ? ["loss", "rewards_chosen", "rewards_rejected", "logps_chosen", "logps_rejected", "kl", "desirable", "rows"]
         : ["loss", "rewards_chosen", "rewards_rejected", "correct", "logps_chosen", "logps_rejected", "rows"];
 
     public void SetTraining(bool on) { if (on) policy.train(); else policy.eval(); }
     public double Weight(IReadOnlyList<int> rows, bool valid) => rows.Count;
-    public long Tokens(IReadOnlyList<int> rows) => rows.Sum(i => (long)train[i].Prompt.Length * 2 + train[i].Chosen.Length + train[i].Rejected.Length);
+    public long Tokens(IReadOnlyList<int> rows) => PairData.Tokens(train, rows);
 
     public (Tensor Loss, Tensor Stats) Forward(IReadOnlyList<int> idx, bool isValid)
     {

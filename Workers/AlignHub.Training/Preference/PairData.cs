@@ -26,6 +26,10 @@ public static class PairData
     public static List<(int[] Prompt, int[] Completion)> Side(IReadOnlyList<TokenizedPair> data, IEnumerable<int> idx, bool chosen) =>
         idx.Select(i => (data[i].Prompt, chosen ? data[i].Chosen : data[i].Rejected)).ToList();
 
+    /// <summary>Tokens some pairs feed the model: the prompt twice, both continuations.</summary>
+    public static long Tokens(IReadOnlyList<TokenizedPair> data, IReadOnlyList<int> idx) =>
+        idx.Sum(i => (long)data[i].Prompt.Length * 2 + data[i].Chosen.Length + data[i].Rejected.Length);
+
     /// <summary>Host values of some rows as a tensor on <paramref name="device"/>.</summary>
     public static Tensor Pick(float[] values, IReadOnlyList<int> idx, Device device) => tensor(idx.Select(i => values[i]).ToArray(), device: device);
 

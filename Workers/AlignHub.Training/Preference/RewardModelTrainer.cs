@@ -118,7 +118,7 @@ sealed class RewardModelMethod(RewardModel rm, ModelSource source, List<Tokenize
 
     public void SetTraining(bool on) => rm.Train(on);
     public double Weight(IReadOnlyList<int> rows, bool valid) => rows.Count;
-    public long Tokens(IReadOnlyList<int> rows) => rows.Sum(i => (long)train[i].Prompt.Length * 2 + train[i].Chosen.Length + train[i].Rejected.Length);
+    public long Tokens(IReadOnlyList<int> rows) => PairData.Tokens(train, rows);
 
     public (Tensor Loss, Tensor Stats) Forward(IReadOnlyList<int> idx, bool isValid)
     {

@@ -27,11 +27,11 @@ public interface IRewardSource : IDisposable
 public sealed class RewardModelSource(RewardModel model, ITokenizer tok, int batchSize, string name = "reward_model") : IRewardSource
 {
     readonly int maxLen = model.Backbone.Architecture.MaxPositions;
+    readonly PromptEncoder encoder = new(tok, model.Backbone.Architecture.MaxPositions / 2);
     public string Name => name;
 
     public double[] Score(IReadOnlyList<RewardInput> batch)
     {
-        var encoder = new PromptEncoder(tok, maxLen / 2);
         var rows = batch.Select(x => { var p = encoder.Encode(x.Prompt); return (p, encoder.EncodeCompletion(x.Completion, maxLen - p.Length)); }).ToList();
         var scores = new double[rows.Count];
         model.Train(false);
@@ -57,7 +57,6 @@ public sealed class RewardModelSource(RewardModel model, ITokenizer tok, int bat
 public sealed class RewardEnsembleSource(IReadOnlyList<IRewardSource> members, double penalty, string name = "reward_model") : IRewardSource
 {
     public string Name => name;
-    public IReadOnlyList<IRewardSource> Members => members;
 
     public double[] Score(IReadOnlyList<RewardInput> batch)
     {
@@ -75,13 +74,8 @@ public sealed class RewardEnsembleSource(IReadOnlyList<IRewardSource> members, d
     public static IRewardSource Load(ModelSource source, double penalty, int batchSize, Device? device, string name = "reward_model")
     {
         var tok = source.CreateTokenizer();
-        IReadOnlyList<string?> folders = RewardEnsemble.IsEnsemble(source.Folder) ? [.. RewardEnsemble.MemberFolders(source.Folder!)] : [source.Folder];
-        var members = new List<IRewardSource>();
-        try
-        {
-            foreach (var f in folders) members.Add(new RewardModelSource((source with { Folder = f }).CreateRewardModel(device), tok, batchSize, name));
-        }
-        catch { foreach (var m in members) m.Dispose(); throw; }
+        // Each member source owns its model from here on.
+        var members = RewardEnsemble.Load(source, device).Models.Select(m => (IRewardSource)new RewardModelSource(m, tok, batchSize, name)).ToList();
         return members.Count == 1 && penalty == 0 ? members[0] : new RewardEnsembleSource(members, penalty, name);
     }
 

@@ -210,7 +210,8 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
 
         Tensor oldLogps, advantages;
         Tensor? refLogps = null, oldValues = null, returns = null;
-        double lossBeta;
+        // GRPO and ReMax put beta * k3 in the loss; RLOO, REINFORCE++ and PPO fold beta * k1 into the reward.
+        double lossBeta = c is IGroupAdvantages or RemaxConfig ? c.Beta : 0.0;
         if (fresh)
         {
             // The first update of a block: pi_old is the policy itself (ratio 1), and the advantages are computed now.
@@ -219,36 +220,25 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
                 using (no_grad())
                     refLogps = SupervisedLoss.NextTokenLogProbs(reference.forward(ids) / c.Temperature, ids);
             var r = tensor(b.Rewards, device: device).to_type(ScalarType.Float32);
-            var k1 = refLogps is null ? null : (oldLogps - refLogps) * mask; // per-token k1 of the sampled tokens
-            // GRPO and ReMax put beta * k3 in the loss; RLOO, REINFORCE++ and PPO fold beta * k1 into the reward.
-            (advantages, lossBeta) = c switch
+            var k1 = refLogps is null ? null : KlEstimators.K1(oldLogps, refLogps) * mask; // per-token k1 of the sampled tokens
+            advantages = c switch
             {
-                GrpoConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta),
-                ReinforcementConfig g => (Advantages.Group(r, k, g.ScaleRewards), c.Beta), // OpenAI's method runs as GRPO
-                RlooConfig => (Advantages.LeaveOneOut(k1 is null ? r : r - c.Beta * k1.sum(1), k), 0.0),
-                ReinforcePpConfig => (Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta), 0.0),
-                RemaxConfig => (Advantages.ReMax(r, tensor(b.GreedyRewards!, device: device).to_type(ScalarType.Float32), k), c.Beta),
-                PpoConfig => (zeros_like(mask), 0.0),
-                BestOfNConfig bon => (Selected(b.Rewards, k, bon, device), 0.0),
-                OnlineDpoConfig => (PairSides(b.Rewards, device), 0.0),
+                IGroupAdvantages g => Advantages.Group(r, k, g.ScaleRewards), // GRPO, and OpenAI's reinforcement, which runs as GRPO
+                RlooConfig => Advantages.LeaveOneOut(k1 is null ? r : r - c.Beta * k1.sum(1), k),
+                ReinforcePpConfig => Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta),
+                RemaxConfig => Advantages.ReMax(r, tensor(b.GreedyRewards!, device: device).to_type(ScalarType.Float32), k),
+                PpoConfig => zeros_like(mask), // GAE below, from the values
+                BestOfNConfig bon => Selected(b.Rewards, k, bon, device),
+                OnlineDpoConfig => PairSides(b.Rewards, device),
                 _ => throw new InvalidOperationException($"no advantage estimator for {c.GetType().Name}"),
             };
             if (c is PpoConfig ppo)
             {
                 oldValues = values!.detach();
                 // Token rewards: -beta * k1 on every completion token, the score at the last one (Ouyang et al., 2022).
-                var positions = arange(width, device: device).unsqueeze(0).to_type(mask.dtype);
-                var last = (mask * positions).argmax(1, keepdim: true);
-                var atLast = zeros_like(mask).scatter(1, last, ones_like(last, dtype: mask.dtype)) * mask;
-                var tokenRewards = (r.unsqueeze(1) * atLast - (k1 is null ? zeros_like(mask) : c.Beta * k1)) * mask;
+                var tokenRewards = Advantages.TokenRewards(r, k1 ?? zeros_like(mask), mask, c.Beta);
                 (advantages, returns) = Advantages.Gae(tokenRewards, oldValues, mask, ppo.Gamma, ppo.Lam);
-                if (ppo.WhitenAdvantages)
-                {
-                    var count = mask.sum().clamp_min(2);
-                    var mean = (advantages * mask).sum() / count;
-                    var std = (((advantages - mean) * mask).pow(2).sum() / (count - 1)).sqrt();
-                    advantages = (advantages - mean) / (std + 1e-8) * mask;
-                }
+                if (ppo.WhitenAdvantages) advantages = Advantages.Whiten(advantages, mask);
             }
             if (c.UpdatesPerBatch > 1)
             {
@@ -268,7 +258,6 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             advantages = Stored(b.Advantages!);
             oldValues = b.OldValues is null ? null : Stored(b.OldValues);
             returns = b.Returns is null ? null : Stored(b.Returns);
-            lossBeta = c is GrpoConfig or ReinforcementConfig or RemaxConfig ? c.Beta : 0.0;
         }
         var o = c switch
         {
