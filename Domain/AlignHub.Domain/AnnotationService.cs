@@ -32,6 +32,11 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     public sealed record Invalid(string Field, string Message) : Result;
     public sealed record NotFound(string What) : Result;
     public sealed record Conflict(string Message) : Result;
+    /// <summary>
+    /// Nothing for this annotator at this instant, but items they have not seen are leased by others, and a skip or an
+    /// expired lease can give a slot back: ask again after <paramref name="RetryAfterSeconds"/> (HTTP: 204 with Retry-After).
+    /// </summary>
+    public sealed record Waiting(int RetryAfterSeconds) : Result;
 
     public async Task<Result> CreateAsync(CreateCampaignRequest req, CancellationToken ct)
     {
@@ -111,7 +116,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     /// A claim is one transaction of two statements: take one of the first free item's
     /// <see cref="AnnotationItem.OpenSlots"/> (<see cref="TakeOpenSlot"/>), then insert the row for a free slot number.
     /// The unique indexes on (item, slot) and (item, annotator) remain the guarantee: a claim that hits one rolls back
-    /// and tries again. Null when nothing is left for the caller.
+    /// and tries again. Null when nothing is left for the caller; <see cref="Waiting"/> when others hold what is left.
     /// </summary>
     public async Task<Result> NextAsync(string campaignId, string annotator, CancellationToken ct)
     {
@@ -141,7 +146,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
                     // Nothing left for this annotator, or what is left is being claimed this instant.
                     bool any = await db.AnnotationItems.AnyAsync(i => i.CampaignId == campaignId && i.OpenSlots > 0
                         && !db.Assignments.Any(a => a.ItemId == i.Id && a.Annotator == annotator), ct);
-                    if (!any) return new Ok<NextItem?>(null);
+                    if (!any) return await Held(db, c, annotator, ct) is { } wait ? wait : new Ok<NextItem?>(null);
                     await Task.Delay(Random.Shared.Next(1, 5), ct);
                     continue;
                 }
@@ -169,6 +174,20 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             }
         }
         return new Conflict("too many concurrent claims; try again");
+    }
+
+    /// <summary>
+    /// When no slot is open for the annotator: whether one may still open for them, because an item they have not seen
+    /// has slots leased (not labelled) by others. A skip returns its slot at once and an expired lease within a second of
+    /// the next sweep, so the wait is until the earliest lease runs out, at most 5 seconds, at least 1.
+    /// </summary>
+    static async Task<Waiting?> Held(AlignHubDb db, AnnotationCampaign c, string annotator, CancellationToken ct)
+    {
+        var leases = db.Assignments.Where(a => a.CampaignId == c.Id && a.Label == null && a.Slot != null && a.Annotator != annotator
+            && !db.Assignments.Any(b => b.ItemId == a.ItemId && b.Annotator == annotator));
+        // One statement: a lease labelled between two queries must not turn "some" into "none" halfway.
+        if (await leases.MinAsync(a => (long?)a.LeaseUntilMs, ct) is not long earliest) return null;
+        return new Waiting((int)Math.Clamp((earliest - Ids.NowMs() + 999) / 1000, 1, 5));
     }
 
     /// <summary>

@@ -59,6 +59,17 @@ public class AnnotationApiTests
         return (r.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
     }
 
+    /// <summary>POST next: the status, the item (default on 204) and the Retry-After seconds, if any.</summary>
+    static async Task<(HttpStatusCode Status, JsonElement Item, int? RetryAfter)> Next(AlignHubProcess app, string campaign, string annotator)
+    {
+        var http = await app.ClientAs("annotator", annotator);
+        using var req = new HttpRequestMessage(HttpMethod.Post, $"/v1/annotation/campaigns/{campaign}/next") { Content = JsonContent.Create(new { }) };
+        var r = await http.SendAsync(req);
+        var text = await r.Content.ReadAsStringAsync();
+        int? retry = r.Headers.RetryAfter?.Delta is { } d ? (int)d.TotalSeconds : null;
+        return (r.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone(), retry);
+    }
+
     static async Task<string> Campaign(AlignHubProcess app, int items, int k, bool ties = true)
     {
         var (_, file) = await app.Upload(Items(items), "items.jsonl");
@@ -154,7 +165,9 @@ public class AnnotationApiTests
             var rng = new Random(a);
             while (true)
             {
-                var (s, item) = await Post(app, $"/v1/annotation/campaigns/{id}/next", new { }, who);
+                var (s, item, retry) = await Next(app, id, who);
+                // 204 with Retry-After: others hold the last slots this annotator could take, and a skip may return one.
+                if (s == HttpStatusCode.NoContent && retry is int seconds) { await Task.Delay(TimeSpan.FromSeconds(seconds) / 4); continue; }
                 if (s == HttpStatusCode.NoContent) break;
                 Assert.True(s == HttpStatusCode.OK, $"{s} {item}");
                 // One in ten is skipped: the slot goes back to the pool for someone else.
@@ -177,6 +190,33 @@ public class AnnotationApiTests
         // The denormalised open-slot counts agree with the rows: all full.
         var open = await Postgres.QueryAsync(db, "SELECT i.\"OpenSlots\", (SELECT COUNT(*) FROM annotation_assignments a WHERE a.\"ItemId\" = i.\"Id\" AND a.\"Slot\" IS NOT NULL) FROM annotation_items i");
         Assert.All(open, r => Assert.Equal((0, 3L), (Convert.ToInt32(r[0]), Convert.ToInt64(r[1]))));
+    }
+
+    [PostgresFact]
+    public async Task Next_says_wait_while_others_hold_a_slot_that_may_come_back_and_done_when_none_can()
+    {
+        var db = await Postgres.CreateDatabaseAsync();
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-ann-wait-").FullName, postgres: db);
+        var id = await Campaign(app, 1, k: 1, ties: false);
+        var (s1, first, r1) = await Next(app, id, "a");
+        Assert.Equal((HttpStatusCode.OK, (int?)null), (s1, r1));
+        // b has nothing now, but a may skip: not finished.
+        var (s2, _, r2) = await Next(app, id, "b");
+        Assert.Equal(HttpStatusCode.NoContent, s2);
+        Assert.NotNull(r2);
+        Assert.InRange(r2!.Value, 1, 5);
+        var (ls, body) = await Post(app, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = first.GetProperty("assignment_id").GetInt64(), choice = "skip" }, "a");
+        Assert.True(ls == HttpStatusCode.OK, body.ToString());
+        // The skipped slot is b's now; a has seen the item, and nothing can come back to a: done, no Retry-After.
+        var (s3, second, _) = await Next(app, id, "b");
+        Assert.Equal(HttpStatusCode.OK, s3);
+        Assert.Equal(first.GetProperty("item_id").GetInt64(), second.GetProperty("item_id").GetInt64());
+        var (s4, _, r4) = await Next(app, id, "a");
+        Assert.Equal((HttpStatusCode.NoContent, (int?)null), (s4, r4));
+        var (ls2, _) = await Post(app, $"/v1/annotation/campaigns/{id}/labels", new { assignment_id = second.GetProperty("assignment_id").GetInt64(), choice = "left" }, "b");
+        Assert.Equal(HttpStatusCode.OK, ls2);
+        var (s5, _, r5) = await Next(app, id, "c");
+        Assert.Equal((HttpStatusCode.NoContent, (int?)null), (s5, r5));
     }
 
     [PostgresFact]

@@ -30,7 +30,7 @@ public static class AnnotationEndpoints
         g.MapPost("/", Create).WithSummary("Create a campaign from a file of items (a prompt and two responses each). Role: trainer").RequireAuthorization(Auth.Train);
         g.MapGet("/", List).WithSummary("List campaigns. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapGet("/{id}", Get).WithSummary("Retrieve a campaign. Role: any role").RequireAuthorization(Auth.Any);
-        g.MapPost("/{id}/next", Next).WithSummary("The caller's current item (leased to them), or 204 when none is left. Role: annotator").RequireAuthorization(Auth.Label);
+        g.MapPost("/{id}/next", Next).WithSummary("The caller's current item (leased to them), or 204 when none is left (with Retry-After while others hold slots that may come back). Role: annotator").RequireAuthorization(Auth.Label);
         g.MapPost("/{id}/labels", Submit).WithSummary("Label the caller's item: choice left, right, tie or skip (as shown). Role: annotator").RequireAuthorization(Auth.Label);
         g.MapPost("/{id}/undo", Undo).WithSummary("Take back the caller's last label; the item is theirs again. Role: annotator").RequireAuthorization(Auth.Label);
         g.MapGet("/{id}/stats", Stats).WithSummary("Agreement: percent, Cohen's kappa per pair, Fleiss' kappa, per-annotator figures, most contested items. Role: viewer").RequireAuthorization(Auth.Read);
@@ -90,6 +90,12 @@ public static class AnnotationEndpoints
     {
         if (Annotator(request) is not { } who) return NoAnnotator();
         var r = await s.NextAsync(id, who, ct);
+        if (r is AnnotationService.Waiting w)
+        {
+            // Not finished: others hold the last slots this annotator could take. 204 with Retry-After, as a poll that found nothing yet.
+            request.HttpContext.Response.Headers.RetryAfter = w.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return TypedResults.NoContent();
+        }
         return r is AnnotationService.Ok<AnnotationService.NextItem?> ok ? ok.Value is null ? TypedResults.NoContent() : TypedResults.Ok(ok.Value) : Map(r);
     }
 
