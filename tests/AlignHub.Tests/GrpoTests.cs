@@ -131,6 +131,42 @@ public class GrpoTests
     }
 
     /// <summary>
+    /// PPO's adaptive KL controller (Ziegler et al., 2019) steers beta once per batch of rollouts: with the KL far below
+    /// kl_target (exactly 0 for the first batch, where policy and reference are the same weights) the error clips at -0.2,
+    /// so beta after j batches of 16 completions is 0.05 (1 - 0.2 x 16 / 100)^j; each update reports the beta it used.
+    /// Minibatches: 2 epochs x 2 minibatches is 4 updates per batch, sampling once per 4 steps. The value head's own
+    /// learning rate: at 1e-8 it stays near zero where the default rate moves it.
+    /// </summary>
+    [Fact]
+    public void PPO_adapts_beta_toward_kl_target_trains_on_minibatches_and_gives_the_value_head_its_own_rate()
+    {
+        var prompts = ArithmeticTask.Prompts(64, 7);
+        var c = new PpoConfig { NEpochs = 100, MaxSteps = 12, BatchSize = 8, NumGenerations = 2, NumPpoEpochs = 2, NumMiniBatches = 2, Beta = 0.05,
+            KlTarget = 100, KlHorizon = 100, MaxCompletionLength = 4, SaveSteps = 12, EvalSteps = 100, Seed = 5, Grader = Exact };
+        var rep = new RecordingReporter();
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, TempDir(), null, ExactSource()), rep, CancellationToken.None);
+        Assert.Equal(12, rep.Metrics.Count);
+        foreach (var (step, m) in rep.Metrics)
+        {
+            int batch = (step - 1) / 4;
+            Assert.Equal(0.05 * Math.Pow(1 - 0.2 * 16 / 100.0, batch), m["beta"], 12);
+            Assert.Equal((step - 1) % 4 == 0, m["timing/generate"] > 0);
+        }
+        Assert.Equal(0.05 * Math.Pow(0.968, 3), Checkpoints.LoadState(result.LastCheckpoint!).Method!["beta"]!.GetValue<double>(), 12);
+
+        double ValueHeadSize(double? rate)
+        {
+            var run = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c with { KlTarget = null, ValueLearningRate = rate }, TempDir(), null, ExactSource()),
+                new RecordingReporter(), CancellationToken.None);
+            var head = Checkpoints.LoadState(run.LastCheckpoint!).Method!["value_head"]!.Deserialize<float[][]>()!;
+            return head.SelectMany(x => x).Max(x => Math.Abs((double)x));
+        }
+        double frozen = ValueHeadSize(1e-8), moving = ValueHeadSize(null);
+        Assert.True(frozen < 1e-5, $"value head at 1e-8: {frozen}");
+        Assert.True(moving > 1e-3, $"value head at the policy's rate: {moving}");
+    }
+
+    /// <summary>
     /// The loop on the built-in preference task: an SFT start, a reward model trained on its pairs, then GRPO with that
     /// reward model as the reward source raises the hidden true reward of greedy completions, with KL recorded.
     /// </summary>
@@ -160,11 +196,17 @@ public class GrpoTests
     [Theory]
     [InlineData("grpo")]
     [InlineData("ppo")]
+    [InlineData("ppo_minibatches")]
     public void A_run_stopped_inside_a_block_of_updates_resumes_exactly(string method)
     {
-        OnlineRlConfig c = method == "grpo"
-            ? new GrpoConfig { NEpochs = 100, MaxSteps = 9, BatchSize = 8, NumGenerations = 4, NumIterations = 3, MaxCompletionLength = 4, SaveSteps = 4, EvalSteps = 100, Beta = 0.05, Seed = 5, Grader = Exact }
-            : new PpoConfig { NEpochs = 100, MaxSteps = 9, BatchSize = 8, NumGenerations = 2, NumPpoEpochs = 3, MaxCompletionLength = 4, SaveSteps = 4, EvalSteps = 100, Seed = 5, Grader = Exact };
+        OnlineRlConfig c = method switch
+        {
+            "grpo" => new GrpoConfig { NEpochs = 100, MaxSteps = 9, BatchSize = 8, NumGenerations = 4, NumIterations = 3, MaxCompletionLength = 4, SaveSteps = 4, EvalSteps = 100, Beta = 0.05, Seed = 5, Grader = Exact },
+            "ppo" => new PpoConfig { NEpochs = 100, MaxSteps = 9, BatchSize = 8, NumGenerations = 2, NumPpoEpochs = 3, MaxCompletionLength = 4, SaveSteps = 4, EvalSteps = 100, Seed = 5, Grader = Exact },
+            // Minibatches (2 per epoch, blocks of 6 steps), the adaptive KL controller and the value head's own learning rate.
+            _ => new PpoConfig { NEpochs = 100, MaxSteps = 9, BatchSize = 8, NumGenerations = 2, NumPpoEpochs = 3, NumMiniBatches = 2, KlTarget = 0.01, KlHorizon = 50,
+                ValueLearningRate = 1e-2, MaxCompletionLength = 4, SaveSteps = 4, EvalSteps = 100, Seed = 5, Grader = Exact },
+        };
         var prompts = ArithmeticTask.Prompts(64, 7);
         var a = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, TempDir(), null, ExactSource()), new RecordingReporter(), CancellationToken.None);
         var root = TempDir();

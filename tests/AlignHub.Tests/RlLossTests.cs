@@ -125,4 +125,14 @@ public class RlLossTests
         var loss = PolicyLosses.ClippedValue(tensor(new float[] { 1, 2 }), tensor(new float[] { 0.5f, 2 }), tensor(new float[] { 0, 2.5f }), ones(2), 0.2);
         Assert.Equal(0.5 * (1 + 0.25) / 2, loss.item<float>(), 6);
     }
+
+    [Fact]
+    public void Adaptive_KL_controller_moves_beta_proportionally_and_clips_the_error_at_20_percent()
+    {
+        // Worked by hand from Ziegler et al. (2019), eq. in section 2.2: e = clip(KL / target - 1, -0.2, 0.2), beta *= 1 + e n / horizon.
+        Assert.Equal(0.1 * (1 + 0.2 * 256 / 10000.0), KlControl.Adaptive(0.1, 9.0, 6.0, 10000, 256), 15);   // e = 0.5, clipped to 0.2
+        Assert.Equal(0.1 * (1 - 0.1 * 256 / 10000.0), KlControl.Adaptive(0.1, 5.4, 6.0, 10000, 256), 15);   // e = -0.1
+        Assert.Equal(0.2 * (1 - 0.2 * 64 / 1000.0), KlControl.Adaptive(0.2, 0.0, 6.0, 1000, 64), 15);       // e = -1, clipped to -0.2
+        Assert.Equal(0.3, KlControl.Adaptive(0.3, 6.0, 6.0, 10000, 256), 15);                               // on target: unchanged
+    }
 }

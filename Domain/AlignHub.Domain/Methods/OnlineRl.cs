@@ -71,6 +71,12 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("Early warning (an event, once): the trainer's log-probs of the sampled tokens differ from the sampler's by more than this (mean absolute; compared when top_k and top_p are off).", Min = 0, Max = 10)]
     public double LogprobMismatchTolerance { get; init; } = 1e-3;
 
+    [Hyperparameter("Adaptive KL control (Ziegler et al., 2019): the per-sequence KL (k1 summed over a completion's tokens, mean over the batch) that beta is steered toward after each batch of rollouts; none: beta stays fixed.", Min = 1e-6, Max = 1e6)]
+    public double? KlTarget { get; init; }
+
+    [Hyperparameter("Horizon of the adaptive KL controller: after a batch of n completions, beta *= 1 + clip(kl / kl_target - 1, -0.2, 0.2) * n / kl_horizon.", Min = 1, Max = 100_000_000)]
+    public int KlHorizon { get; init; } = 10_000;
+
     [Hyperparameter("Peak learning rate of AdamW before the multiplier.", Min = 1e-8, Max = 1)]
     public override double LearningRate { get; init; } = 5e-4;
 
@@ -82,6 +88,8 @@ public abstract record OnlineRlConfig : TrainingConfig
         base.Validate(prefix, err);
         if (UpdatesPerBatch > 1 && GradientAccumulationSteps > 1)
             err(prefix + "gradient_accumulation_steps", "must be 1 when a batch of rollouts trains more than one update (num_iterations or num_ppo_epochs)");
+        if (KlTarget is not null && Beta == 0)
+            err(prefix + "kl_target", "adaptive KL control needs beta > 0 (its starting value; beta 0 loads no reference model)");
         if (Grader is { } g) Domain.Grader.Parse(g, prefix + "grader", err);
         else if (RewardModel is null) err(prefix + "grader", "a reward source is required: a grader or a reward_model");
     }
@@ -252,10 +260,23 @@ public sealed record PpoConfig : OnlineRlConfig
     [Hyperparameter("GAE's lambda.", Min = 0, Max = 1)]
     public double Lam { get; init; } = 0.95;
 
+    [Hyperparameter("Minibatches each PPO epoch splits the batch of rollouts into (TRL's num_mini_batches): num_ppo_epochs x num_mini_batches optimizer steps per batch, each on a shuffled share of its completions.", Min = 1, Max = 4096)]
+    public int NumMiniBatches { get; init; } = 1;
+
+    [Hyperparameter("Peak learning rate of the value head (none: learning_rate); it follows the same schedule.", Min = 1e-8, Max = 1)]
+    public double? ValueLearningRate { get; init; }
+
     [Hyperparameter("Whiten the advantages over the batch's completion tokens.")]
     public bool WhitenAdvantages { get; init; } = true;
 
-    public override int UpdatesPerBatch => NumPpoEpochs;
+    public override int UpdatesPerBatch => NumPpoEpochs * NumMiniBatches;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (NumMiniBatches > BatchSize * NumGenerations)
+            err(prefix + "num_mini_batches", $"must be at most the completions per batch (batch_size x num_generations = {BatchSize * NumGenerations})");
+    }
 }
 
 public sealed class PpoMethod : OnlineRlMethod<PpoConfig>
@@ -268,7 +289,7 @@ public sealed class PpoMethod : OnlineRlMethod<PpoConfig>
         "-min(rho A, clip(rho, 1 - eps, 1 + eps_high) A) plus vf_coef * the clipped value loss 0.5 max((V - R)^2, (V_clip - R)^2).";
     public override object Example => ExampleWith(new
     {
-        num_generations = 1, max_completion_length = 8, num_ppo_epochs = 4, beta = 0.05, vf_coef = 0.1,
+        num_generations = 1, max_completion_length = 8, num_ppo_epochs = 4, num_mini_batches = 1, beta = 0.05, kl_target = 6.0, vf_coef = 0.1,
         grader = ArithmeticTask.ExactMatchGrader,
     });
 }

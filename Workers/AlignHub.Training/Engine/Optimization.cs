@@ -35,14 +35,24 @@ public static class Optimization
     /// </summary>
     public static bool Decays(Parameter p) => p.dim() >= 2;
 
-    /// <summary>AdamW over two groups (decayed, not decayed), in the parameters' order within each.</summary>
-    public static AdamW AdamW(IReadOnlyList<Parameter> parameters, TrainingConfig c)
+    /// <summary>
+    /// AdamW over groups by (decayed or not, learning-rate scale), in the parameters' order within each; the scale of each
+    /// group comes back beside it, for the engine to set each step's rate as schedule x scale. Methods without scaled
+    /// parameters (all but PPO's value head) get the same two groups as always.
+    /// </summary>
+    public static (AdamW Optimizer, double[] Scales) AdamW(IReadOnlyList<Parameter> parameters, TrainingConfig c, Func<Parameter, double>? scale = null)
     {
-        var decayed = parameters.Where(Decays).ToList();
-        var plain = parameters.Where(p => !Decays(p)).ToList();
+        scale ??= _ => 1.0;
         var groups = new List<AdamW.ParamGroup>();
-        if (decayed.Count > 0) groups.Add(new AdamW.ParamGroup(decayed, lr: c.PeakLearningRate, weight_decay: c.WeightDecay));
-        if (plain.Count > 0) groups.Add(new AdamW.ParamGroup(plain, lr: c.PeakLearningRate, weight_decay: 0));
-        return optim.AdamW(groups, lr: c.PeakLearningRate, weight_decay: c.WeightDecay);
+        var scales = new List<double>();
+        foreach (var s in parameters.Select(scale).Distinct().ToList())
+            foreach (bool decays in new[] { true, false })
+            {
+                var members = parameters.Where(p => Decays(p) == decays && scale(p) == s).ToList();
+                if (members.Count == 0) continue;
+                groups.Add(new AdamW.ParamGroup(members, lr: c.PeakLearningRate * s, weight_decay: decays ? c.WeightDecay : 0));
+                scales.Add(s);
+            }
+        return (optim.AdamW(groups, lr: c.PeakLearningRate, weight_decay: c.WeightDecay), [.. scales]);
     }
 }

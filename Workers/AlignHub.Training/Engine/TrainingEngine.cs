@@ -19,6 +19,8 @@ public interface ITrainingMethod
     CausalLM Model { get; }
     /// <summary>Every trained parameter, in a fixed order (the optimizer state is saved in it).</summary>
     IReadOnlyList<Parameter> Parameters { get; }
+    /// <summary>A parameter's learning rate relative to the schedule's (PPO's value head has its own); 1 for all by default.</summary>
+    double LearningRateScale(Parameter p) => 1.0;
     /// <summary>Tensors saved beside the decoder's (a reward head's <c>score.weight</c>); null: none.</summary>
     IReadOnlyDictionary<string, Tensor>? ExtraTensors => null;
     /// <summary>The checkpoint's config.json when it is not the base model's (a sequence-classification config).</summary>
@@ -104,7 +106,8 @@ public static class TrainingEngine
         int total = c.TotalSteps(rows), perEpoch = c.StepsPerEpoch(rows);
         int warmup = (int)Math.Round(c.WarmupRatio * total);
         var parameters = m.Parameters;
-        using var optimizer = Optimization.AdamW(parameters, c);
+        var (optimizer, lrScales) = Optimization.AdamW(parameters, c, m.LearningRateScale);
+        using var _optimizer = optimizer;
 
         int step = 0, epochs = 0;
         long tokens = 0;
@@ -181,7 +184,7 @@ public static class TrainingEngine
                 if (!double.IsFinite(stepMetrics[MetricNames.Loss]))
                     throw new InvalidOperationException($"loss became {stepMetrics[MetricNames.Loss]} at step {step + 1}; lower the learning rate");
                 gradNorm = nn.utils.clip_grad_norm_(parameters, c.MaxGradNorm);
-                foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+                foreach (var (g, scale) in optimizer.ParamGroups.Zip(lrScales)) g.LearningRate = lr * scale;
                 optimizer.step();
             }
             long batchTokens = m.Tokens(batch);

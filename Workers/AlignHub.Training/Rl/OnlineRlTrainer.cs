@@ -81,8 +81,12 @@ sealed class RolloutBlock
     public float[]? OldLogps { get; set; }
     public float[]? RefLogps { get; set; }
     public float[]? Advantages { get; set; }
+    /// <summary>One advantage per completion (group methods, best-of-N, online DPO) rather than per token.</summary>
+    public bool AdvantagesPerSequence { get; set; }
     public float[]? OldValues { get; set; }
     public float[]? Returns { get; set; }
+    /// <summary>The KL coefficient this block trains with (the adaptive controller moves it between blocks).</summary>
+    public double Beta { get; set; }
 }
 
 sealed class OnlineRlMethod : ITrainingMethod, IDisposable
@@ -100,6 +104,7 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     RolloutBlock? block;
     readonly List<SampleRecord> samples = [];
     double? firstEntropy;
+    double beta; // the KL coefficient: c.Beta, steered toward kl_target between blocks when that is set
     readonly HashSet<string> warned = [];
     bool Comparable => c.TopK is null && c.TopP >= 1; // without filtering, sampler and trainer use one distribution
 
@@ -117,7 +122,17 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             valueHead.to(policy.Device);
         }
         Parameters = [.. policy.parameters(), .. valueHead?.parameters() ?? []];
+        beta = c.Beta;
+        if (valueHead is not null && c is PpoConfig { ValueLearningRate: double vlr })
+        {
+            var head = valueHead.parameters().ToHashSet();
+            lrScale = p => head.Contains(p) ? vlr / c.PeakLearningRate : 1.0;
+        }
     }
+
+    readonly Func<Parameter, double> lrScale = _ => 1.0;
+    /// <summary>PPO's value head trains at value_learning_rate / the policy's peak rate, on the same schedule.</summary>
+    public double LearningRateScale(Parameter p) => lrScale(p);
 
     public CausalLM Model => policy;
     public IReadOnlyList<Parameter> Parameters { get; }
@@ -187,82 +202,117 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             return (zeros(1, device: device).sum(), cat([zeros(6, dtype: ScalarType.Float64, device: device), tensor(v.Host, device: device), zeros(3, dtype: ScalarType.Float64, device: device)]));
         }
         bool fresh = block is null || step % c.UpdatesPerBatch == 0 || step < block.FirstStep;
-        if (fresh) block = Sample(rows, false);
+        if (fresh) { block = Sample(rows, false); block.Beta = beta; }
         var b = block!;
-        var rollouts = b.Rollouts;
+        var all = b.Rollouts;
         var data = train;
         int k = c.NumGenerations;
-        stepTokens += rollouts.Sum(r => (long)r.PromptIds.Length + r.Completion.Tokens.Length);
-        using var batch = Rollouts.ToBatch(rollouts, tok.PadId, device);
-        var ids = batch.Sequences.InputIds;
-        var mask = batch.Sequences.CompletionMask[.., 1..];
+        using var batch = Rollouts.ToBatch(all, tok.PadId, device);
+        var fullIds = batch.Sequences.InputIds;
+        var fullMask = batch.Sequences.CompletionMask[.., 1..];
         if (c.MaskTruncatedCompletions)
         {
-            var keep = tensor(rollouts.Select(r => r.Completion.FinishReason == "length" ? 0f : 1f).ToArray(), device: device);
-            mask = mask * keep.unsqueeze(1);
+            var keep = tensor(all.Select(r => r.Completion.FinishReason == "length" ? 0f : 1f).ToArray(), device: device);
+            fullMask = fullMask * keep.unsqueeze(1);
         }
-        long n = rollouts.Count, width = mask.shape[1];
-        var hidden = policy.Hidden(ids, null, null);
-        var scaled = policy.LmHead(hidden) / c.Temperature;
-        var logps = SupervisedLoss.NextTokenLogProbs(scaled, ids);
-        var values = valueHead is null ? null : valueHead.forward(hidden[.., ..^1, ..]).squeeze(-1) * mask; // V of the state before each token
-        Tensor Stored(float[] a) => tensor(a, [n, width], device: device);
+        long n = all.Count, width = fullMask.shape[1];
+        // PPO's minibatches: each update of the block trains on a shuffled share of its completions (rows of the block's batch).
+        int parts = c is PpoConfig { NumMiniBatches: var nm } ? nm : 1;
+        using var part = parts > 1 ? tensor(MiniBatch(b, step - b.FirstStep, parts, c.Seed), device: device) : null;
+        Tensor Part(Tensor t) => part is null ? t : t.index_select(0, part);
+        var trained = part is null ? all : part.data<long>().ToArray().Select(i => all[(int)i]).ToList();
+        stepTokens += trained.Sum(r => (long)r.PromptIds.Length + r.Completion.Tokens.Length);
+        var ids = Part(fullIds);
+        var mask = Part(fullMask);
+
+        (Tensor Logps, Tensor? Values, Tensor Scaled) Policy(Tensor x, Tensor m)
+        {
+            var hidden = policy.Hidden(x, null, null);
+            var logits = policy.LmHead(hidden) / c.Temperature;
+            var values = valueHead is null ? null : valueHead.forward(hidden[.., ..^1, ..]).squeeze(-1) * m; // V of the state before each token
+            return (SupervisedLoss.NextTokenLogProbs(logits, x), values, logits);
+        }
+        var (logps, values, scaled) = Policy(ids, mask);
+        Tensor Stored(float[] a, bool perSequence = false) => Part(perSequence ? tensor(a, [n], device: device) : tensor(a, [n, width], device: device));
 
         Tensor oldLogps, advantages;
         Tensor? refLogps = null, oldValues = null, returns = null;
         // GRPO and ReMax put beta * k3 in the loss; RLOO, REINFORCE++ and PPO fold beta * k1 into the reward.
-        double lossBeta = c is IGroupAdvantages or RemaxConfig ? c.Beta : 0.0;
+        double lossBeta = c is IGroupAdvantages or RemaxConfig ? b.Beta : 0.0;
         if (fresh)
         {
-            // The first update of a block: pi_old is the policy itself (ratio 1), and the advantages are computed now.
-            oldLogps = logps.detach();
+            // The first update of a block: pi_old is the policy itself (ratio 1), and the advantages are computed now, over the
+            // whole block (from this update's own forward when it trains on all of it, else from one pass without gradients).
+            Tensor oldAll;
+            Tensor? valuesAll;
+            if (part is null) (oldAll, valuesAll) = (logps.detach(), values?.detach());
+            else using (no_grad()) { var (l, v, _) = Policy(fullIds, fullMask); (oldAll, valuesAll) = (l, v); }
+            Tensor? refAll = null;
             if (reference is not null)
                 using (no_grad())
-                    refLogps = SupervisedLoss.NextTokenLogProbs(reference.forward(ids) / c.Temperature, ids);
+                    refAll = SupervisedLoss.NextTokenLogProbs(reference.forward(fullIds) / c.Temperature, fullIds);
             var r = tensor(b.Rewards, device: device).to_type(ScalarType.Float32);
-            var k1 = refLogps is null ? null : KlEstimators.K1(oldLogps, refLogps) * mask; // per-token k1 of the sampled tokens
-            advantages = c switch
+            var k1 = refAll is null ? null : KlEstimators.K1(oldAll, refAll) * fullMask; // per-token k1 of the sampled tokens
+            var advAll = c switch
             {
                 IGroupAdvantages g => Advantages.Group(r, k, g.ScaleRewards), // GRPO, and OpenAI's reinforcement, which runs as GRPO
-                RlooConfig => Advantages.LeaveOneOut(k1 is null ? r : r - c.Beta * k1.sum(1), k),
-                ReinforcePpConfig => Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(mask), mask, c.Beta),
+                RlooConfig => Advantages.LeaveOneOut(k1 is null ? r : r - b.Beta * k1.sum(1), k),
+                ReinforcePpConfig => Advantages.ReinforcePlusPlus(r, k1 ?? zeros_like(fullMask), fullMask, b.Beta),
                 RemaxConfig => Advantages.ReMax(r, tensor(b.GreedyRewards!, device: device).to_type(ScalarType.Float32), k),
-                PpoConfig => zeros_like(mask), // GAE below, from the values
+                PpoConfig => zeros_like(fullMask), // GAE below, from the values
                 BestOfNConfig bon => Selected(b.Rewards, k, bon, device),
                 OnlineDpoConfig => PairSides(b.Rewards, device),
                 _ => throw new InvalidOperationException($"no advantage estimator for {c.GetType().Name}"),
             };
+            Tensor? returnsAll = null;
             if (c is PpoConfig ppo)
             {
-                oldValues = values!.detach();
                 // Token rewards: -beta * k1 on every completion token, the score at the last one (Ouyang et al., 2022).
-                var tokenRewards = Advantages.TokenRewards(r, k1 ?? zeros_like(mask), mask, c.Beta);
-                (advantages, returns) = Advantages.Gae(tokenRewards, oldValues, mask, ppo.Gamma, ppo.Lam);
-                if (ppo.WhitenAdvantages) advantages = Advantages.Whiten(advantages, mask);
+                var tokenRewards = Advantages.TokenRewards(r, k1 ?? zeros_like(fullMask), fullMask, b.Beta);
+                (advAll, returnsAll) = Advantages.Gae(tokenRewards, valuesAll!, fullMask, ppo.Gamma, ppo.Lam);
+                if (ppo.WhitenAdvantages) advAll = Advantages.Whiten(advAll, fullMask);
             }
+            // Adaptive KL control between blocks, from this block's KL at sampling time; the block keeps the beta it started with.
+            if (c.KlTarget is double target && k1 is not null)
+                beta = KlControl.Adaptive(beta, k1.sum(1).mean().item<float>(), target, c.KlHorizon, (int)n);
             if (c.UpdatesPerBatch > 1)
             {
                 // Keep what the block's later updates need (host arrays, so a checkpoint inside the block keeps them too).
                 b.Width = width;
-                b.OldLogps = Host(oldLogps);
-                b.RefLogps = refLogps is null ? null : Host(refLogps);
-                b.Advantages = Host(advantages.dim() == 1 ? advantages.unsqueeze(1).expand(n, width) * mask : advantages);
-                b.OldValues = oldValues is null ? null : Host(oldValues);
-                b.Returns = returns is null ? null : Host(returns);
+                b.OldLogps = Host(oldAll);
+                b.RefLogps = refAll is null ? null : Host(refAll);
+                b.Advantages = Host(advAll);
+                b.AdvantagesPerSequence = advAll.dim() == 1;
+                b.OldValues = valuesAll is null ? null : Host(valuesAll);
+                b.Returns = returnsAll is null ? null : Host(returnsAll);
             }
+            bool logThisBlock = Enumerable.Range(step, c.UpdatesPerBatch).Any(s => (s + 1) % c.LogCompletionsSteps == 0);
+            if (logThisBlock && samples.Count < c.NumCompletionsToLog)
+            {
+                using var perSequence = advAll.dim() == 1 ? advAll.detach() : (advAll.detach() * fullMask).sum(1) / fullMask.sum(1).clamp_min(1);
+                var adv = perSequence.to_type(ScalarType.Float64).cpu().data<double>().ToArray();
+                for (int i = 0; i < all.Count && samples.Count < c.NumCompletionsToLog; i++)
+                    samples.Add(new SampleRecord(data[all[i].PromptIndex].Text, all[i].Completion.Text, b.Rewards[i],
+                        new Dictionary<string, double> { [reward.Name] = b.Rewards[i] }, adv[i], all[i].Completion.FinishReason));
+            }
+            oldLogps = Part(oldAll);
+            refLogps = refAll is null ? null : Part(refAll);
+            advantages = Part(advAll);
+            oldValues = valuesAll is null ? null : Part(valuesAll);
+            returns = returnsAll is null ? null : Part(returnsAll);
         }
         else
         {
             oldLogps = Stored(b.OldLogps!);
             refLogps = b.RefLogps is null ? null : Stored(b.RefLogps);
-            advantages = Stored(b.Advantages!);
+            advantages = Stored(b.Advantages!, b.AdvantagesPerSequence);
             oldValues = b.OldValues is null ? null : Stored(b.OldValues);
             returns = b.Returns is null ? null : Stored(b.Returns);
         }
         var o = c switch
         {
             // Supervised on the kept completions: with A = 1 and ratio 1 the surrogate's gradient is the NLL's.
-            BestOfNConfig => PolicyLosses.Clipped(logps, oldLogps, ones_like(advantages), mask * advantages.unsqueeze(1), c.Epsilon,
+            BestOfNConfig => PolicyLosses.Clipped(logps, oldLogps, ones_like(mask), mask * advantages.unsqueeze(1), c.Epsilon,
                 c.EpsilonHigh ?? c.Epsilon, "dapo", c.MaxCompletionLength),
             OnlineDpoConfig => OnlineDpoLoss(logps, refLogps!, mask, advantages),
             _ => PolicyLosses.Clipped(logps, oldLogps, advantages, mask, c.Epsilon, c.EpsilonHigh ?? c.Epsilon, c.LossType, c.MaxCompletionLength, refLogps, lossBeta),
@@ -285,20 +335,24 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         var entropy = (-(logpAll.exp() * logpAll).sum(-1) * mask).sum();
         var deviceStats = stack([o.Loss.detach() * rows.Count, kl, entropy, o.ClipLow * tokens, o.ClipHigh * tokens, tokens]).to_type(ScalarType.Float64);
         // The sampler's log-probs of its tokens against the trainer's recomputation of them (same distribution when unfiltered).
-        var diff = fresh ? ((logps.detach() - batch.SamplingLogProbs).abs() * mask).sum() : zeros_like(tokens);
-        bool logThisBlock = Enumerable.Range(step, c.UpdatesPerBatch).Any(s => (s + 1) % c.LogCompletionsSteps == 0);
-        if (fresh && logThisBlock && samples.Count < c.NumCompletionsToLog)
-        {
-            using var perSequence = advantages.dim() == 1 ? advantages.detach() : (advantages.detach() * mask).sum(1) / mask.sum(1).clamp_min(1);
-            var adv = perSequence.to_type(ScalarType.Float64).cpu().data<double>().ToArray();
-            for (int i = 0; i < rollouts.Count && samples.Count < c.NumCompletionsToLog; i++)
-                samples.Add(new SampleRecord(data[rollouts[i].PromptIndex].Text, rollouts[i].Completion.Text, b.Rewards[i],
-                    new Dictionary<string, double> { [reward.Name] = b.Rewards[i] }, adv[i], rollouts[i].Completion.FinishReason));
-        }
+        var diff = fresh ? ((logps.detach() - Part(batch.SamplingLogProbs)).abs() * mask).sum() : zeros_like(tokens);
         // Sampling time belongs to the block's first step only.
         var host = fresh ? b.Host : [.. b.Host[..8], 0, 0, .. b.Host[10..]];
         var extra = stack([diff, valueLoss.detach() * rows.Count, explained * rows.Count]).to_type(ScalarType.Float64);
         return (loss, cat([deviceStats, tensor(host, device: device), extra]));
+    }
+
+    /// <summary>
+    /// The completions (rows of the block's batch) that update <paramref name="update"/> of a block trains on, with
+    /// <paramref name="parts"/> minibatches per epoch: epoch update / parts shuffles the block (seeded by the run's seed,
+    /// the block's first step and the epoch), and its part update % parts is the share taken.
+    /// </summary>
+    static long[] MiniBatch(RolloutBlock b, int update, int parts, long seed)
+    {
+        int n = b.Rollouts.Count, epoch = update / parts, j = update % parts;
+        var order = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
+        new Random(unchecked((int)(seed * 1_000_003 + b.FirstStep * 8191L + epoch))).Shuffle(order);
+        return order[(j * n / parts)..((j + 1) * n / parts)];
     }
 
     /// <summary>Best-of-N: 1 for the top keep_top completions of each prompt by reward (ties by sample order) that reach min_reward, else 0.</summary>
@@ -356,7 +410,7 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         m["clip_ratio/low_mean"] = s[3] / tokens;
         m["clip_ratio/high_mean"] = s[4] / tokens;
         m["clip_ratio/region_mean"] = (s[3] + s[4]) / tokens;
-        if (reference is not null) m["kl"] = s[1] / tokens;
+        if (reference is not null) { m["kl"] = s[1] / tokens; m["beta"] = block?.Beta ?? beta; }
         if (Comparable && s[14] > 0) m["sampling/logprob_diff"] = s[17] / tokens; // measured at a block's first update
         if (valueHead is not null)
         {
@@ -394,6 +448,7 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     {
         var state = new System.Text.Json.Nodes.JsonObject();
         if (firstEntropy is double e) state["first_entropy"] = e;
+        if (c.KlTarget is not null) state["beta"] = beta; // the adaptive KL controller's coefficient
         if (valueHead is not null)
             state["value_head"] = System.Text.Json.JsonSerializer.SerializeToNode(new[] { Host(valueHead.weight!), Host(valueHead.bias!) });
         if (block is not null && step + 1 < block.FirstStep + c.UpdatesPerBatch) // the next step still trains on this block
@@ -405,6 +460,7 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     {
         if (state is null) return;
         firstEntropy = state["first_entropy"]?.GetValue<double>() ?? firstEntropy;
+        beta = state["beta"]?.GetValue<double>() ?? beta;
         if (valueHead is not null && state["value_head"]?.Deserialize<float[][]>() is { } vh)
             using (no_grad())
             {
