@@ -56,6 +56,9 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                 Source = m => new ModelSource(m.ConfigJson, m.Tokenizer, m.WeightsPath is null ? null : options.Resolve(m.WeightsPath)),
                 FindFile = id => db.Files.AsNoTracking().SingleOrDefault(f => f.Id == id) ?? throw new InvalidDataException($"file \"{id}\" no longer exists"),
                 StartingModelOf = id => db.Jobs.AsNoTracking().Where(j => j.Id == id).Select(j => j.Model).FirstOrDefault(),
+                CheckpointsOf = id => db.Checkpoints.AsNoTracking().Where(x => x.JobId == id).OrderBy(x => x.Step).Select(x => new { x.Step, x.ModelName })
+                    .AsEnumerable().Select(x => (x.Step, x.ModelName)).ToList(),
+                CheckpointStepOf = name => db.Checkpoints.AsNoTracking().Where(x => x.ModelName == name).Select(x => (int?)x.Step).FirstOrDefault(),
                 Resolve = options.Resolve,
                 CheckpointRoot = options.Resolve(Path.Combine("checkpoints", job.Id)),
                 ResumeFrom = Prepare(db, job, runner.Resumable, reporter, device),

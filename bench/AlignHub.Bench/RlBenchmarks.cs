@@ -69,23 +69,26 @@ static class RlBenchmarks
             ("rloo", new RlooConfig { NumGenerations = 8 }),
             ("ppo", new PpoConfig { NumGenerations = 8, NumPpoEpochs = 4 }),
         };
-        Console.WriteLine("method\tstep\theld_out_exact_match\tkl");
+        Console.WriteLine("method\trollout_batches\toptimizer_steps\theld_out_exact_match\tkl\twall_s");
         var summary = new List<string>();
         foreach (var (name, template) in runs)
         {
-            var c = template with { NEpochs = 100, MaxSteps = steps, BatchSize = 32, MaxCompletionLength = 4, SaveSteps = 100_000, EvalSteps = 50, Seed = 1, Grader = grader };
+            // The same batches of rollouts for each: PPO trains num_ppo_epochs steps on each batch, so it runs that many times the steps.
+            var c = template with { NEpochs = 100, MaxSteps = steps * template.UpdatesPerBatch, BatchSize = 32, MaxCompletionLength = 4, SaveSteps = 100_000,
+                EvalSteps = 50 * template.UpdatesPerBatch, Seed = 1, Grader = grader };
             var log = new BenchReporter();
             var sw = Stopwatch.StartNew();
             OnlineRlTrainer.Train(new OnlineRlRun(start, ArithmeticTask.Prompts(2000, 5), held, c, Temp(), null, new GraderSource(c.ParsedGrader()!)), log, CancellationToken.None);
             double wall = sw.Elapsed.TotalSeconds;
             foreach (var (step, m) in log.Rows.Where(r => r.Metrics.ContainsKey("eval/reward")))
             {
-                var kl = log.Rows.Where(r => r.Metrics.ContainsKey("kl") && r.Step > step - 10 && r.Step <= step).Average(r => r.Metrics["kl"]);
-                Console.WriteLine($"{name}\t{step}\t{m["eval/reward"]:F3}\t{kl:F4}");
+                var kl = log.Rows.Where(r => r.Metrics.ContainsKey("kl") && r.Step > step - 10 * c.UpdatesPerBatch && r.Step <= step).Average(r => r.Metrics["kl"]);
+                double at = log.RowTimes[log.Rows.FindIndex(r => r.Step == step && r.Metrics.ContainsKey("eval/reward"))];
+                Console.WriteLine($"{name}\t{step / c.UpdatesPerBatch}\t{step}\t{m["eval/reward"]:F3}\t{kl:F4}\t{at:F1}");
             }
             double gen = log.Rows.Where(r => r.Metrics.ContainsKey("timing/generate")).Sum(r => r.Metrics["timing/generate"]);
-            int batches = steps / c.UpdatesPerBatch;
-            summary.Add($"{name}: {wall:F1} s, {wall / steps * 1000:F0} ms per optimizer step, {wall / batches * 1000:F0} ms per batch of 256 rollouts ({c.UpdatesPerBatch} update(s)), sampling {gen:F1} s");
+            int batches = steps;
+            summary.Add($"{name}: {wall:F1} s, {wall / c.MaxSteps * 1000:F0} ms per optimizer step, {wall / batches * 1000:F0} ms per batch of 256 rollouts ({c.UpdatesPerBatch} update(s)), sampling {gen:F1} s");
         }
         foreach (var line in summary) Console.WriteLine(line);
 
@@ -111,5 +114,37 @@ static class RlBenchmarks
             nGenerate += File.ReadLines(tmp).Sum(l => JsonDocument.Parse(l).RootElement.GetProperty("completions").EnumerateArray().Sum(x => x.GetProperty("tokens").GetInt32()));
         }
         Console.WriteLine($"sampling: rollouts {nRollout / tRollout:F0} tokens/s, generate job {nGenerate / tGenerate:F0} tokens/s (model load and file writing included), ratio {nRollout / tRollout / (nGenerate / tGenerate):F2}");
+    }
+
+    /// <summary>
+    /// PPO variants from the same SFT start and seed as <see cref="Compare"/>: held-out exact match at the end and the
+    /// best along the way (every 50 steps), KL, wall time, and batches of rollouts seen. "name:steps:epochs:minibatches:vlr:lr".
+    /// </summary>
+    public static void PpoSweep(string[] variants)
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        var tiny = new ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
+        var sft = SftTrainer.Train(new SftRun(tiny, ArithmeticTask.Demonstrations(4000, 1), null,
+            new SftConfig { NEpochs = 100, MaxSteps = 250, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
+        var start = tiny with { Folder = sft.LastCheckpoint };
+        var held = ArithmeticTask.Prompts(200, 99);
+        var grader = JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader);
+        Console.WriteLine("variant	steps	batches	final	best	kl_last10	wall_s	trajectory");
+        foreach (var v in variants)
+        {
+            var f = v.Split(':');
+            int steps = int.Parse(f[1]), epochs = int.Parse(f[2]), mini = int.Parse(f[3]);
+            double? vlr = f[4] == "-" ? null : double.Parse(f[4], System.Globalization.CultureInfo.InvariantCulture);
+            double lr = f.Length > 5 ? double.Parse(f[5], System.Globalization.CultureInfo.InvariantCulture) : 5e-4;
+            var c = new PpoConfig { NumGenerations = 8, NumPpoEpochs = epochs, NumMiniBatches = mini, ValueLearningRate = vlr, LearningRate = lr,
+                NEpochs = 100, MaxSteps = steps, BatchSize = 32, MaxCompletionLength = 4, SaveSteps = 100_000, EvalSteps = 50, Seed = 1, Grader = grader };
+            var log = new BenchReporter();
+            var sw = Stopwatch.StartNew();
+            OnlineRlTrainer.Train(new OnlineRlRun(start, ArithmeticTask.Prompts(2000, 5), held, c, Temp(), null, new GraderSource(c.ParsedGrader()!)), log, CancellationToken.None);
+            var evals = log.Rows.Where(r => r.Metrics.ContainsKey("eval/reward")).Select(r => (r.Step, Acc: r.Metrics["eval/reward"])).ToList();
+            var kl = log.Rows.Where(r => r.Metrics.ContainsKey("kl") && r.Step > steps - 10).Average(r => r.Metrics["kl"]);
+            Console.WriteLine($"{f[0]}	{steps}	{steps / c.UpdatesPerBatch}	{evals[^1].Acc:F3}	{evals.Max(e => e.Acc):F3}	{kl:F3}	{sw.Elapsed.TotalSeconds:F1}	" +
+                string.Join(" ", evals.Select(e => $"{e.Step}:{e.Acc:F3}")));
+        }
     }
 }

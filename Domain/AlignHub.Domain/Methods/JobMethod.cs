@@ -91,6 +91,7 @@ public static class Methods
         new PpoMethod(),
         new BestOfNMethod(),
         new OnlineDpoMethod(),
+        new FrontierMethod(),
     ];
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);

@@ -34,6 +34,11 @@ public sealed class MethodContext
     /// <summary>A folder of the job's own (<c>jobs/{job}</c>) for result files, created on first use.</summary>
     public required string OutputFolder { get; init; }
 
+    /// <summary>A job's checkpoints as (step, model name), by step (the frontier's points).</summary>
+    public Func<string, IReadOnlyList<(int Step, string Model)>> CheckpointsOf { get; init; } = _ => [];
+    /// <summary>The step of a checkpoint's model name (null: not a checkpoint).</summary>
+    public Func<string, int?> CheckpointStepOf { get; init; } = _ => null;
+
     public ModelSource Model(string id) => Source(FindModel(id));
     public string FilePath(string fileId) => Resolve(FindFile(fileId).StoragePath);
     public T ConfigAs<T>() where T : MethodConfig => (T)Config;
@@ -79,6 +84,7 @@ public static class MethodRunners
         new Rl.OnlineRlRunner("ppo"),
         new Rl.OnlineRlRunner("best_of_n"),
         new Rl.OnlineRlRunner("online_dpo"),
+        new FrontierRunner(),
     ];
 
     public static IMethodRunner For(string method) =>
