@@ -3,7 +3,7 @@ using AlignHub.Domain;
 using AlignHub.Training;
 using AlignHub.Training.Sft;
 
-// dotnet run -c Release -- memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | grpo-arithmetic [steps] | rl-compare [steps] | ppo-sweep VARIANT... | annotation-latency BASE_URL [think-ms] [seconds] | job-creation BASE_URL [total] [clients] [interval-ms]
+// dotnet run -c Release -- memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | grpo-arithmetic [steps] | rl-compare [steps] | ppo-sweep VARIANT... | frontier | annotation-latency BASE_URL [think-ms] [seconds] | job-creation BASE_URL [total] [clients] [interval-ms]
 var command = args.Length > 0 ? args[0] : "memory";
 switch (command)
 {
@@ -16,6 +16,7 @@ switch (command)
     case "rl-compare": RlBenchmarks.Compare(args.Length > 1 ? int.Parse(args[1]) : 300); return;
     // ppo-sweep name:steps:epochs:minibatches:value_lr|-[:lr] ...
     case "ppo-sweep": RlBenchmarks.PpoSweep(args[1..]); return;
+    case "frontier": RlBenchmarks.Frontier(); return;
     // annotation-latency BASE_URL [think-ms mean, 0 = closed loop] [seconds]
     case "annotation-latency": await AnnotationBenchmarks.Latency(args[1], args.Length > 2 ? int.Parse(args[2]) : 2000, args.Length > 3 ? int.Parse(args[3]) : 60); return;
     // job-creation BASE_URL [total] [clients] [interval-ms] [interval-ms per client, 0 = closed loop]

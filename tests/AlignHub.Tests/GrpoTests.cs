@@ -247,7 +247,10 @@ public class GrpoTests
         var (rs, run) = await app.PostJson("/v1/fine_tuning/jobs", new
         {
             model = "alignhub/tiny", training_file = file, seed = 2,
-            method = new { type = "grpo", grpo = new { hyperparameters = new { max_steps = 4, save_steps = 2, batch_size = 4, num_generations = 4, max_completion_length = 4, grader = ArithmeticTask.ExactMatchGrader } } },
+            // A similarity reward varies even for the untrained model, so the policy moves, and kl_warning is set absurdly low.
+            method = new { type = "grpo", grpo = new { hyperparameters = new { max_steps = 4, save_steps = 2, batch_size = 4, num_generations = 4, max_completion_length = 4,
+                beta = 0.05, kl_warning = 1e-9, learning_rate = 1e-2,
+                grader = new { type = "text_similarity", name = "similar", input = "{{sample.output_text}}", reference = "{{item.answer}}", evaluation_metric = "fuzzy_match" } } } },
         });
         Assert.True(rs == HttpStatusCode.OK, run.ToString());
         var runId = run.GetProperty("id").GetString()!;
@@ -264,6 +267,12 @@ public class GrpoTests
         Assert.True(e3.GetProperty("errors").TryGetProperty("method.frontier.hyperparameters.models[0]", out _), e3.ToString());
 
         var ftm = (await app.WaitForStatus(runId, "succeeded", TimeSpan.FromMinutes(2))).GetProperty("fine_tuned_model").GetString()!;
+        // The run's early warning is an event and a badge on its job page.
+        var events = (await app.GetJson($"/v1/fine_tuning/jobs/{runId}/events")).GetProperty("data").EnumerateArray().Select(e => e.GetProperty("message").GetString()!).ToList();
+        Assert.Contains(events, e => e.StartsWith("KL to the reference"));
+        var page = await app.Http.GetStringAsync($"/jobs/{runId}");
+        Assert.Contains("id=\"warning-kl\"", page);
+        Assert.DoesNotContain("id=\"warning-entropy\"", page);
         var (fs, frontier) = await app.PostJson("/v1/fine_tuning/jobs", Frontier(new { run = runId, num_samples = 2, max_new_tokens = 4, grader = ArithmeticTask.ExactMatchGrader }));
         Assert.True(fs == HttpStatusCode.OK, frontier.ToString());
         var done = await app.WaitForStatus(frontier.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(2));
