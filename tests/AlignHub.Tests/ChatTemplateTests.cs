@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AlignHub.Domain.Templates;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>
+/// AlignHub's Jinja subset (<see cref="Jinja"/>) against <c>@huggingface/jinja</c> (npm, pinned in tests/oracles), on the
+/// chat templates of real model families (tests/AlignHub.Tests/ChatTemplates, sources in SOURCES.md), each with several
+/// conversations, with and without <c>add_generation_prompt</c>: the two renderings are equal character for character,
+/// and where the oracle raises (roles that do not alternate), so does AlignHub.
+/// </summary>
+public class ChatTemplateTests
+{
+    static readonly string Folder = Path.Combine(AlignHubProcess.RepoRoot, "tests", "AlignHub.Tests", "ChatTemplates");
+    static string Template(string name) => File.ReadAllText(Path.Combine(Folder, name + ".jinja"));
+
+    static readonly Dictionary<string, (string Bos, string Eos)> Families = new()
+    {
+        ["qwen3"] = ("", "<|im_end|>"),
+        ["llama3_1"] = ("<|begin_of_text|>", "<|eot_id|>"),
+        ["gemma3"] = ("<bos>", "<end_of_turn>"),
+        ["smollm2"] = ("", "<|im_end|>"),
+        ["mistral"] = ("<s>", "</s>"),
+        ["llama2"] = ("<s>", "</s>"),
+        ["features"] = ("<s>", "</s>"),
+    };
+
+    static object Msg(string role, object content) => new { role, content };
+
+    static readonly Dictionary<string, object[]> Conversations = new()
+    {
+        ["single user"] = [Msg("user", "What is 2+2?")],
+        ["system and two turns"] = [Msg("system", "You are terse."), Msg("user", "Hi"), Msg("assistant", "Hello."), Msg("user", "Add 3 and 4.")],
+        ["two turns, padded content"] = [Msg("user", "  spaced question \n"), Msg("assistant", "\n answer with spaces  "), Msg("user", "again")],
+        ["unicode and quotes"] = [Msg("user", "Ünïcødé \"quoted\" {{ not a tag }} 你好"), Msg("assistant", "ok ✓")],
+        ["roles do not alternate"] = [Msg("user", "one"), Msg("user", "two")],
+    };
+
+    static async Task<(int Code, string Output)> Node(string script, string stdin, string dir)
+    {
+        var psi = new ProcessStartInfo("node", script) { WorkingDirectory = dir, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        await p.StandardInput.WriteAsync(stdin);
+        p.StandardInput.Close();
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await p.WaitForExitAsync(cts.Token);
+        return (p.ExitCode, p.ExitCode == 0 ? await stdout : await stdout + await stderr);
+    }
+
+    static async Task EnsureOracles(string dir)
+    {
+        if (File.Exists(Path.Combine(dir, "node_modules", "@huggingface", "jinja", "package.json"))) return;
+        var psi = new ProcessStartInfo("npm", "ci --no-audit --no-fund") { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEndAsync();
+        var errors = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == 0, "npm ci in tests/oracles failed:\n" + await output + await errors);
+    }
+
+    [Fact]
+    public async Task Real_chat_templates_render_as_huggingface_jinja_renders_them()
+    {
+        var cases = new List<(string Label, string Template, JsonObject Vars)>();
+        foreach (var (family, (bos, eos)) in Families)
+        {
+            var conversations = Conversations.ToList();
+            if (family == "gemma3") conversations.Add(new("content parts", [Msg("user", new object[] { new { type = "text", text = " parts " }, new { type = "image" } }), Msg("assistant", "seen")]));
+            if (family == "qwen3")
+            {
+                conversations.Add(new("thinking", [Msg("user", "Think"), Msg("assistant", "<think>\nstep 1\n</think>\n\nanswer"), Msg("user", "More")]));
+                conversations.Add(new("thinking last", [Msg("user", "Think"), Msg("assistant", "<think>\nreasoning\n</think>\n\nfinal")]));
+                conversations.Add(new("tool reply", [Msg("user", "Weather?"), Msg("assistant", "calling"), Msg("tool", "{\"t\": 21}"), Msg("tool", "{\"t\": 22}")]));
+            }
+            foreach (var (name, messages) in conversations)
+                foreach (var agp in new[] { false, true })
+                {
+                    var vars = new JsonObject
+                    {
+                        ["messages"] = JsonSerializer.SerializeToNode(messages), ["add_generation_prompt"] = agp,
+                        ["bos_token"] = bos, ["eos_token"] = eos,
+                    };
+                    cases.Add(($"{family} / {name} / add_generation_prompt={agp}", Template(family), vars));
+                }
+        }
+        // Qwen3's tools block and its thinking switch.
+        var tools = JsonNode.Parse("""[{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]""");
+        cases.Add(("qwen3 / tools", Template("qwen3"), new JsonObject
+        {
+            ["messages"] = JsonSerializer.SerializeToNode(new[] { Msg("system", "Be useful."), Msg("user", "Weather in Paris?") }), ["tools"] = tools, ["add_generation_prompt"] = true,
+        }));
+        cases.Add(("qwen3 / enable_thinking=false", Template("qwen3"), new JsonObject
+        {
+            ["messages"] = JsonSerializer.SerializeToNode(new[] { Msg("user", "Quick") }), ["add_generation_prompt"] = true, ["enable_thinking"] = false,
+        }));
+
+        var dir = Path.Combine(AlignHubProcess.RepoRoot, "tests", "oracles");
+        await EnsureOracles(dir);
+        var request = new JsonArray(cases.Select(c => (JsonNode)new JsonObject { ["template"] = c.Template, ["vars"] = c.Vars.DeepClone() }).ToArray());
+        var (code, output) = await Node("jinja.mjs", request.ToJsonString(), dir);
+        Assert.True(code == 0, output);
+        var expected = JsonNode.Parse(output)!.AsArray();
+        Assert.Equal(cases.Count, expected.Count);
+
+        var errors = new List<string>();
+        for (int i = 0; i < cases.Count; i++)
+        {
+            var (label, template, vars) = cases[i];
+            var variables = ((JsonObject)vars).ToDictionary(kv => kv.Key, kv => Jinja.FromJson(JsonSerializer.SerializeToElement(kv.Value)));
+            var oracle = expected[i]!.AsObject();
+            if (oracle.TryGetPropertyValue("error", out var error))
+            {
+                errors.Add(label[..label.LastIndexOf(" / ", StringComparison.Ordinal)]);
+                var e = Assert.Throws<TemplateException>(() => Jinja.Render(template, variables));
+                Assert.False(string.IsNullOrEmpty(e.Message), label);
+                continue;
+            }
+            string ours;
+            try { ours = Jinja.Render(template, variables); }
+            catch (TemplateException e) { throw new Xunit.Sdk.XunitException($"{label}: AlignHub raised \"{e.Message}\"; @huggingface/jinja rendered:\n{oracle["output"]}"); }
+            var theirs = oracle["output"]!.GetValue<string>();
+            if (ours != theirs)
+                throw new Xunit.Sdk.XunitException($"{label}:\n--- @huggingface/jinja\n{theirs}\n--- AlignHub\n{ours}\n--- first difference at {FirstDifference(ours, theirs)}");
+        }
+        // Raised in both: the alternation checks of gemma3, mistral and llama2 on the conversation that breaks it, and
+        // Mistral v0.1's, which admits no system message, on the conversation that has one (each with and without add_generation_prompt).
+        Assert.Equal(["gemma3 / roles do not alternate", "llama2 / roles do not alternate", "mistral / roles do not alternate", "mistral / system and two turns"],
+            errors.Distinct().Order());
+        Assert.Equal(8, errors.Count);
+    }
+
+    static int FirstDifference(string a, string b)
+    {
+        int i = 0;
+        while (i < a.Length && i < b.Length && a[i] == b[i]) i++;
+        return i;
+    }
+
+    /// <summary>Hand-written expectations from the templates' text, independent of either engine.</summary>
+    [Fact]
+    public void Llama_3_and_ChatML_renderings_follow_their_templates_rules()
+    {
+        var messages = Jinja.FromJson(JsonSerializer.SerializeToElement(new[] { Msg("user", " Hi "), Msg("assistant", "Hello") }));
+        // Llama 3.1: BOS before the first message, each message's content trimmed, then the assistant header when asked.
+        Assert.Equal("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello<|eot_id|>" +
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            Jinja.Render(Template("llama3_1"), new Dictionary<string, object?> { ["messages"] = messages, ["add_generation_prompt"] = true, ["bos_token"] = "<|begin_of_text|>" }));
+        // SmolLM2: its default system prompt, then ChatML turns with the content as given.
+        Assert.Equal("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n",
+            Jinja.Render(Template("smollm2"), new Dictionary<string, object?> { ["messages"] = messages, ["add_generation_prompt"] = false }));
+    }
+
+    /// <summary>Python's Jinja, as transformers renders templates, where @huggingface/jinja prints or strips otherwise.</summary>
+    [Fact]
+    public void Python_semantics_where_the_oracle_differs()
+    {
+        var none = new Dictionary<string, object?>();
+        Assert.Equal("True False None", Jinja.Render("{{ 1 == 1 }} {{ 1 == 2 }} {{ none }}", none));
+        Assert.Equal("hixx|xxhi|hi", Jinja.Render("{{ 'xxhixx'.lstrip('x') }}|{{ 'xxhixx'.rstrip('x') }}|{{ 'xxhixx'.strip('x') }}", none));
+        Assert.Equal("['a', 1, True] 1.0 2", Jinja.Render("{{ ['a', 1, true] }} {{ 2 / 2 }} {{ 5 // 2 }}", none));
+    }
+
+    [Fact]
+    public void Generation_blocks_report_the_spans_they_render()
+    {
+        const string t = "{% for m in messages %}<{{ m.role }}>{% if m.role == 'assistant' %}{% generation %}{{ m.content }}</s>{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}";
+        var messages = Jinja.FromJson(JsonSerializer.SerializeToElement(new[] { Msg("user", "q"), Msg("assistant", "a1"), Msg("user", "q2"), Msg("assistant", "a2") }));
+        var text = Jinja.Render(t, new Dictionary<string, object?> { ["messages"] = messages }, out var spans);
+        Assert.Equal("<user>q<assistant>a1</s><user>q2<assistant>a2</s>", text);
+        Assert.Equal(["a1</s>", "a2</s>"], spans.Select(s => text[s.Start..s.End]));
+    }
+
+    [Fact]
+    public void Bad_templates_and_raise_exception_are_template_errors_with_a_line()
+    {
+        var unclosed = Assert.Throws<TemplateException>(() => Jinja.Render("line one\n{% if x %}never closed", new Dictionary<string, object?>()));
+        Assert.Contains("endif", unclosed.Message);
+        var unknown = Assert.Throws<TemplateException>(() => Jinja.Render("a\nb\n{{ x | no_such_filter }}", new Dictionary<string, object?> { ["x"] = 1L }));
+        Assert.Contains("no_such_filter", unknown.Message);
+        var raised = Assert.Throws<TemplateException>(() => Jinja.Render("{{ raise_exception('roles must alternate') }}", new Dictionary<string, object?>()));
+        Assert.Equal("roles must alternate", raised.Message);
+        var tag = Assert.Throws<TemplateException>(() => Jinja.Render("\n\n{{ 1 + }}", new Dictionary<string, object?>()));
+        Assert.StartsWith("line 3", tag.Message);
+    }
+}
