@@ -155,6 +155,57 @@ public class ChatTemplateTests
             Jinja.Render(Template("smollm2"), new Dictionary<string, object?> { ["messages"] = messages, ["add_generation_prompt"] = false }));
     }
 
+    /// <summary>
+    /// The supervised mask from the model's own template: exactly the assistant's turns as each family renders them (its
+    /// content and end-of-turn marker; Qwen3's empty thinking block for the final turn), everything else not trained, and the
+    /// segments together are the whole rendering.
+    /// </summary>
+    [Theory]
+    [InlineData("smollm2", "", "<|im_end|>", "Hello.<|im_end|>\n", "Seven.<|im_end|>\n")]
+    [InlineData("llama3_1", "<|begin_of_text|>", "<|eot_id|>", "Hello.<|eot_id|>", "Seven.<|eot_id|>")]
+    [InlineData("gemma3", "<bos>", "<end_of_turn>", "Hello.<end_of_turn>\n", "Seven.<end_of_turn>\n")]
+    [InlineData("mistral", "<s>", "</s>", "Hello.</s>", "Seven.</s>")]
+    [InlineData("llama2", "<s>", "</s>", " Hello. </s>", " Seven. </s>")]
+    // Qwen3 renders an earlier assistant turn without the thinking block its last turn gets, so the prefixes disagree and
+    // the contents are found in the whole rendering, each with the eos_token after it.
+    [InlineData("qwen3", "", "<|im_end|>", "Hello.<|im_end|>", "Seven.<|im_end|>")]
+    public void The_assistant_mask_covers_exactly_what_the_template_renders_for_the_assistant(string family, string bos, string eos, string first, string second)
+    {
+        var template = new ModelChatTemplate(Template(family), bos, eos);
+        ChatMessage[] messages = [new("user", "Hi"), new("assistant", "Hello."), new("user", "Add 3 and 4."), new("assistant", "Seven.")];
+        var example = template.Segments(messages);
+        Assert.Equal(template.Render(messages, false), string.Concat(example.Segments.Select(x => x.Text)));
+        Assert.Equal([first, second], example.Segments.Where(x => x.Trainable).Select(x => x.Text));
+        // A prompt: the conversation so far and the opening of the assistant's turn.
+        var prompt = template.Render(messages[..1], true);
+        Assert.StartsWith(prompt, template.Render(messages[..2], false));
+    }
+
+    [Fact]
+    public void Qwen3_trains_its_final_turn_with_the_thinking_block_when_the_prefixes_agree()
+    {
+        var template = new ModelChatTemplate(Template("qwen3"), "", "<|im_end|>");
+        var example = template.Segments([new("user", "Hi"), new("assistant", "Hello.")]);
+        Assert.Equal(["<think>\n\n</think>\n\nHello.<|im_end|>\n"], example.Segments.Where(x => x.Trainable).Select(x => x.Text));
+    }
+
+    [Fact]
+    public void A_folder_template_comes_from_chat_template_jinja_or_tokenizer_config()
+    {
+        var dir = Directory.CreateTempSubdirectory("alignhub-template-").FullName;
+        Assert.Null(ModelChatTemplate.FromFolder(dir));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), new JsonObject
+        {
+            ["chat_template"] = new JsonArray(new JsonObject { ["name"] = "tool_use", ["template"] = "tools" }, new JsonObject { ["name"] = "default", ["template"] = Template("llama3_1") }),
+            ["bos_token"] = new JsonObject { ["content"] = "<|begin_of_text|>", ["special"] = true }, ["eos_token"] = "<|eot_id|>",
+        }.ToJsonString());
+        var t = ModelChatTemplate.FromFolder(dir)!;
+        Assert.Equal(("<|begin_of_text|>", "<|eot_id|>"), (t.BosToken, t.EosToken));
+        Assert.StartsWith("<|begin_of_text|><|start_header_id|>user", t.Render([new("user", "x")], true));
+        File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), Template("smollm2"));
+        Assert.StartsWith("<|im_start|>system", ModelChatTemplate.FromFolder(dir)!.Render([new("user", "x")], true));
+    }
+
     /// <summary>Python's Jinja, as transformers renders templates, where @huggingface/jinja prints or strips otherwise.</summary>
     [Fact]
     public void Python_semantics_where_the_oracle_differs()
