@@ -94,11 +94,6 @@ public sealed class FrontierMethod : JobMethod
             if (m is null) check.Error($"models[{i}]", $"model \"{id}\" is not registered");
             else if (ModelArchitecture.Parse(m.ConfigJson).IsRewardModel) check.Error($"models[{i}]", $"model \"{id}\" is a reward model, not a policy");
         }
-        if (c.Grader is null && c.RewardModel is { } rmId)
-        {
-            var rm = await check.FindModelAsync(rmId, ct);
-            if (rm is null) check.Error("reward_model", $"model \"{rmId}\" is not registered");
-            else if (!ModelArchitecture.Parse(rm.ConfigJson).IsRewardModel) check.Error("reward_model", $"model \"{rmId}\" is not a reward model");
-        }
+        if (c.Grader is null) await check.RewardModelAsync(c.RewardModel, ct);
     }
 }

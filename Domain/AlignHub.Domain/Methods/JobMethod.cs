@@ -69,6 +69,15 @@ public sealed class JobCheck(AlignHubDb db, ModelRecord? model, MethodConfig con
     }
 
     public Task<ModelRecord?> FindModelAsync(string id, CancellationToken ct) => ModelService.FindAsync(db, id, ct);
+
+    /// <summary>A method's <c>reward_model</c> (read when it has no grader): registered, and a reward model.</summary>
+    public async Task RewardModelAsync(string? id, CancellationToken ct)
+    {
+        if (id is null) return;
+        var rm = await FindModelAsync(id, ct);
+        if (rm is null) Error("reward_model", $"model \"{id}\" is not registered");
+        else if (!ModelArchitecture.Parse(rm.ConfigJson).IsRewardModel) Error("reward_model", $"model \"{id}\" is not a reward model");
+    }
 }
 
 /// <summary>Every method, by name.</summary>

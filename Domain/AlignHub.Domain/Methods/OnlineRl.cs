@@ -166,12 +166,7 @@ public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : Online
         var c = (OnlineRlConfig)check.Config;
         check.FitsContext(c.MaxPromptLength, "max_prompt_length", below: true);
         check.FitsContext(c.MaxCompletionLength, "max_completion_length", below: true);
-        if (c.Grader is null && c.RewardModel is { } id)
-        {
-            var rm = await check.FindModelAsync(id, ct);
-            if (rm is null) check.Error("reward_model", $"model \"{id}\" is not registered");
-            else if (!ModelArchitecture.Parse(rm.ConfigJson).IsRewardModel) check.Error("reward_model", $"model \"{id}\" is not a reward model");
-        }
+        if (c.Grader is null) await check.RewardModelAsync(c.RewardModel, ct);
     }
 }
 
