@@ -203,8 +203,11 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
         if (count != arch.Parameters())
             return new($"the weights hold {count} parameters; config.json describes a {arch.ModelType} model of {arch.Parameters()}");
         var tokenizer = TokenizerFiles.Detect(folder);
+        if (tokenizer == TokenizerFiles.Byte && TokenizerFiles.TokenizerJsonModel(folder) is { } tjModel)
+            return new(tjModel == "unreadable" ? "tokenizer.json is not a readable tokenizers file"
+                : $"tokenizer.json has a {tjModel} model; AlignHub reads BPE models (byte-level, or SentencePiece-style with byte fallback)");
         if (tokenizer == TokenizerFiles.Byte && arch.VocabSize < ModelPresets.ByteVocab)
-            return new($"no tokenizer files (vocab.json + merges.txt, tokenizer.model or *.tiktoken), and vocab_size {arch.VocabSize} is too small for the byte tokenizer");
+            return new($"no tokenizer files (tokenizer.json, vocab.json + merges.txt, tokenizer.model or *.tiktoken), and vocab_size {arch.VocabSize} is too small for the byte tokenizer");
         return new(null, arch, json, tokenizer);
     }
 

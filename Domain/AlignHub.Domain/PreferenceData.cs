@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AlignHub.Domain.Templates;
 
 namespace AlignHub.Domain;
 
@@ -13,8 +14,9 @@ public sealed record UnpairedExample(string Prompt, string Completion, bool Desi
 /// conversational (prompt a list of messages, chosen/rejected lists holding the assistant's reply), with an optional
 /// numeric <c>margin</c>; OpenAI's DPO rows <c>{"input": {"messages"}, "preferred_output": [...],
 /// "non_preferred_output": [...]}</c>; and unpaired <c>{"prompt", "completion", "label": true|false}</c> for KTO.
-/// Chat rows use <see cref="ChatTemplate"/>: the prompt ends with the assistant's role marker and each continuation
-/// with the end-of-turn marker. Every error names its line.
+/// Chat rows go through the model's chat format (<see cref="IChatFormat"/>; AlignHub's role markers when it has no
+/// template): the prompt ends with the opening of the assistant's turn and each continuation with the end of the turn.
+/// Every error names its line.
 /// </summary>
 public static class PreferenceData
 {
@@ -23,16 +25,18 @@ public static class PreferenceData
 
     public static bool IsUnpairedRow(JsonElement r) => r.TryGetProperty("label", out _);
 
-    public static PreferencePair ParsePair(JsonElement r, int no)
+    public static PreferencePair ParsePair(JsonElement r, int no, IChatFormat? chat = null)
     {
+        chat ??= ChatMarkers.Instance;
         if (r.TryGetProperty("preferred_output", out var preferred))
         {
             if (!r.TryGetProperty("input", out var input) || input.ValueKind != JsonValueKind.Object || !input.TryGetProperty("messages", out var msgs))
                 throw new JsonlFormatException(no, "\"input\" must be an object with \"messages\"");
             if (!r.TryGetProperty("non_preferred_output", out var nonPreferred))
                 throw new JsonlFormatException(no, "\"non_preferred_output\" is missing");
-            return new PreferencePair(ChatPrompt(msgs, no, "input.messages"), Reply(preferred, no, "preferred_output"),
-                Reply(nonPreferred, no, "non_preferred_output"));
+            var m0 = ChatMessages(msgs, no, "input.messages");
+            return new PreferencePair(Prompt(chat, m0, no), Reply(chat, m0, preferred, no, "preferred_output"),
+                Reply(chat, m0, nonPreferred, no, "non_preferred_output"));
         }
         if (!r.TryGetProperty("prompt", out var prompt)) throw new JsonlFormatException(no, "\"prompt\" is missing");
         if (!r.TryGetProperty("chosen", out var chosen)) throw new JsonlFormatException(no, "\"chosen\" is missing");
@@ -50,12 +54,16 @@ public static class PreferenceData
             return new PreferencePair(prompt.GetString()!, c, rej, margin);
         }
         if (prompt.ValueKind == JsonValueKind.Array)
-            return new PreferencePair(ChatPrompt(prompt, no, "prompt"), Reply(chosen, no, "chosen"), Reply(rejected, no, "rejected"), margin);
+        {
+            var m1 = ChatMessages(prompt, no, "prompt");
+            return new PreferencePair(Prompt(chat, m1, no), Reply(chat, m1, chosen, no, "chosen"), Reply(chat, m1, rejected, no, "rejected"), margin);
+        }
         throw new JsonlFormatException(no, "\"prompt\" must be a string or a list of messages");
     }
 
-    public static UnpairedExample ParseUnpaired(JsonElement r, int no)
+    public static UnpairedExample ParseUnpaired(JsonElement r, int no, IChatFormat? chat = null)
     {
+        chat ??= ChatMarkers.Instance;
         if (!r.TryGetProperty("label", out var label) || label.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
             throw new JsonlFormatException(no, "\"label\" must be true or false");
         if (!r.TryGetProperty("prompt", out var prompt)) throw new JsonlFormatException(no, "\"prompt\" is missing");
@@ -63,7 +71,10 @@ public static class PreferenceData
         if (prompt.ValueKind == JsonValueKind.String)
             return new UnpairedExample(prompt.GetString()!, Text(completion, no, "completion"), label.GetBoolean());
         if (prompt.ValueKind == JsonValueKind.Array)
-            return new UnpairedExample(ChatPrompt(prompt, no, "prompt"), Reply(completion, no, "completion"), label.GetBoolean());
+        {
+            var m = ChatMessages(prompt, no, "prompt");
+            return new UnpairedExample(Prompt(chat, m, no), Reply(chat, m, completion, no, "completion"), label.GetBoolean());
+        }
         throw new JsonlFormatException(no, "\"prompt\" must be a string or a list of messages");
     }
 
@@ -74,23 +85,31 @@ public static class PreferenceData
         return e.GetString()!;
     }
 
-    /// <summary>Messages rendered with the chat template, then the assistant's role marker.</summary>
-    static string ChatPrompt(JsonElement messages, int no, string field)
+    /// <summary>A prompt's messages (at least one).</summary>
+    static List<ChatMessage> ChatMessages(JsonElement messages, int no, string field)
     {
         var list = Messages(messages, no, field);
         if (list.Count == 0) throw new JsonlFormatException(no, $"\"{field}\" is empty");
-        return string.Concat(list.Select(m => ChatTemplate.RoleMarker(m.Role) + m.Content + ChatTemplate.End)) + ChatTemplate.RoleMarker("assistant");
+        return list.Select(m => new ChatMessage(m.Role, m.Content)).ToList();
     }
 
-    /// <summary>A reply: a list holding one assistant message (or a string); its content plus the end-of-turn marker.</summary>
-    static string Reply(JsonElement e, int no, string field)
+    /// <summary>Messages rendered by the chat format, then the opening of the assistant's turn.</summary>
+    static string Prompt(IChatFormat chat, List<ChatMessage> messages, int no) => JsonlRows.Templated(no, () => chat.Prompt(messages));
+
+    /// <summary>A reply: a list holding one assistant message (or a string); its content and the end of the assistant's turn.</summary>
+    static string Reply(IChatFormat chat, List<ChatMessage> prompt, JsonElement e, int no, string field)
     {
-        if (e.ValueKind == JsonValueKind.String) return Text(e, no, field) + ChatTemplate.End;
-        var list = Messages(e, no, field);
-        if (list.Count != 1 || list[0].Role != "assistant")
-            throw new JsonlFormatException(no, $"\"{field}\" must hold exactly one assistant message");
-        if (list[0].Content.Length == 0) throw new JsonlFormatException(no, $"\"{field}\" is empty");
-        return list[0].Content + ChatTemplate.End;
+        string content;
+        if (e.ValueKind == JsonValueKind.String) content = Text(e, no, field);
+        else
+        {
+            var list = Messages(e, no, field);
+            if (list.Count != 1 || list[0].Role != "assistant")
+                throw new JsonlFormatException(no, $"\"{field}\" must hold exactly one assistant message");
+            if (list[0].Content.Length == 0) throw new JsonlFormatException(no, $"\"{field}\" is empty");
+            content = list[0].Content;
+        }
+        return JsonlRows.Templated(no, () => chat.Reply(prompt, content));
     }
 
     static List<(string Role, string Content)> Messages(JsonElement e, int no, string field)

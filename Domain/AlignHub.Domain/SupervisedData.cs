@@ -1,35 +1,21 @@
 using System.Text;
 using System.Text.Json;
+using AlignHub.Domain.Templates;
 
 namespace AlignHub.Domain;
 
 /// <summary>A piece of an example's text and whether its tokens carry loss.</summary>
 public readonly record struct Segment(string Text, bool Trainable);
 
-/// <summary>One supervised example as text segments; the tokenizer turns it into ids and a loss mask.</summary>
-public sealed record SupervisedExample(IReadOnlyList<Segment> Segments);
-
 /// <summary>
-/// A minimal chat template with role markers: each message becomes
-/// <c>&lt;|role|&gt;\n{content}&lt;|end|&gt;\n</c>. Only assistant content and its end marker carry loss.
+/// One supervised example as text segments; the tokenizer turns it into ids and a loss mask. <paramref name="AppendEos"/>:
+/// the tokenizer's EOS follows the text (false where a chat template's rendering ends the turn itself).
 /// </summary>
+public sealed record SupervisedExample(IReadOnlyList<Segment> Segments, bool AppendEos = true);
+
+/// <summary>Supervised examples that are not conversations.</summary>
 public static class ChatTemplate
 {
-    public const string End = "<|end|>\n";
-    public static string RoleMarker(string role) => $"<|{role}|>\n";
-
-    public static SupervisedExample FromMessages(IEnumerable<(string Role, string Content)> messages)
-    {
-        var segs = new List<Segment>();
-        foreach (var (role, content) in messages)
-        {
-            bool assistant = role == "assistant";
-            segs.Add(new Segment(RoleMarker(role), false));
-            segs.Add(new Segment(content + End, assistant));
-        }
-        return new SupervisedExample(segs);
-    }
-
     /// <summary>The prompt of a prompt/completion row; the completion follows it directly.</summary>
     public static SupervisedExample FromPromptCompletion(string prompt, string completion) =>
         new([new Segment(prompt, false), new Segment(completion, true)]);
@@ -109,7 +95,8 @@ public static class JsonlRows
                 yield return parse(line, no);
     }
 
-    public static IEnumerable<SupervisedExample> LoadSupervised(string path) => LoadRows(path, ParseSupervised);
+    /// <summary>Supervised rows; messages rendered with <paramref name="chat"/> (null: AlignHub's markers).</summary>
+    public static IEnumerable<SupervisedExample> LoadSupervised(string path, IChatFormat? chat = null) => LoadRows(path, (l, n) => ParseSupervised(l, n, chat));
 
     static string Describe(string kind) => kind switch
     {
@@ -143,11 +130,11 @@ public static class JsonlRows
         return parse(doc.RootElement);
     }
 
-    public static IEnumerable<PreferencePair> LoadPreferences(string path) =>
-        LoadRows(path, (line, no) => WithRow(line, no, r => PreferenceData.ParsePair(r, no)));
+    public static IEnumerable<PreferencePair> LoadPreferences(string path, IChatFormat? chat = null) =>
+        LoadRows(path, (line, no) => WithRow(line, no, r => PreferenceData.ParsePair(r, no, chat)));
 
-    public static IEnumerable<UnpairedExample> LoadUnpaired(string path) =>
-        LoadRows(path, (line, no) => WithRow(line, no, r => PreferenceData.ParseUnpaired(r, no)));
+    public static IEnumerable<UnpairedExample> LoadUnpaired(string path, IChatFormat? chat = null) =>
+        LoadRows(path, (line, no) => WithRow(line, no, r => PreferenceData.ParseUnpaired(r, no, chat)));
 
     /// <summary>True for a row with a prompt and no completion, or messages whose last turn is not the assistant's.</summary>
     static bool IsPromptOnly(string line)
@@ -170,7 +157,9 @@ public static class JsonlRows
     /// chat template plus the assistant's role marker. Supervised rows also serve: their prompt, or their messages
     /// before the last assistant turn.
     /// </summary>
-    public static GenerationPrompt ParsePrompt(string line, int no)
+    public static GenerationPrompt ParsePrompt(string line, int no) => ParsePrompt(line, no, null);
+
+    public static GenerationPrompt ParsePrompt(string line, int no, IChatFormat? chat)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 }); }
@@ -200,7 +189,7 @@ public static class JsonlRows
                     list.Add((role.GetString()!, content.GetString()!));
                 }
                 if (list.Count == 0) throw new JsonlFormatException(no, "no message before the assistant's turn to prompt with");
-                var text = string.Concat(list.Select(m => ChatTemplate.RoleMarker(m.Item1) + m.Item2 + ChatTemplate.End)) + ChatTemplate.RoleMarker("assistant");
+                var text = Templated(no, () => (chat ?? ChatMarkers.Instance).Prompt(list.Select(m => new ChatMessage(m.Item1, m.Item2)).ToList()));
                 var prompt = JsonSerializer.SerializeToElement(list.Select(m => new { role = m.Item1, content = m.Item2 }));
                 return new GenerationPrompt(text, prompt, true, root.Clone());
             }
@@ -214,13 +203,22 @@ public static class JsonlRows
         }
     }
 
-    public static IEnumerable<GenerationPrompt> LoadPrompts(string path) => LoadRows(path, ParsePrompt);
+    public static IEnumerable<GenerationPrompt> LoadPrompts(string path, IChatFormat? chat = null) => LoadRows(path, (l, n) => ParsePrompt(l, n, chat));
+
+    /// <summary>A chat template's own error (roles that do not alternate, a raise_exception) as the row's error.</summary>
+    internal static T Templated<T>(int no, Func<T> render)
+    {
+        try { return render(); }
+        catch (TemplateException e) { throw new JsonlFormatException(no, $"the model's chat template: {e.Message}"); }
+    }
 
     /// <summary>
     /// <c>{"prompt": str, "completion": str}</c> (loss on the completion) or OpenAI chat
     /// <c>{"messages": [{"role", "content"}, ...]}</c> (loss on assistant messages).
     /// </summary>
-    public static SupervisedExample ParseSupervised(string line, int no)
+    public static SupervisedExample ParseSupervised(string line, int no) => ParseSupervised(line, no, null);
+
+    public static SupervisedExample ParseSupervised(string line, int no, IChatFormat? chat)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 }); }
@@ -231,7 +229,7 @@ public static class JsonlRows
             if (root.ValueKind != JsonValueKind.Object)
                 throw new JsonlFormatException(no, $"expected a JSON object, found {Kind(root)}");
             if (root.TryGetProperty("messages", out var messages))
-                return ParseMessages(messages, no);
+                return ParseMessages(messages, no, chat);
             if (root.TryGetProperty("prompt", out var prompt))
             {
                 if (prompt.ValueKind != JsonValueKind.String)
@@ -249,7 +247,7 @@ public static class JsonlRows
         }
     }
 
-    static SupervisedExample ParseMessages(JsonElement messages, int no)
+    static SupervisedExample ParseMessages(JsonElement messages, int no, IChatFormat? chat)
     {
         if (messages.ValueKind != JsonValueKind.Array)
             throw new JsonlFormatException(no, $"\"messages\" must be an array, found {Kind(messages)}");
@@ -272,7 +270,7 @@ public static class JsonlRows
         if (list.Count == 0) throw new JsonlFormatException(no, "\"messages\" is empty");
         if (!list.Any(m => m.Item1 == "assistant"))
             throw new JsonlFormatException(no, "no assistant message: nothing to train on");
-        return ChatTemplate.FromMessages(list);
+        return Templated(no, () => (chat ?? ChatMarkers.Instance).Conversation(list.Select(m => new ChatMessage(m.Item1, m.Item2)).ToList()));
     }
 
     static string Kind(JsonElement e) => e.ValueKind.ToString().ToLowerInvariant();

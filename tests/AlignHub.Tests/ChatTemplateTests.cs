@@ -39,30 +39,6 @@ public class ChatTemplateTests
         ["roles do not alternate"] = [Msg("user", "one"), Msg("user", "two")],
     };
 
-    static async Task<(int Code, string Output)> Node(string script, string stdin, string dir)
-    {
-        var psi = new ProcessStartInfo("node", script) { WorkingDirectory = dir, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        await p.StandardInput.WriteAsync(stdin);
-        p.StandardInput.Close();
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await p.WaitForExitAsync(cts.Token);
-        return (p.ExitCode, p.ExitCode == 0 ? await stdout : await stdout + await stderr);
-    }
-
-    static async Task EnsureOracles(string dir)
-    {
-        if (File.Exists(Path.Combine(dir, "node_modules", "@huggingface", "jinja", "package.json"))) return;
-        var psi = new ProcessStartInfo("npm", "ci --no-audit --no-fund") { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var output = p.StandardOutput.ReadToEndAsync();
-        var errors = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        Assert.True(p.ExitCode == 0, "npm ci in tests/oracles failed:\n" + await output + await errors);
-    }
-
     [Fact]
     public async Task Real_chat_templates_render_as_huggingface_jinja_renders_them()
     {
@@ -99,10 +75,8 @@ public class ChatTemplateTests
             ["messages"] = JsonSerializer.SerializeToNode(new[] { Msg("user", "Quick") }), ["add_generation_prompt"] = true, ["enable_thinking"] = false,
         }));
 
-        var dir = Path.Combine(AlignHubProcess.RepoRoot, "tests", "oracles");
-        await EnsureOracles(dir);
         var request = new JsonArray(cases.Select(c => (JsonNode)new JsonObject { ["template"] = c.Template, ["vars"] = c.Vars.DeepClone() }).ToArray());
-        var (code, output) = await Node("jinja.mjs", request.ToJsonString(), dir);
+        var (code, output) = await Oracles.NodeAsync("jinja.mjs", request.ToJsonString());
         Assert.True(code == 0, output);
         var expected = JsonNode.Parse(output)!.AsArray();
         Assert.Equal(cases.Count, expected.Count);

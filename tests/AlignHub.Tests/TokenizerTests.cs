@@ -84,17 +84,17 @@ public class TokenizerTests
 public class SentencePieceTests
 {
     // Pieces: <unk>, <s>, </s>, 256 byte pieces, then the BPE vocabulary; a higher score merges first.
-    static readonly (string Piece, float Score)[] Vocabulary =
+    internal static readonly (string Piece, float Score)[] Vocabulary =
     [
         ("▁", 0), ("h", 0), ("e", 0), ("l", 0), ("o", 0), ("w", 0), ("r", 0), ("d", 0),
         ("▁h", -1), ("ll", -2), ("▁he", -3), ("llo", -4), ("▁hello", -5), ("▁w", -6), ("or", -7), ("▁wor", -8), ("ld", -9), ("▁world", -10),
     ];
-    const int First = 3 + 256;
+    internal const int First = 3 + 256;
 
-    static int Id(string piece) => First + Array.FindIndex(Vocabulary, v => v.Piece == piece);
+    internal static int Id(string piece) => First + Array.FindIndex(Vocabulary, v => v.Piece == piece);
 
     /// <summary>ModelProto: pieces (1), trainer_spec (2: model_type BPE, ids, byte_fallback), normalizer_spec (3).</summary>
-    static byte[] ModelProto()
+    internal static byte[] ModelProto()
     {
         using var ms = new MemoryStream();
         var o = new Google.Protobuf.CodedOutputStream(ms);

@@ -83,7 +83,7 @@ public class TrainingTests
         var t = SupervisedTokenization.Tokenize(ChatTemplate.FromPromptCompletion("ab", "cd"), tok, 100);
         Assert.Equal([256, 'a', 'b', 'c', 'd', 257], t.Ids);
         Assert.Equal([false, false, false, true, true, true], t.Trainable);
-        var chat = SupervisedTokenization.Tokenize(ChatTemplate.FromMessages([("user", "hi"), ("assistant", "yo")]), tok, 100);
+        var chat = SupervisedTokenization.Tokenize(AlignHub.Domain.Templates.ChatMarkers.Instance.Conversation([new("user", "hi"), new("assistant", "yo")]), tok, 100);
         var text = tok.Decode(chat.Ids.Where((_, i) => chat.Trainable[i]));
         Assert.Equal("yo<|end|>\n", text);
     }

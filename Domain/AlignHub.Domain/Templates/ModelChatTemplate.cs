@@ -11,8 +11,26 @@ public sealed record ChatMessage(string Role, string Content);
 /// transformers' <c>apply_chat_template</c> renders it: <c>messages</c>, <c>add_generation_prompt</c>, <c>bos_token</c>,
 /// <c>eos_token</c>, <c>pad_token</c>, <c>unk_token</c>.
 /// </summary>
-public sealed record ModelChatTemplate(string Template, string? BosToken, string? EosToken, string? PadToken = null, string? UnkToken = null)
+public sealed record ModelChatTemplate(string Template, string? BosToken, string? EosToken, string? PadToken = null, string? UnkToken = null) : IChatFormat
 {
+    SupervisedExample IChatFormat.Conversation(IReadOnlyList<ChatMessage> messages) => Segments(messages);
+
+    public string Prompt(IReadOnlyList<ChatMessage> messages) => Render(messages, true);
+
+    /// <summary>
+    /// What rendering the prompt plus the assistant's answer adds to the prompt rendered with the generation prompt (the answer
+    /// and the template's end of turn); where the template renders a finished conversation otherwise, the answer and the eos_token.
+    /// </summary>
+    public string Reply(IReadOnlyList<ChatMessage> prompt, string content)
+    {
+        var before = Render(prompt, true);
+        var after = Render([.. prompt, new ChatMessage("assistant", content)], false);
+        return after.StartsWith(before, StringComparison.Ordinal) && after.Length > before.Length ? after[before.Length..] : content + (EosToken ?? "");
+    }
+
+    /// <summary>Templates end a turn with a special token the tokenizer maps to an end id: generation stops there.</summary>
+    public string? StopText => null;
+
     /// <summary>
     /// The template of a Hugging Face model folder: <c>chat_template.jinja</c> if present, else <c>tokenizer_config.json</c>'s
     /// <c>chat_template</c> (a string, or a list of <c>{name, template}</c> whose <c>default</c> is taken); null when it has none.
@@ -75,7 +93,7 @@ public sealed record ModelChatTemplate(string Template, string? BosToken, string
             at = end;
         }
         if (at < full.Length) segments.Add(new Segment(full[at..], false));
-        return new SupervisedExample(segments);
+        return new SupervisedExample(segments, AppendEos: false);
     }
 
     List<(int, int)>? ByPrefixes(IReadOnlyList<ChatMessage> messages, string full)

@@ -37,7 +37,8 @@ public sealed class EvaluateRunner : IMethodRunner
         var model = ctx.FindModel(job.Model);
         // The reference of a trained policy defaults to the model its training job started from.
         var referenceId = c.ReferenceModel ?? (model.ParentJobId is { } parent ? ctx.StartingModelOf(parent) : null);
-        var pairs = ctx.Rows(job.TrainingFile, JsonlRows.LoadPreferences);
+        var chat = ctx.Source(model).ChatFormat();
+        var pairs = ctx.Rows(job.TrainingFile, p => JsonlRows.LoadPreferences(p, chat));
         reporter.Event("info", $"Evaluating {job.Model} on {pairs.Count} pairs" + (referenceId is null ? "" : $" against {referenceId}") +
             (c.RewardModel is null ? "" : $", judged by {c.RewardModel}"));
         var run = new EvaluateRun(ctx.Source(model), referenceId is null ? null : ctx.Model(referenceId), c.RewardModel is null ? null : ctx.Model(c.RewardModel),

@@ -44,7 +44,8 @@ public sealed class FrontierRunner : IMethodRunner
             points.Add(new FrontierPoint(name, ctx.CheckpointStepOf(name), ctx.Model(name)));
         if (points.Count == 0) throw new InvalidDataException($"job {c.Run} has no checkpoints to evaluate");
         using IRewardSource reward = c.ParsedGrader() is { } g ? new GraderSource(g) : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, c.BatchSize, ctx.Device);
-        var prompts = ctx.Rows(job.TrainingFile, JsonlRows.LoadPrompts);
+        var chat = ctx.Model(job.Model).ChatFormat();
+        var prompts = ctx.Rows(job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat));
         reporter.Event("info", $"Evaluating the KL-reward frontier of {points.Count} point(s) against {job.Model} on {prompts.Count} prompts, " +
             $"{c.NumSamples} samples each, reward {reward.Name}");
         var frontier = new FrontierRun(ctx.Model(job.Model), job.Model, points, prompts, c, reward, ctx.Output("frontier.jsonl"), ctx.Device);

@@ -28,7 +28,8 @@ public sealed class GenerateRunner : IMethodRunner
     public MethodOutcome Run(MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
         var job = ctx.Job;
-        var prompts = ctx.Rows(job.TrainingFile, JsonlRows.LoadPrompts);
+        var chatFormat = ctx.Model(job.Model).ChatFormat();
+        var prompts = ctx.Rows(job.TrainingFile, p => JsonlRows.LoadPrompts(p, chatFormat));
         var run = new GenerateRun(ctx.Model(job.Model), job.Model, prompts, ctx.ConfigAs<GenerateConfig>(), ctx.Output("generations.jsonl"), ctx.Device);
         var result = Generate(run, reporter, ct);
         return new MethodOutcome(result, File: new ProducedFile(run.OutputPath, $"{job.Id}-generations.jsonl", JsonlRows.Generations, prompts.Count),
@@ -45,6 +46,7 @@ public sealed class GenerateRunner : IMethodRunner
 
         int promptLimit = Math.Clamp(c.MaxPromptLength ?? maxPos - Math.Min(c.MaxNewTokens, maxPos / 2), 1, maxPos - 1);
         var encoder = new PromptEncoder(tok, promptLimit);
+        var stopText = run.Model.ChatFormat().StopText;
         var encoded = run.Prompts.Select(p => encoder.Encode(p.Text)).ToList();
         // Sequences in prompt-major order: (prompt 0, sample 0..N-1), (prompt 1, ...).
         var work = Enumerable.Range(0, run.Prompts.Count).SelectMany(p => Enumerable.Range(0, c.N).Select(k => (P: p, K: k))).ToList();
@@ -64,7 +66,7 @@ public sealed class GenerateRunner : IMethodRunner
             var options = new GenerationOptions
             {
                 MaxNewTokens = c.MaxNewTokens, Temperature = c.Temperature, TopK = c.TopK, TopP = c.TopP,
-                Stop = chat ? [.. c.Stop, ChatTemplate.End.TrimEnd('\n')] : c.Stop,
+                Stop = chat && stopText is not null ? [.. c.Stop, stopText] : c.Stop,
             };
             var outs = TextGenerator.Generate(model, tok, slice.Select(i => encoded[work[i].P]).ToList(), options,
                 slice.Select(i => Seeds.Row(c.Seed, 0, work[i].P, work[i].K)).ToList());

@@ -136,7 +136,7 @@ public static class TextGenerator
                     generated[i].Add(t);
                     logprobs[i].Add((float)h[b + i]);
                     samplingLogprobs[i].Add((float)h[2 * b + i]);
-                    if (t == tok.EosId) { finish[i] = "stop"; continue; }
+                    if (tok.IsEos(t)) { finish[i] = "stop"; continue; }
                     if (o.Stop.Count > 0)
                     {
                         var text = tok.Decode(generated[i]);
@@ -160,7 +160,7 @@ public static class TextGenerator
         }
         return Enumerable.Range(0, b).Select(i =>
         {
-            var body = generated[i].Count > 0 && generated[i][^1] == tok.EosId && finish[i] == "stop" && texts[i] is null ? generated[i][..^1] : generated[i];
+            var body = generated[i].Count > 0 && tok.IsEos(generated[i][^1]) && finish[i] == "stop" && texts[i] is null ? generated[i][..^1] : generated[i];
             return new GeneratedSequence([.. generated[i]], texts[i] ?? tok.Decode(body), [.. logprobs[i]], [.. samplingLogprobs[i]], finish[i] ?? "length");
         }).ToList();
     }

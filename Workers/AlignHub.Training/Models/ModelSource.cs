@@ -52,4 +52,7 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
     static bool SameDevice(Device a, Device b) => a.type == b.type && (a.type == DeviceType.CPU || a.index == b.index);
 
     public ITokenizer CreateTokenizer() => HfTokenizer.ForModel(Tokenizer, Folder, Architecture);
+
+    /// <summary>How rows with messages become text for this model: its own chat template, else AlignHub's role markers.</summary>
+    public Domain.Templates.IChatFormat ChatFormat() => Domain.Templates.ChatFormats.ForFolder(Folder);
 }

@@ -160,11 +160,12 @@ public sealed class DpoRunner : Methods.IMethodRunner
         var job = ctx.Job;
         var c = ctx.ConfigAs<DpoConfig>();
         var model = ctx.FindModel(job.Model);
+        var chat = ctx.Source(model).ChatFormat();
         (List<PreferencePair>? Pairs, List<UnpairedExample>? Unpaired) Load(string fileId)
         {
             var file = ctx.FindFile(fileId);
             var path = ctx.Resolve(file.StoragePath);
-            return file.Format == JsonlRows.UnpairedPreference ? (null, JsonlRows.LoadUnpaired(path).ToList()) : (JsonlRows.LoadPreferences(path).ToList(), null);
+            return file.Format == JsonlRows.UnpairedPreference ? (null, JsonlRows.LoadUnpaired(path, chat).ToList()) : (JsonlRows.LoadPreferences(path, chat).ToList(), null);
         }
         var train = Load(job.TrainingFile);
         var valid = job.ValidationFile is null ? (null, null) : Load(job.ValidationFile);

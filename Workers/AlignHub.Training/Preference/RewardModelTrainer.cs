@@ -149,8 +149,10 @@ public sealed class RewardModelRunner : Methods.IMethodRunner
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
-        var result = RewardModelTrainer.Train(new RewardModelRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadPreferences),
-            ctx.ValidationRows(JsonlRows.LoadPreferences), ctx.ConfigAs<RewardModelConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
+        var source = ctx.Model(ctx.Job.Model);
+        var chat = source.ChatFormat();
+        var result = RewardModelTrainer.Train(new RewardModelRun(source, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadPreferences(p, chat)),
+            ctx.ValidationRows(p => JsonlRows.LoadPreferences(p, chat)), ctx.ConfigAs<RewardModelConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }
 }

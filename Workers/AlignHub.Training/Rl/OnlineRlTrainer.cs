@@ -487,9 +487,11 @@ public sealed class OnlineRlRunner(string method) : Methods.IMethodRunner
         var c = ctx.ConfigAs<OnlineRlConfig>();
         using IRewardSource source = c.ParsedGrader() is { } g ? new GraderSource(g)
             : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, 64, ctx.Device);
-        var validation = ctx.ValidationRows(JsonlRows.LoadPrompts);
+        var policy = ctx.Model(ctx.Job.Model);
+        var chat = policy.ChatFormat();
+        var validation = ctx.ValidationRows(p => JsonlRows.LoadPrompts(p, chat));
         if (c is ReinforcementConfig { EvalSamples: int n }) validation = validation?.Take(n).ToList();
-        var result = OnlineRlTrainer.Train(new OnlineRlRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadPrompts),
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(policy, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat)),
             validation, c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }

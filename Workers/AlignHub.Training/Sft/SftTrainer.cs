@@ -89,8 +89,10 @@ public sealed class SftRunner : Methods.IMethodRunner
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
-        var result = SftTrainer.Train(new SftRun(ctx.Model(ctx.Job.Model), ctx.Rows(ctx.Job.TrainingFile, JsonlRows.LoadSupervised),
-            ctx.ValidationRows(JsonlRows.LoadSupervised), ctx.ConfigAs<SftConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
+        var source = ctx.Model(ctx.Job.Model);
+        var chat = source.ChatFormat();
+        var result = SftTrainer.Train(new SftRun(source, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadSupervised(p, chat)),
+            ctx.ValidationRows(p => JsonlRows.LoadSupervised(p, chat)), ctx.ConfigAs<SftConfig>(), ctx.CheckpointRoot, ctx.ResumeFrom, ctx.Device), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }
 }

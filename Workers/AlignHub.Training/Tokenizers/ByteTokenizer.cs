@@ -10,6 +10,8 @@ public sealed class ByteTokenizer : ITokenizer
     public int BosId => ModelPresets.ByteBos;
     public int EosId => ModelPresets.ByteEos;
     public int PadId => ModelPresets.BytePad;
+    /// <summary>AlignHub's convention for the byte tokenizer: a BOS first (the tiny presets are trained with it).</summary>
+    public bool AddBos => true;
 
     public int[] Encode(string text)
     {
