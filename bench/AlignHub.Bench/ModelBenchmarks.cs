@@ -26,6 +26,7 @@ static class ModelBenchmarks
         public int BosId => inner.BosId;
         public int EosId => -1;
         public int PadId => inner.PadId;
+        public bool AddBos => true;
         public int[] Encode(string text) => inner.Encode(text);
         public string Decode(IEnumerable<int> ids) => inner.Decode(ids);
     }
