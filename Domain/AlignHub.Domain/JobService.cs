@@ -57,6 +57,14 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
         if (model is not null && !method.AcceptsRewardModel && ModelArchitecture.Parse(model.ConfigJson).IsRewardModel)
             Err("model", $"model \"{model.Id}\" is a reward model; {methodType} needs a language model");
         if (configValid) await method.ValidateAsync(new JobCheck(db, model, config, method.Prefix, ConfigErr), ct);
+        if (configValid && model is not null && config is TrainingConfig { UsePeft: true } tc)
+        {
+            if (model.WeightsPath is null)
+                ConfigErr(method.Prefix + "use_peft", $"LoRA adapts stored weights, and model \"{model.Id}\" has none (each job initialises it at random from its seed); " +
+                    "fine-tune it without use_peft first, or register a model with weights");
+            else if (LoraSettings.TargetError(tc.LoraTargetModules, ModelArchitecture.Parse(model.ConfigJson)) is { } loraError)
+                ConfigErr(method.Prefix + "lora_target_modules", loraError);
+        }
         if (errors.Count > 0) return new Invalid(errors);
 
         var now = Ids.NowMs();

@@ -102,7 +102,8 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
             return new Invalid("path", "path is not under an allowed import root");
         if (!Directory.Exists(full)) return new Invalid("path", "no such folder");
         if (new DirectoryInfo(full).LinkTarget is not null) return new Invalid("path", "path must not be a symbolic link");
-        var checkedFolder = Inspect(full);
+        Inspection checkedFolder;
+        await using (var db = await dbs.CreateDbContextAsync(ct)) checkedFolder = Inspect(full, name => Find(db, name));
         if (checkedFolder.Error is { } err) return new Invalid("path", err);
         return await AddAsync(Record(id!, checkedFolder, full), ct);
     }
@@ -129,8 +130,9 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
             catch (InvalidDataException e) { return new Invalid("file", e.Message); }
             File.Delete(uploaded);
             var root = FindModelRoot(extracted);
-            if (root is null) return new Invalid("file", "the archive holds no config.json (at its top or in one top-level folder)");
-            var inspected = Inspect(root);
+            if (root is null) return new Invalid("file", "the archive holds no config.json or adapter_config.json (at its top or in one top-level folder)");
+            Inspection inspected;
+            await using (var db = await dbs.CreateDbContextAsync(ct)) inspected = Inspect(root, name => Find(db, name));
             if (inspected.Error is { } err) return new Invalid("file", err);
             Directory.Move(root, final);
             var result = await AddAsync(Record(id!, inspected, relative), ct);
@@ -167,8 +169,9 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
     /// and their element count equals the architecture's parameter count (mask buffers, rotary caches and a tied
     /// lm_head aside); the tokenizer files fit the vocabulary.
     /// </summary>
-    public static Inspection Inspect(string folder)
+    public static Inspection Inspect(string folder, Func<string, ModelRecord?>? findModel = null)
     {
+        if (PeftFolder.Is(folder)) return InspectAdapter(folder, findModel ?? (_ => null));
         var configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) return new("no config.json");
         var json = File.ReadAllText(configPath);
@@ -211,11 +214,44 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
         return new(null, arch, json, tokenizer);
     }
 
+    /// <summary>
+    /// A PEFT LoRA adapter folder: its base (<c>base_model_name_or_path</c>, a registered model id) gives the architecture,
+    /// parameter count and tokenizer (the folder's own tokenizer files win, its config.json too where it describes the
+    /// same decoder, as a reward model's does); its tensors must fit the base's layers.
+    /// </summary>
+    static Inspection InspectAdapter(string folder, Func<string, ModelRecord?> findModel)
+    {
+        string baseId;
+        try { baseId = PeftFolder.BaseModel(folder); }
+        catch (InvalidDataException e) { return new(e.Message); }
+        var b = findModel(baseId);
+        if (b is null) return new($"the adapter's base model \"{baseId}\" (base_model_name_or_path) is not registered; register it under that id first");
+        var arch = ModelArchitecture.Parse(b.ConfigJson);
+        var json = b.ConfigJson;
+        var own = Path.Combine(folder, "config.json");
+        if (File.Exists(own))
+        {
+            try
+            {
+                var mine = ModelArchitecture.Parse(File.ReadAllText(own));
+                if (mine with { IsRewardModel = false, BosTokenId = null, EosTokenId = null, PadTokenId = null, MaxPositions = 0 }
+                    != arch with { IsRewardModel = false, BosTokenId = null, EosTokenId = null, PadTokenId = null, MaxPositions = 0 })
+                    return new($"config.json describes another model than the base \"{baseId}\"");
+                (arch, json) = (mine, File.ReadAllText(own));
+            }
+            catch (InvalidDataException e) { return new(e.Message); }
+        }
+        if (PeftFolder.Check(folder, arch) is { } err) return new(err);
+        var tokenizer = TokenizerFiles.Detect(folder) is var t && t != TokenizerFiles.Byte ? t : b.Tokenizer;
+        return new(null, arch, json, tokenizer);
+    }
+
     static string? FindModelRoot(string extracted)
     {
-        if (File.Exists(Path.Combine(extracted, "config.json"))) return extracted;
+        static bool Root(string d) => File.Exists(Path.Combine(d, "config.json")) || PeftFolder.Is(d);
+        if (Root(extracted)) return extracted;
         var dirs = Directory.GetDirectories(extracted);
-        return dirs.Length == 1 && File.Exists(Path.Combine(dirs[0], "config.json")) ? dirs[0] : null;
+        return dirs.Length == 1 && Root(dirs[0]) ? dirs[0] : null;
     }
 
     /// <summary>
@@ -300,7 +336,7 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
         foreach (var f in Directory.EnumerateFiles(folder).OrderBy(f => f, StringComparer.Ordinal))
         {
             var name = Path.GetFileName(f);
-            if (name == "config.json" || name.EndsWith(".safetensors") || name == "model.safetensors.index.json"
+            if (name == "config.json" || name.EndsWith(".safetensors") || name == "model.safetensors.index.json" || name == PeftFolder.ConfigFile
                 || TokenizerFiles.Companions.Contains(name) || name.EndsWith(".tiktoken"))
                 yield return f;
         }

@@ -26,7 +26,7 @@ public static class ModelsEndpoints
         g.MapPost("/", Create).DisableAntiforgery()
             .WithSummary("Register a model: multipart (file = .tar.gz/.zip of an HF folder, id), or JSON {id, path} or {id, config}. Role: trainer").RequireAuthorization(Auth.Train);
         g.MapGet("/", List).WithSummary("List models: built-in presets, registered models and fine-tuned results. Role: viewer").RequireAuthorization(Auth.Read);
-        g.MapGet("/{**id}", Get).WithSummary("Retrieve a model (ids may contain '/'); append /content to download it as an HF folder (.tar.gz). Role: viewer").RequireAuthorization(Auth.Read);
+        g.MapGet("/{**id}", Get).WithSummary("Retrieve a model (ids may contain '/'); append /content to download it as an HF folder (.tar.gz; a LoRA model as its PEFT adapter folder, or with ?merged=true as the merged model). Role: viewer").RequireAuthorization(Auth.Read);
         g.MapDelete("/{**id}", Delete).WithSummary("Delete a registered or fine-tuned model. Role: trainer").RequireAuthorization(Auth.Train);
     }
 
@@ -78,7 +78,7 @@ public static class ModelsEndpoints
         return TypedResults.Ok(new ListObject<ModelObject>(rows.Select(ModelObject.From).ToList(), false));
     }
 
-    public static async Task<IResult> Get(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
+    public static async Task<IResult> Get(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct, bool? merged = null)
     {
         const string content = "/content";
         bool download = id.EndsWith(content, StringComparison.Ordinal);
@@ -89,7 +89,18 @@ public static class ModelsEndpoints
         if (!download) return TypedResults.Ok(ModelObject.From(m));
         if (m.WeightsPath is null)
             return ProblemShape.Conflict($"model \"{m.Id}\" has no weights: it is initialised at random by each job's seed; fine-tune it and download the result");
-        return Archive(options.Resolve(m.WeightsPath), m.Id.Replace('/', '-').Replace(':', '-'));
+        var folder = options.Resolve(m.WeightsPath);
+        if (merged == true)
+        {
+            // A LoRA job's fine-tuned model keeps the adapter; save_merged_model also wrote base + adapter as one HF folder.
+            var mergedFolder = Path.Combine(folder, "merged");
+            if (!Directory.Exists(mergedFolder))
+                return ProblemShape.Conflict(PeftFolder.Is(folder)
+                    ? $"model \"{m.Id}\" is a LoRA adapter without a merged copy; train with save_merged_model: true, or load the adapter onto its base with PEFT"
+                    : $"model \"{m.Id}\" holds full weights already; download it without merged=true");
+            return Archive(mergedFolder, m.Id.Replace('/', '-').Replace(':', '-') + "-merged");
+        }
+        return Archive(folder, m.Id.Replace('/', '-').Replace(':', '-'));
     }
 
     /// <summary>Streams a folder's HF files as a .tar.gz under one top-level folder.</summary>

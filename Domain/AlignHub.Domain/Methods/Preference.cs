@@ -67,6 +67,12 @@ public sealed record RewardModelConfig : PairConfig
     [Hyperparameter("Members of an ensemble, trained one after another with seeds seed, seed+1, ...; their mean and standard deviation give the uncertainty-penalised reward mean - k * std.",
         Min = 1, Max = 16)]
     public int EnsembleSize { get; init; } = 1;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (EnsembleSize > 1 && UsePeft) err(prefix + "use_peft", "an ensemble's members are trained as full reward models; set ensemble_size 1 to train LoRA adapters");
+    }
 }
 
 public sealed class DpoMethod : JobMethod

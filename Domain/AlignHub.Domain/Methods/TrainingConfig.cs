@@ -50,11 +50,37 @@ public abstract record TrainingConfig : MethodConfig
     [Hyperparameter("Write a checkpoint every N steps, and at the end.", Min = 1, Max = 10_000_000)]
     public int SaveSteps { get; init; } = 50;
 
+    [Hyperparameter("Train LoRA adapters instead of every weight (TRL's use_peft): the base weights stay frozen and are held once, " +
+        "the reference of DPO, KTO and the online methods is the base with the adapters switched off, and checkpoints are PEFT adapter folders.")]
+    public bool UsePeft { get; init; }
+
+    [Hyperparameter("LoRA rank r (with use_peft).", Min = 1, Max = 1024)]
+    public int LoraR { get; init; } = 16;
+
+    [Hyperparameter("LoRA alpha (with use_peft): the adapter's update is scaled by lora_alpha / lora_r.", Min = 1, Max = 100_000)]
+    public int LoraAlpha { get; init; } = 32;
+
+    [Hyperparameter("Dropout on the adapter's input (with use_peft), seeded per step so a resumed run draws the same masks.", Min = 0, Max = 0.9)]
+    public double LoraDropout { get; init; } = 0.05;
+
+    [Hyperparameter("Linear layers that get adapters, by their Hugging Face names (q_proj, v_proj, ...; GPT-2: c_attn, c_proj, c_fc), or [\"all-linear\"]; " +
+        "none: PEFT's default for the architecture (q_proj and v_proj; GPT-2: c_attn).")]
+    public IReadOnlyList<string>? LoraTargetModules { get; init; }
+
+    [Hyperparameter("Rank-stabilised LoRA (with use_peft): scale by lora_alpha / sqrt(lora_r).")]
+    public bool UseRslora { get; init; }
+
+    [Hyperparameter("With use_peft: the fine-tuned model also gets a merged copy (base + adapter as one Hugging Face folder, " +
+        "downloadable with GET /v1/models/{id}/content?merged=true).")]
+    public bool SaveMergedModel { get; init; }
+
     [JsonIgnore] public double PeakLearningRate => LearningRate * LearningRateMultiplier;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
         if (GradientAccumulationSteps > BatchSize) err(prefix + "gradient_accumulation_steps", $"must be at most batch_size ({BatchSize})");
+        if (LoraTargetModules is { } t && t.Any(string.IsNullOrWhiteSpace)) err(prefix + "lora_target_modules", "module names must not be empty");
+        if (SaveMergedModel && !UsePeft) err(prefix + "save_merged_model", "needs use_peft (a full fine-tune is already a complete model)");
     }
 
     /// <summary>Optimizer steps for a training file of <paramref name="rows"/> rows: ceil(rows / batch) per epoch, at most max_steps.</summary>

@@ -79,7 +79,8 @@ public sealed record EngineRun(ModelSource Source, TrainingConfig Config, string
 /// function of the step); run the batch as gradient_accumulation_steps micro-batches, each in its own dispose
 /// scope, scaling each loss by its share of the batch; refuse a non-finite loss before the update; clip the
 /// gradient (reporting the pre-clip norm); take the AdamW step; then report metrics, evaluate and save on their
-/// schedules. With no dropout, weights + optimizer state + step (+ the method's state) resume a run exactly.
+/// schedules. The only randomness inside a step (LoRA's dropout) draws from a generator seeded by (seed, step), so weights +
+/// optimizer state + step (+ the method's state) resume a run exactly.
 /// Runs synchronously on the calling thread with no <c>await</c> inside a dispose scope.
 /// </summary>
 public static class TrainingEngine
@@ -98,6 +99,9 @@ public static class TrainingEngine
         return order;
     }
 
+    /// <summary>The seed of the generator at the start of a step: a pure function of (seed, step).</summary>
+    public static long StepSeed(int seed, int step) => (long)seed * 1_000_003L + step * 7_919L + 17;
+
     public static TrainingResult Run(ITrainingMethod m, EngineRun run, ITrainingReporter reporter, CancellationToken ct)
     {
         var c = run.Config;
@@ -106,6 +110,7 @@ public static class TrainingEngine
         int total = c.TotalSteps(rows), perEpoch = c.StepsPerEpoch(rows);
         int warmup = (int)Math.Round(c.WarmupRatio * total);
         var parameters = m.Parameters;
+        var lora = LoraSettings.From(c, run.Source.Architecture);
         var (optimizer, lrScales) = Optimization.AdamW(parameters, c, m.LearningRateScale);
         using var _optimizer = optimizer;
 
@@ -114,7 +119,7 @@ public static class TrainingEngine
         string? lastCheckpoint = null;
         if (run.ResumeFrom is not null)
         {
-            HfWeights.Load(m.Model, run.ResumeFrom, m.ExtraTensors);
+            Checkpoints.LoadWeights(m.Model, run.ResumeFrom, m.ExtraTensors);
             try { optimizer.load_state_dict(Path.Combine(run.ResumeFrom, Checkpoints.Optimizer)); }
             catch (ArgumentException e)
             {
@@ -135,7 +140,7 @@ public static class TrainingEngine
         {
             if (lastCheckpoint is not null && Checkpoints.StepOf(lastCheckpoint) == step) return lastCheckpoint;
             var dir = Checkpoints.Save(run.CheckpointRoot, m.Model, optimizer, new TrainerState(step, epochs, tokens, total, m.SaveState()),
-                run.Source, c.ToJson(), m.ExtraTensors, m.ModelConfigJson);
+                run.Source, c.ToJson(), m.ExtraTensors, m.ModelConfigJson, lora, saveMerged: c.SaveMergedModel && step == total);
             reporter.Checkpoint(step, dir, new Dictionary<string, double>(metrics) { ["step"] = step });
             return dir;
         }
@@ -163,6 +168,7 @@ public static class TrainingEngine
             var batch = order!.Skip(inEpoch * c.BatchSize).Take(c.BatchSize).ToList();
 
             var sw = Stopwatch.StartNew();
+            torch.manual_seed(StepSeed(c.Seed, step)); // LoRA dropout draws the same masks in a resumed run
             m.BeginStep(step);
             double lr = Schedules.LearningRate(c.LrSchedulerType, step, total, warmup, c.PeakLearningRate);
             var sums = new double[m.StatNames.Count];

@@ -118,14 +118,14 @@ sealed class Gpt2Block : Module
 
 sealed class Gpt2Attention : Module
 {
-    readonly Linear c_attn, c_proj;
+    readonly LoraLinear c_attn, c_proj;
     readonly int nHead;
 
     public Gpt2Attention(ModelArchitecture c) : base("attn")
     {
         nHead = c.NumHeads;
-        c_attn = Linear(c.HiddenSize, 3 * c.HiddenSize);
-        c_proj = Linear(c.HiddenSize, c.HiddenSize);
+        c_attn = new LoraLinear(c.HiddenSize, 3 * c.HiddenSize);
+        c_proj = new LoraLinear(c.HiddenSize, c.HiddenSize);
         RegisterComponents();
     }
 
@@ -147,12 +147,12 @@ sealed class Gpt2Attention : Module
 
 sealed class Gpt2Mlp : Module
 {
-    readonly Linear c_fc, c_proj;
+    readonly LoraLinear c_fc, c_proj;
 
     public Gpt2Mlp(ModelArchitecture c) : base("mlp")
     {
-        c_fc = Linear(c.HiddenSize, c.IntermediateSize);
-        c_proj = Linear(c.IntermediateSize, c.HiddenSize);
+        c_fc = new LoraLinear(c.HiddenSize, c.IntermediateSize);
+        c_proj = new LoraLinear(c.IntermediateSize, c.HiddenSize);
         RegisterComponents();
     }
 

@@ -8,7 +8,8 @@ namespace AlignHub.Training.Models;
 /// <summary>
 /// Weights in the Hugging Face folder layout: <c>model.safetensors</c>, or shards listed by
 /// <c>model.safetensors.index.json</c> (<c>{"metadata": {"total_size"}, "weight_map": {key: shard file}}</c>).
-/// Loads are strict: every parameter present with its shape, no unknown tensor; errors name the tensor.
+/// Loads are strict: every parameter present with its shape, no unknown tensor; errors name the tensor. LoRA adapter
+/// parameters are not the base model's: they are neither loaded nor saved here (<see cref="PeftAdapter"/>).
 /// </summary>
 public static class HfWeights
 {
@@ -30,7 +31,7 @@ public static class HfWeights
     /// </summary>
     public static void Load(CausalLM model, string folder, IReadOnlyDictionary<string, Tensor>? extra = null)
     {
-        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var parameters = model.named_parameters().Where(p => !Lora.IsAdapterParameter(p.name)).ToDictionary(p => p.name, p => p.parameter);
         var seen = new HashSet<string>();
         using var _ = no_grad();
         foreach (var file in Files(folder))
@@ -76,7 +77,7 @@ public static class HfWeights
     public static void Save(CausalLM model, string folder, long maxShardBytes = 2L << 30, IReadOnlyDictionary<string, Tensor>? extra = null)
     {
         Directory.CreateDirectory(folder);
-        var tensors = model.named_parameters()
+        var tensors = model.named_parameters().Where(p => !Lora.IsAdapterParameter(p.name))
             .Select(p => (Name: p.name, Tensor: model.StoredTransposed(p.name) ? p.parameter.detach().t() : p.parameter.detach()))
             .Concat((extra ?? new Dictionary<string, Tensor>()).Select(kv => (Name: kv.Key, Tensor: kv.Value.detach())))
             .ToList();

@@ -130,16 +130,16 @@ sealed class LlamaDecoderLayer : Module
 
 sealed class LlamaAttention : Module
 {
-    readonly Linear q_proj, k_proj, v_proj, o_proj;
+    readonly LoraLinear q_proj, k_proj, v_proj, o_proj;
     readonly int nHead, nKv, headDim;
 
     public LlamaAttention(ModelArchitecture c) : base("self_attn")
     {
         (nHead, nKv, headDim) = (c.NumHeads, c.NumKeyValueHeads, c.HeadDim);
-        q_proj = Linear(c.HiddenSize, nHead * headDim, hasBias: c.AttentionBias);
-        k_proj = Linear(c.HiddenSize, nKv * headDim, hasBias: c.AttentionBias);
-        v_proj = Linear(c.HiddenSize, nKv * headDim, hasBias: c.AttentionBias);
-        o_proj = Linear(nHead * headDim, c.HiddenSize, hasBias: false);
+        q_proj = new LoraLinear(c.HiddenSize, nHead * headDim, hasBias: c.AttentionBias);
+        k_proj = new LoraLinear(c.HiddenSize, nKv * headDim, hasBias: c.AttentionBias);
+        v_proj = new LoraLinear(c.HiddenSize, nKv * headDim, hasBias: c.AttentionBias);
+        o_proj = new LoraLinear(nHead * headDim, c.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 
@@ -204,13 +204,13 @@ public static class Rope
 
 sealed class LlamaMlp : Module
 {
-    readonly Linear gate_proj, up_proj, down_proj;
+    readonly LoraLinear gate_proj, up_proj, down_proj;
 
     public LlamaMlp(ModelArchitecture c) : base("mlp")
     {
-        gate_proj = Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
-        up_proj = Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
-        down_proj = Linear(c.IntermediateSize, c.HiddenSize, hasBias: false);
+        gate_proj = new LoraLinear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        up_proj = new LoraLinear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        down_proj = new LoraLinear(c.IntermediateSize, c.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 

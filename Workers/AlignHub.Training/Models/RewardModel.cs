@@ -25,7 +25,8 @@ public sealed class RewardModel : IDisposable
     public CausalLM Backbone { get; }
     public Linear Score { get; }
 
-    public IEnumerable<Parameter> Parameters() => Backbone.parameters().Concat(Score.parameters());
+    /// <summary>The parameters that train: all of them, or with LoRA the adapters and the head.</summary>
+    public IEnumerable<Parameter> Parameters() => Backbone.parameters().Concat(Score.parameters()).Where(p => p.requires_grad);
 
     public IReadOnlyDictionary<string, Tensor> Extra => new Dictionary<string, Tensor> { [ScoreKey] = Score.weight! };
 

@@ -48,13 +48,23 @@ public static class DpoTrainer
         if (train.Count == 0) throw new InvalidDataException("the training file has no rows");
 
         var device = run.Device ?? CPU;
-        (ReferenceLogps Train, ReferenceLogps? Valid)? reference = PreferenceLosses.NeedsReference(c.LossType)
-            ? ReferenceCache.LoadOrCompute(run.ReferenceCachePath, run.Model, c.Seed, device, train, valid, tok.PadId, maxLen, c.BatchSize, reporter)
-            : null;
-
-        torch.manual_seed(c.Seed);
-        using var method = new DpoMethod(run.Model.CreateModel(device), train, valid, reference?.Train, reference?.Valid, tok.PadId, maxLen, c);
-        return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
+        var lora = LoraSettings.From(c, run.Model.Architecture);
+        CausalLM? policy = null;
+        try
+        {
+            // With LoRA the reference is the policy's base (its adapters switched off): one copy of the weights, built first.
+            if (lora is not null) { torch.manual_seed(c.Seed); policy = run.Model.CreateModel(device, lora, c.Seed); }
+            var adapted = policy;
+            (ReferenceLogps Train, ReferenceLogps? Valid)? reference = PreferenceLosses.NeedsReference(c.LossType)
+                ? ReferenceCache.LoadOrCompute(run.ReferenceCachePath, adapted is null ? ReferenceCache.Separate(run.Model, c.Seed, device) : ReferenceCache.BaseOf(adapted),
+                    train, valid, tok.PadId, maxLen, c.BatchSize, reporter)
+                : null;
+            if (policy is null) { torch.manual_seed(c.Seed); policy = run.Model.CreateModel(device); }
+            using var method = new DpoMethod(policy, train, valid, reference?.Train, reference?.Valid, tok.PadId, maxLen, c);
+            policy = null; // the method owns it now
+            return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
+        }
+        finally { policy?.Dispose(); }
     }
 }
 
@@ -63,7 +73,7 @@ sealed class DpoMethod(CausalLM policy, List<TokenizedPair> train, List<Tokenize
 {
     readonly bool kto = c.LossType == "kto";
     public CausalLM Model => policy;
-    public IReadOnlyList<Parameter> Parameters { get; } = policy.parameters().ToList();
+    public IReadOnlyList<Parameter> Parameters { get; } = Lora.Trainable(policy);
     public int TrainRows => train.Count;
     public int ValidRows => valid.Count;
     public IReadOnlyList<string> StatNames { get; } = c.LossType == "kto"

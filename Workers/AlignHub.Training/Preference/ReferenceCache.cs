@@ -10,13 +10,25 @@ namespace AlignHub.Training.Preference;
 /// <summary>
 /// Reference log-probs on disk, one JSON file per fingerprint of (reference model, data, tokenisation): every job
 /// that shares them reads them instead of running the reference model again. The reference model is built,
-/// used under <c>no_grad</c> and <c>eval()</c>, and released before the policy is built.
+/// used under <c>no_grad</c> and <c>eval()</c>, and released before the policy is built; for a LoRA policy it is the
+/// policy itself with its adapters switched off (<see cref="BaseOf"/>).
 /// </summary>
 public static class ReferenceCache
 {
     sealed record Stored(int TrainPairs, int ValidPairs, ReferenceLogps Train, ReferenceLogps? Valid);
 
-    public static (ReferenceLogps Train, ReferenceLogps? Valid) LoadOrCompute(string path, ModelSource source, int seed, Device device,
+    /// <summary>A reference model of its own: built from the source (seeded as the policy is) and released after use.</summary>
+    public static Func<(CausalLM Model, IDisposable Release)> Separate(ModelSource source, int seed, Device device) => () =>
+    {
+        torch.manual_seed(seed); // the same initialisation as the policy's, for random-init models
+        var m = source.CreateModel(device);
+        return (m, m);
+    };
+
+    /// <summary>The base of a LoRA policy: the policy itself with its adapters switched off until released.</summary>
+    public static Func<(CausalLM Model, IDisposable Release)> BaseOf(CausalLM adapted) => () => (adapted, Lora.Disabled(adapted));
+
+    public static (ReferenceLogps Train, ReferenceLogps? Valid) LoadOrCompute(string path, Func<(CausalLM Model, IDisposable Release)> referenceModel,
         IReadOnlyList<TokenizedPair> train, IReadOnlyList<TokenizedPair>? valid, int pad, int maxLen, int batchSize, ITrainingReporter reporter)
     {
         if (File.Exists(path))
@@ -34,14 +46,16 @@ public static class ReferenceCache
             catch (JsonException) { /* a damaged cache is recomputed */ }
         }
         var sw = Stopwatch.StartNew();
-        torch.manual_seed(seed); // the same initialisation as the policy's, for random-init models
         ReferenceLogps trainRef;
         ReferenceLogps? validRef;
-        using (var reference = source.CreateModel(device))
+        var (reference, release) = referenceModel();
+        using (release)
         {
+            bool wasTraining = reference.training;
             reference.eval();
             trainRef = Compute(reference, train, pad, maxLen, batchSize);
             validRef = valid is { Count: > 0 } ? Compute(reference, valid, pad, maxLen, batchSize) : null;
+            if (wasTraining) reference.train();
         }
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var tmp = path + ".tmp-" + Environment.ProcessId;

@@ -47,11 +47,13 @@ public static class OnlineRlTrainer
         var encoder = new PromptEncoder(tok, Math.Clamp(c.MaxPromptLength ?? maxPos - c.MaxCompletionLength, 1, maxPos - 1));
         var device = run.Device ?? CPU;
         torch.manual_seed(c.Seed);
-        var policy = run.Model.CreateModel(device);
+        var lora = LoraSettings.From(c, run.Model.Architecture);
+        var policy = run.Model.CreateModel(device, lora, c.Seed);
         CausalLM? reference = null;
         try
         {
-            if (c.Beta > 0)
+            // With LoRA the reference is the policy's base, its adapters switched off: no second copy of the weights.
+            if (c.Beta > 0 && lora is null)
             {
                 torch.manual_seed(c.Seed); // the policy's own start, for random-init models too
                 reference = run.Model.CreateModel(device);
@@ -121,7 +123,8 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             using (no_grad()) { valueHead.weight!.zero_(); valueHead.bias!.zero_(); }
             valueHead.to(policy.Device);
         }
-        Parameters = [.. policy.parameters(), .. valueHead?.parameters() ?? []];
+        Parameters = [.. Lora.Trainable(policy), .. valueHead?.parameters() ?? []];
+        hasReference = reference is not null || (c.Beta > 0 && Lora.IsAdapted(policy));
         beta = c.Beta;
         if (valueHead is not null && c is PpoConfig { ValueLearningRate: double vlr })
         {
@@ -131,6 +134,14 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     }
 
     readonly Func<Parameter, double> lrScale = _ => 1.0;
+    readonly bool hasReference;
+
+    /// <summary>The reference's logits: the reference model, or a LoRA policy with its adapters switched off (under no_grad).</summary>
+    Tensor ReferenceLogits(Tensor ids)
+    {
+        if (reference is not null) return reference.forward(ids);
+        using (Lora.Disabled(policy)) return policy.forward(ids);
+    }
     /// <summary>PPO's value head trains at value_learning_rate / the policy's peak rate, on the same schedule.</summary>
     public double LearningRateScale(Parameter p) => lrScale(p);
 
@@ -248,9 +259,9 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             if (part is null) (oldAll, valuesAll) = (logps.detach(), values?.detach());
             else using (no_grad()) { var (l, v, _) = Policy(fullIds, fullMask); (oldAll, valuesAll) = (l, v); }
             Tensor? refAll = null;
-            if (reference is not null)
+            if (hasReference)
                 using (no_grad())
-                    refAll = SupervisedLoss.NextTokenLogProbs(reference.forward(fullIds) / c.Temperature, fullIds);
+                    refAll = SupervisedLoss.NextTokenLogProbs(ReferenceLogits(fullIds) / c.Temperature, fullIds);
             var r = tensor(b.Rewards, device: device).to_type(ScalarType.Float32);
             var k1 = refAll is null ? null : KlEstimators.K1(oldAll, refAll) * fullMask; // per-token k1 of the sampled tokens
             var advAll = c switch
@@ -410,7 +421,7 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         m["clip_ratio/low_mean"] = s[3] / tokens;
         m["clip_ratio/high_mean"] = s[4] / tokens;
         m["clip_ratio/region_mean"] = (s[3] + s[4]) / tokens;
-        if (reference is not null) { m["kl"] = s[1] / tokens; m["beta"] = block?.Beta ?? beta; }
+        if (hasReference) { m["kl"] = s[1] / tokens; m["beta"] = block?.Beta ?? beta; }
         if (Comparable && s[14] > 0) m["sampling/logprob_diff"] = s[17] / tokens; // measured at a block's first update
         if (valueHead is not null)
         {

@@ -39,7 +39,7 @@ public static class SftTrainer
         var valid = run.Validation?.Select(e => SupervisedTokenization.Tokenize(e, tok, maxLen)).Where(e => e.TrainableCount > 0).ToList() ?? [];
 
         torch.manual_seed(c.Seed);
-        using var method = new SftMethod(run.Model.CreateModel(run.Device ?? CPU), train, valid, tok.PadId, c);
+        using var method = new SftMethod(run.Model.CreateModel(run.Device ?? CPU, LoraSettings.From(c, run.Model.Architecture), c.Seed), train, valid, tok.PadId, c);
         return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
     }
 }
@@ -47,7 +47,7 @@ public static class SftTrainer
 sealed class SftMethod(CausalLM model, List<TokenizedExample> train, List<TokenizedExample> valid, int pad, SftConfig c) : ITrainingMethod, IDisposable
 {
     public CausalLM Model => model;
-    public IReadOnlyList<Parameter> Parameters { get; } = model.parameters().ToList();
+    public IReadOnlyList<Parameter> Parameters { get; } = Lora.Trainable(model);
     public int TrainRows => train.Count;
     public int ValidRows => valid.Count;
     public IReadOnlyList<string> StatNames { get; } = ["nll", "correct", "tokens"];
