@@ -25,6 +25,8 @@ public sealed record ModelArchitecture
     public required int MaxPositions { get; init; }
     public required double NormEps { get; init; }
     public double RopeTheta { get; init; } = 10000;
+    /// <summary>Rotary frequency scaling (config.json's <c>rope_scaling</c>, or transformers v5's <c>rope_parameters</c>); null: none.</summary>
+    public RopeScaling? RopeScaling { get; init; }
     public bool TieWordEmbeddings { get; init; } = true;
     /// <summary>Bias on the q/k/v projections (Qwen2, or Llama's <c>attention_bias</c>).</summary>
     public bool AttentionBias { get; init; }
@@ -81,8 +83,8 @@ public sealed record ModelArchitecture
                 };
                 var act = Str(r, "hidden_act") ?? "silu";
                 if (act != "silu") throw new InvalidDataException($"config.json: hidden_act \"{act}\" is not supported (silu)");
-                if (r.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind != JsonValueKind.Null)
-                    throw new InvalidDataException("config.json: rope_scaling is not supported yet");
+                a = a with { RopeScaling = Domain.RopeScaling.Parse(r, a.MaxPositions) };
+                if (a.RopeScaling is { Type: "dynamic" } dyn) a = a with { MaxPositions = (int)Math.Min(int.MaxValue, a.MaxPositions * dyn.Factor) };
                 break;
             }
             default:
@@ -123,7 +125,13 @@ public sealed record ModelArchitecture
     /// </summary>
     public bool IsIgnoredHfKey(string key) => Family == DecoderFamily.Gpt2
         ? key == "lm_head.weight" || key.EndsWith(".attn.masked_bias") || key.EndsWith(".attn.bias")
-        : key.EndsWith("rotary_emb.inv_freq") || (key == "lm_head.weight" && TieWordEmbeddings);
+        : key.EndsWith("rotary_emb.inv_freq") || (key == "lm_head.weight" && !HasLmHead);
+
+    /// <summary>
+    /// An untied LM head of its own: not for tied models, and not for reward models (HF's <c>*ForSequenceClassification</c>
+    /// has a <c>score</c> head instead; a stored <c>lm_head.weight</c>, as a causal base brings, is skipped).
+    /// </summary>
+    public bool HasLmHead => Family == DecoderFamily.Llama && !TieWordEmbeddings && !IsRewardModel;
 
     /// <summary>Parameter count (tied embeddings counted once).</summary>
     public long Parameters()
@@ -135,7 +143,7 @@ public sealed record ModelArchitecture
         long q = (long)NumHeads * HeadDim, kv = (long)NumKeyValueHeads * HeadDim;
         long attn = d * q + 2 * d * kv + q * d + (AttentionBias ? q + 2 * kv : 0);
         long mlp = 3 * d * f;
-        return v * d + (TieWordEmbeddings ? 0 : v * d) + L * (attn + mlp + 2 * d) + d + head;
+        return v * d + (HasLmHead ? v * d : 0) + L * (attn + mlp + 2 * d) + d + head;
     }
 
     static string? Str(JsonElement r, string k) => r.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;

@@ -17,6 +17,8 @@ switch (command)
     // ppo-sweep name:steps:epochs:minibatches:value_lr|-[:lr] ...
     case "ppo-sweep": RlBenchmarks.PpoSweep(args[1..]); return;
     case "frontier": RlBenchmarks.Frontier(); return;
+    // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
+    case "oracle-export": OracleExport.Run(args[1], args.Length > 2 ? args[2] : null); return;
     // annotation-latency BASE_URL [think-ms mean, 0 = closed loop] [seconds]
     case "annotation-latency": await AnnotationBenchmarks.Latency(args[1], args.Length > 2 ? int.Parse(args[2]) : 2000, args.Length > 3 ? int.Parse(args[3]) : 60); return;
     // job-creation BASE_URL [total] [clients] [interval-ms] [interval-ms per client, 0 = closed loop]

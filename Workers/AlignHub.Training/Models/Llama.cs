@@ -21,7 +21,7 @@ public sealed class LlamaForCausalLM : CausalLM
     public LlamaForCausalLM(ModelArchitecture arch) : base("LlamaForCausalLM", arch)
     {
         model = new LlamaModel(arch);
-        if (!arch.TieWordEmbeddings) lm_head = Linear(arch.HiddenSize, arch.VocabSize, hasBias: false);
+        if (arch.HasLmHead) lm_head = Linear(arch.HiddenSize, arch.VocabSize, hasBias: false);
         RegisterComponents();
         InitWeights();
     }
@@ -30,7 +30,10 @@ public sealed class LlamaForCausalLM : CausalLM
 
     public override Tensor LmHead(Tensor hidden) => lm_head is null ? functional.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
 
-    /// <summary>Tied models skip a stored <c>lm_head.weight</c>; rotary caches (<c>rotary_emb.inv_freq</c>) are recomputed.</summary>
+    /// <summary>
+    /// Tied models and reward models (no LM head: <c>score</c> reads the hidden states) skip a stored <c>lm_head.weight</c>;
+    /// rotary caches (<c>rotary_emb.inv_freq</c>) are recomputed.
+    /// </summary>
     public override string? ParameterForHfKey(string key) => Architecture.IsIgnoredHfKey(key) ? null : key;
 
     /// <summary>HF's Llama initialisation: N(0, initializer_range = 0.02) weights, zero biases, unit norms.</summary>
@@ -52,6 +55,7 @@ sealed class LlamaModel : Module
     readonly ModuleList<LlamaDecoderLayer> layers;
     readonly RmsNorm norm;
     Tensor invFreq; // not a parameter: follows the positions' device the first time they differ
+    readonly ModelArchitecture arch;
 
     public LlamaModel(ModelArchitecture c) : base("model")
     {
@@ -59,7 +63,8 @@ sealed class LlamaModel : Module
         layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumLayers).Select(_ => new LlamaDecoderLayer(c)).ToArray());
         norm = new RmsNorm(c.HiddenSize, c.NormEps);
         RegisterComponents();
-        invFreq = Rope.InverseFrequencies(c.HeadDim, c.RopeTheta).DetachFromDisposeScope();
+        arch = c;
+        invFreq = Rope.InverseFrequencies(c.HeadDim, c.RopeTheta, c.RopeScaling).DetachFromDisposeScope();
     }
 
     public Tensor forward(Tensor ids, Tensor? attentionMask, KvCache? cache)
@@ -86,6 +91,16 @@ sealed class LlamaModel : Module
 
     (Tensor Cos, Tensor Sin) Rotary(Tensor pos)
     {
+        if (arch.RopeScaling is { Type: "dynamic" } dyn)
+        {
+            // Dynamic NTK: frequencies for this forward's length (one host read of the largest position).
+            long seqLen = pos.max().item<long>() + 1;
+            if (seqLen > dyn.OriginalMaxPositions)
+            {
+                using var scaled = Rope.InverseFrequencies(arch.HeadDim, arch.RopeTheta, dyn, seqLen).to(pos.device);
+                return Rope.CosSin(pos, scaled);
+            }
+        }
         if (invFreq.device != pos.device)
         {
             var moved = invFreq.to(pos.device).DetachFromDisposeScope();
@@ -168,12 +183,13 @@ sealed class LlamaAttention : Module
 /// </summary>
 public static class Rope
 {
-    /// <summary>inv_freq[i] = theta^(-2i / head_dim), computed in float64 as HF does, returned in float32.</summary>
-    public static Tensor InverseFrequencies(int headDim, double theta)
+    /// <summary>
+    /// inv_freq[i] = theta^(-2i / head_dim), scaled as config.json's rope_scaling says (<see cref="RopeScaling"/>: linear,
+    /// dynamic for a sequence of <paramref name="seqLen"/> positions, llama3), computed in float64, returned in float32.
+    /// </summary>
+    public static Tensor InverseFrequencies(int headDim, double theta, RopeScaling? scaling = null, long seqLen = 0)
     {
-        using var exps = arange(0, headDim, 2, dtype: ScalarType.Float64) / headDim;
-        using var powd = pow(theta, exps);
-        using var inv = powd.reciprocal();
+        using var inv = tensor(RopeScaling.InverseFrequencies(headDim, theta, scaling, seqLen), dtype: ScalarType.Float64);
         return inv.to_type(ScalarType.Float32);
     }
 

@@ -44,7 +44,8 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
     public RewardModel CreateRewardModel(Device? device = null, LoraSettings? lora = null, int seed = 0)
     {
         NeedsWeights(lora);
-        var model = CausalLM.Create(Architecture);
+        // A sequence classifier has no LM head: a causal base's lm_head.weight is skipped when it loads.
+        var model = CausalLM.Create(Architecture with { IsRewardModel = true });
         var rm = new RewardModel(model);
         try
         {
