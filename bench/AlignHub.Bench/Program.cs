@@ -18,6 +18,8 @@ switch (command)
     case "ppo-sweep": RlBenchmarks.PpoSweep(args[1..]); return;
     case "frontier": RlBenchmarks.Frontier(); return;
     // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
+    // device-smoke [cuda|cuda:N|auto]: SFT, LoRA DPO and generation on the CPU and the device, compared, and throughput
+    case "device-smoke": DeviceSmoke.Run(args.Length > 1 ? args[1] : "cuda"); return;
     case "oracle-export": OracleExport.Run(args[1], args.Length > 2 ? args[2] : null); return;
     // annotation-latency BASE_URL [think-ms mean, 0 = closed loop] [seconds]
     case "annotation-latency": await AnnotationBenchmarks.Latency(args[1], args.Length > 2 ? int.Parse(args[2]) : 2000, args.Length > 3 ? int.Parse(args[3]) : 60); return;
