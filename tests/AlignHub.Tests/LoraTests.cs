@@ -203,6 +203,42 @@ public class LoraTests
         Assert.Contains(a, kv => MaxDiff(kv.Value, d[kv.Key]) > 1e-5);
     }
 
+    /// <summary>
+    /// torch_dtype bfloat16 with LoRA: the frozen base is held in bfloat16, adapters and logits stay float32, training runs and
+    /// the adapter file is float32; the bfloat16 model's logits are the float32 model's within bfloat16's precision.
+    /// </summary>
+    [Fact]
+    public void A_bfloat16_base_trains_float32_adapters()
+    {
+        var source = Base(LlamaConfig);
+        var c = new SftConfig { MaxSteps = 8, BatchSize = 8, LearningRate = 1e-2, SaveSteps = 100, Seed = 4, UsePeft = true, LoraR = 4, LoraAlpha = 8, LoraDropout = 0,
+            TorchDtype = "bfloat16" };
+        var reporter = new RecordingReporter();
+        var result = SftTrainer.Train(new SftRun(source, Examples(64), null, c, TempDir(), null), reporter, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+        var losses = reporter.Metrics.Where(m => m.Metrics.ContainsKey("loss")).Select(m => m.Metrics["loss"]).ToList();
+        Assert.All(losses, l => Assert.True(double.IsFinite(l)));
+        Assert.True(losses[^1] < losses[0], $"loss {losses[0]} -> {losses[^1]}");
+        var header = System.Text.Json.JsonDocument.Parse(System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(Path.Combine(result.LastCheckpoint!, "adapter_model.safetensors"))
+            .Skip(8).Take((int)BitConverter.ToInt64(File.ReadAllBytes(Path.Combine(result.LastCheckpoint!, "adapter_model.safetensors")), 0)).ToArray())).RootElement;
+        Assert.All(header.EnumerateObject().Where(p => p.Name != "__metadata__"), p => Assert.Equal("F32", p.Value.GetProperty("dtype").GetString()));
+
+        using var half = source.CreateModel(null, LoraSettings.From(c, source.Architecture), c.Seed, ScalarType.BFloat16);
+        Assert.Contains(half.named_parameters(), p => p.name.EndsWith("q_proj.weight") && p.parameter.dtype == ScalarType.BFloat16);
+        Assert.All(half.named_parameters().Where(p => Lora.IsAdapterParameter(p.name)), p => Assert.Equal(ScalarType.Float32, p.parameter.dtype));
+        using var full = source.CreateModel();
+        long[] ids = [256, 72, 105, 33, 10, 5];
+        using var a = Logits(half, ids);
+        using var b = Logits(full, ids);
+        Assert.Equal(ScalarType.Float32, a.dtype);
+        using var scale = b.abs().max();
+        Assert.True(MaxDiff(a, b) < 0.05 * scale.item<float>() + 0.05, $"bfloat16 logits differ by {MaxDiff(a, b)} (scale {scale.item<float>()})");
+        // Full fine-tuning in bfloat16 is refused where the config is checked.
+        var errors = new List<string>();
+        (new SftConfig { TorchDtype = "bfloat16" }).Validate("h.", (f, m) => errors.Add(f));
+        Assert.Contains("h.torch_dtype", errors);
+    }
+
     [Fact]
     public void A_LoRA_reward_model_keeps_its_head_beside_the_adapters()
     {

@@ -30,6 +30,10 @@ public sealed record GenerateConfig : MethodConfig
     [Hyperparameter("Sequences generated together.", Min = 1, Max = 512)]
     public int BatchSize { get; init; } = 16;
 
+    [Hyperparameter("The dtype the weights are held and computed in: auto keeps the stored dtype where the device computes in it (bfloat16 or float16 on CUDA), float32 on the CPU.",
+        OneOf = ["auto", "float32", "bfloat16", "float16"])]
+    public string TorchDtype { get; init; } = "auto";
+
     [Hyperparameter("Prompt tokens kept (from the end) when a prompt is longer (none: the context less max_new_tokens, at least half of it).", Min = 1, Max = 1_000_000)]
     public int? MaxPromptLength { get; init; }
 

@@ -74,12 +74,20 @@ public abstract record TrainingConfig : MethodConfig
         "downloadable with GET /v1/models/{id}/content?merged=true).")]
     public bool SaveMergedModel { get; init; }
 
+    [Hyperparameter("The dtype the model's weights are held and computed in (transformers' torch_dtype): auto keeps the stored dtype " +
+        "where the device computes in it (bfloat16 or float16 weights on CUDA) for weights that do not train (the LoRA base), and float32 otherwise, " +
+        "always on the CPU; bfloat16 and float16 need use_peft (trained weights stay float32, as do adapters, heads and logits).",
+        OneOf = ["auto", "float32", "bfloat16", "float16"])]
+    public string TorchDtype { get; init; } = "auto";
+
     [JsonIgnore] public double PeakLearningRate => LearningRate * LearningRateMultiplier;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
         if (GradientAccumulationSteps > BatchSize) err(prefix + "gradient_accumulation_steps", $"must be at most batch_size ({BatchSize})");
         if (LoraTargetModules is { } t && t.Any(string.IsNullOrWhiteSpace)) err(prefix + "lora_target_modules", "module names must not be empty");
+        if (TorchDtype is "bfloat16" or "float16" && !UsePeft)
+            err(prefix + "torch_dtype", $"{TorchDtype} weights would be trained in {TorchDtype}; set use_peft (a frozen {TorchDtype} base under float32 adapters) or use float32");
         if (SaveMergedModel && !UsePeft) err(prefix + "save_merged_model", "needs use_peft (a full fine-tune is already a complete model)");
     }
 

@@ -42,7 +42,7 @@ public sealed class GenerateRunner : IMethodRunner
         var tok = run.Model.CreateTokenizer();
         int maxPos = run.Model.Architecture.MaxPositions;
         torch.manual_seed(c.Seed);
-        using var model = run.Model.CreateModel(run.Device ?? CPU);
+        using var model = run.Model.CreateModel(run.Device ?? CPU, dtype: Dtypes.Resolve(c.TorchDtype, run.Device ?? CPU, run.Model, frozen: true));
 
         int promptLimit = Math.Clamp(c.MaxPromptLength ?? maxPos - Math.Min(c.MaxNewTokens, maxPos / 2), 1, maxPos - 1);
         var encoder = new PromptEncoder(tok, promptLimit);

@@ -31,10 +31,17 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
         return LmHead(h);
     }
 
+    /// <summary>Logits in float32 whatever the weights' dtype (log-softmax and sampling read them): a half-precision head's output is cast.</summary>
+    protected static Tensor Float32(Tensor logits)
+    {
+        if (logits.dtype == ScalarType.Float32) return logits;
+        using (logits) return logits.to_type(ScalarType.Float32);
+    }
+
     /// <summary>The final hidden states [B, T, d] (after the last norm), before the LM head: what a reward head reads.</summary>
     public abstract Tensor Hidden(Tensor inputIds, Tensor? attentionMask, KvCache? cache);
 
-    /// <summary>Hidden states [.., d] -> logits [.., vocab].</summary>
+    /// <summary>Hidden states [.., d] -> logits [.., vocab], in float32.</summary>
     public abstract Tensor LmHead(Tensor hidden);
 
     /// <summary>Maps a key of a Hugging Face weights file to this module's parameter name; null: ignore the tensor.</summary>

@@ -26,7 +26,7 @@ public sealed class Gpt2LMHeadModel : CausalLM
 
     public override Tensor Hidden(Tensor inputIds, Tensor? attentionMask, KvCache? cache) => transformer.forward(inputIds, attentionMask, cache);
 
-    public override Tensor LmHead(Tensor hidden) => functional.linear(hidden, transformer.wte.weight!); // tied to the token embedding
+    public override Tensor LmHead(Tensor hidden) => Float32(functional.linear(hidden, transformer.wte.weight!)); // tied to the token embedding
 
     /// <summary>
     /// HF GPT-2 files: keys with or without the <c>transformer.</c> prefix; the causal-mask buffers

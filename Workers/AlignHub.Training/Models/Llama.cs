@@ -28,7 +28,7 @@ public sealed class LlamaForCausalLM : CausalLM
 
     public override Tensor Hidden(Tensor inputIds, Tensor? attentionMask, KvCache? cache) => model.forward(inputIds, attentionMask, cache);
 
-    public override Tensor LmHead(Tensor hidden) => lm_head is null ? functional.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
+    public override Tensor LmHead(Tensor hidden) => Float32(lm_head is null ? functional.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden));
 
     /// <summary>
     /// Tied models and reward models (no LM head: <c>score</c> reads the hidden states) skip a stored <c>lm_head.weight</c>;
@@ -72,11 +72,14 @@ sealed class LlamaModel : Module
         long t = ids.shape[1], past = cache?.Length ?? 0;
         using var pos = AttentionMasks.PositionIds(attentionMask, past, t, ids.device);
         using var mask = AttentionMasks.Build(attentionMask, past, t, ids.device);
-        var (cos, sin) = Rotary(pos);
+        var (cos32, sin32) = Rotary(pos);
+        var x = embed_tokens.forward(ids);
+        // Rotations in the activations' dtype (float32 tables would promote half-precision q and k).
+        var (cos, sin) = x.dtype == ScalarType.Float32 ? (cos32, sin32) : (cos32.to_type(x.dtype), sin32.to_type(x.dtype));
+        if (x.dtype != ScalarType.Float32) { cos32.Dispose(); sin32.Dispose(); }
         using (cos)
         using (sin)
         {
-            var x = embed_tokens.forward(ids);
             for (int i = 0; i < layers.Count; i++)
             {
                 var next = layers[i].forward(x, cos, sin, mask, cache, i);
@@ -256,10 +259,12 @@ sealed class RmsNorm : Module
 
     public Tensor forward(Tensor x)
     {
-        using var sq = x.pow(2);
+        using var x32 = x.to_type(ScalarType.Float32); // an alias when x is float32
+        using var sq = x32.pow(2);
         using var ms = sq.mean([-1L], keepdim: true);
         using var r = (ms + eps).rsqrt();
-        using var n = x * r;
-        return weight * n;
+        using var n = x32 * r;
+        using var back = n.to_type(x.dtype);
+        return weight * back;
     }
 }

@@ -44,11 +44,14 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
     {
         var y = functional.linear(x, weight, bias);
         if (lora_A is null || !AdapterEnabled) return y;
-        using var dx = dropout > 0 && training ? functional.dropout(x, dropout, true) : x.alias();
+        // The adapter computes in its own dtype (float32) over a half-precision base, as PEFT casts, and adds back in the base's.
+        using var xa = x.to_type(lora_A.weight!.dtype);
+        using var dx = dropout > 0 && training ? functional.dropout(xa, dropout, true) : xa.alias();
         using var a = lora_A.forward(dx);
         using var b = lora_B!.forward(a);
         using var s = b * scaling;
-        using (y) return y + s;
+        using var sy = s.to_type(y.dtype);
+        using (y) return y + sy;
     }
 
     /// <summary>Adds the adapter: A Kaiming-uniform (nn.Linear's, as PEFT's default), B zero; W and b frozen.</summary>
@@ -73,14 +76,16 @@ public sealed class LoraLinear : Module<Tensor, Tensor>
         using var _ = no_grad();
         if (lora_A is null) return weight.detach().clone();
         using var delta = lora_B!.weight!.matmul(lora_A.weight!);
-        return weight.detach() + delta * scaling;
+        using var w = weight.detach().to_type(ScalarType.Float32);
+        return w + delta * scaling;
     }
 
     /// <summary>Adds <paramref name="delta"/> ([out, in]) to the frozen weight in place: an adapter merged from a file.</summary>
     public void AddToWeight(Tensor delta)
     {
         using var _ = no_grad();
-        weight.add_(delta);
+        using var d = delta.to_type(weight.dtype);
+        weight.add_(d);
     }
 }
 

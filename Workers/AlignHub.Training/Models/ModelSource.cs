@@ -20,16 +20,17 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
 
     /// <summary>
     /// Builds the model on the CPU (seed torch first for a reproducible random initialisation), loads its weights,
-    /// adds LoRA adapters when <paramref name="lora"/> is set (seeded by <paramref name="seed"/>; the base is frozen), and
-    /// moves it to <paramref name="device"/> (null: stays on the CPU).
+    /// holds its weights in <paramref name="dtype"/>, adds LoRA adapters when <paramref name="lora"/> is set (float32, seeded by
+    /// <paramref name="seed"/>; the base is frozen), and moves it to <paramref name="device"/> (null: stays on the CPU).
     /// </summary>
-    public CausalLM CreateModel(Device? device = null, LoraSettings? lora = null, int seed = 0)
+    public CausalLM CreateModel(Device? device = null, LoraSettings? lora = null, int seed = 0, ScalarType dtype = ScalarType.Float32)
     {
         NeedsWeights(lora);
         var model = CausalLM.Create(Architecture);
         try
         {
             LoadInto(model, null);
+            if (dtype != ScalarType.Float32) model.to(dtype); // before the adapters, which stay float32
             if (lora is not null) Lora.Apply(model, lora, seed);
             if (device is not null && !SameDevice(model.Device, device)) model.to(device);
             return model;
@@ -41,7 +42,7 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
     /// A reward model: the decoder plus a scalar head, read from the folder when it holds one (else freshly initialised), on
     /// <paramref name="device"/>; with <paramref name="lora"/>, adapters on the decoder and the head trainable beside them.
     /// </summary>
-    public RewardModel CreateRewardModel(Device? device = null, LoraSettings? lora = null, int seed = 0)
+    public RewardModel CreateRewardModel(Device? device = null, LoraSettings? lora = null, int seed = 0, ScalarType dtype = ScalarType.Float32)
     {
         NeedsWeights(lora);
         // A sequence classifier has no LM head: a causal base's lm_head.weight is skipped when it loads.
@@ -50,6 +51,7 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
         try
         {
             LoadInto(model, rm.Extra);
+            if (dtype != ScalarType.Float32) model.to(dtype); // the decoder; the score head stays float32
             if (lora is not null) Lora.Apply(model, lora, seed);
             if (device is not null && !SameDevice(model.Device, device)) rm.To(device);
             return rm;

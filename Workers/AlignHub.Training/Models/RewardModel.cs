@@ -40,7 +40,8 @@ public sealed class RewardModel : IDisposable
         using var h = Backbone.Hidden(inputIds, null, null);
         long d = h.shape[2];
         using var idx = lastIndex.view(-1, 1, 1).expand(-1, 1, d);
-        using var last = h.gather(1, idx).squeeze(1);
+        using var lastH = h.gather(1, idx).squeeze(1);
+        using var last = lastH.to_type(Score.weight!.dtype); // the head stays float32 over a half-precision decoder
         using var r = Score.forward(last);
         return r.squeeze(-1);
     }

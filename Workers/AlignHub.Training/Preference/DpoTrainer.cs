@@ -53,7 +53,7 @@ public static class DpoTrainer
         try
         {
             // With LoRA the reference is the policy's base (its adapters switched off): one copy of the weights, built first.
-            if (lora is not null) { torch.manual_seed(c.Seed); policy = run.Model.CreateModel(device, lora, c.Seed); }
+            if (lora is not null) { torch.manual_seed(c.Seed); policy = run.Model.CreateModel(device, lora, c.Seed, Dtypes.Resolve(c.TorchDtype, device, run.Model, frozen: true)); }
             var adapted = policy;
             (ReferenceLogps Train, ReferenceLogps? Valid)? reference = PreferenceLosses.NeedsReference(c.LossType)
                 ? ReferenceCache.LoadOrCompute(run.ReferenceCachePath, adapted is null ? ReferenceCache.Separate(run.Model, c.Seed, device) : ReferenceCache.BaseOf(adapted),

@@ -37,7 +37,8 @@ public static class RewardModelTrainer
         var train = run.Train.Select(p => PairData.Tokenize(p, encoder, maxLen)).ToList();
         var valid = (run.Validation ?? []).Select(p => PairData.Tokenize(p, encoder, maxLen)).ToList();
         torch.manual_seed(c.Seed);
-        using var method = new RewardModelMethod(run.Model.CreateRewardModel(run.Device ?? CPU, LoraSettings.From(c, run.Model.Architecture), c.Seed), run.Model, train, valid, tok.PadId, maxLen, c);
+        using var method = new RewardModelMethod(run.Model.CreateRewardModel(run.Device ?? CPU, LoraSettings.From(c, run.Model.Architecture), c.Seed,
+            Dtypes.Resolve(c.TorchDtype, run.Device ?? CPU, run.Model, frozen: c.UsePeft)), run.Model, train, valid, tok.PadId, maxLen, c);
         return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
     }
 

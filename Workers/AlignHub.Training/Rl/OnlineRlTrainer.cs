@@ -48,7 +48,7 @@ public static class OnlineRlTrainer
         var device = run.Device ?? CPU;
         torch.manual_seed(c.Seed);
         var lora = LoraSettings.From(c, run.Model.Architecture);
-        var policy = run.Model.CreateModel(device, lora, c.Seed);
+        var policy = run.Model.CreateModel(device, lora, c.Seed, Dtypes.Resolve(c.TorchDtype, device, run.Model, frozen: lora is not null));
         CausalLM? reference = null;
         try
         {
@@ -240,7 +240,7 @@ sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         {
             var hidden = policy.Hidden(x, null, null);
             var logits = policy.LmHead(hidden) / c.Temperature;
-            var values = valueHead is null ? null : valueHead.forward(hidden[.., ..^1, ..]).squeeze(-1) * m; // V of the state before each token
+            var values = valueHead is null ? null : valueHead.forward(hidden[.., ..^1, ..].to_type(ScalarType.Float32)).squeeze(-1) * m; // V of the state before each token
             return (SupervisedLoss.NextTokenLogProbs(logits, x), values, logits);
         }
         var (logps, values, scaled) = Policy(ids, mask);

@@ -39,7 +39,8 @@ public static class SftTrainer
         var valid = run.Validation?.Select(e => SupervisedTokenization.Tokenize(e, tok, maxLen)).Where(e => e.TrainableCount > 0).ToList() ?? [];
 
         torch.manual_seed(c.Seed);
-        using var method = new SftMethod(run.Model.CreateModel(run.Device ?? CPU, LoraSettings.From(c, run.Model.Architecture), c.Seed), train, valid, tok.PadId, c);
+        var lora = LoraSettings.From(c, run.Model.Architecture);
+        using var method = new SftMethod(run.Model.CreateModel(run.Device ?? CPU, lora, c.Seed, Dtypes.Resolve(c.TorchDtype, run.Device ?? CPU, run.Model, lora is not null)), train, valid, tok.PadId, c);
         return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
     }
 }
