@@ -18,6 +18,10 @@ switch (command)
     case "ppo-sweep": RlBenchmarks.PpoSweep(args[1..]); return;
     case "frontier": RlBenchmarks.Frontier(); return;
     // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
+    // smollm2-flops [batch] [seq]: SFT FLOP/s at SmolLM2-135M's shape vs a large matmul
+    case "smollm2-flops": RealShapeBenchmarks.Flops(args.Length > 1 ? int.Parse(args[1]) : 4, args.Length > 2 ? int.Parse(args[2]) : 256); return;
+    // smollm2-dpo full|lora [batch pairs] [steps]: DPO step time and peak RSS at SmolLM2-135M's shape (one variant per process)
+    case "smollm2-dpo": RealShapeBenchmarks.Dpo(args[1], args.Length > 2 ? int.Parse(args[2]) : 4, args.Length > 3 ? int.Parse(args[3]) : 13); return;
     // device-smoke [cuda|cuda:N|auto]: SFT, LoRA DPO and generation on the CPU and the device, compared, and throughput
     case "device-smoke": DeviceSmoke.Run(args.Length > 1 ? args[1] : "cuda"); return;
     case "oracle-export": OracleExport.Run(args[1], args.Length > 2 ? args[2] : null); return;

@@ -53,12 +53,21 @@ public class DashboardBrowserTests
         await SignInAsync(page, app, "keys");
         await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
         await page.FillAsync("#key-name", "watcher");
-        await page.Locator("div.mud-input-control.mud-select:has(#key-role)").ClickAsync();
-        await page.Locator(".mud-popover-open .mud-list-item", new() { HasText = "viewer" }).ClickAsync();
+        // Pick "viewer" and wait until the select shows it: under load the choice can land after a quick click on Create,
+        // which would make the key with the default role.
+        var roleInput = page.Locator("div.mud-input-control.mud-select:has(#key-role) input").First;
+        for (int attempt = 0; attempt < 5 && await roleInput.InputValueAsync() != "viewer"; attempt++)
+        {
+            await page.Locator("div.mud-input-control.mud-select:has(#key-role)").ClickAsync();
+            await page.Locator(".mud-popover-open .mud-list-item", new() { HasText = "viewer" }).ClickAsync();
+            for (int i = 0; i < 20 && await roleInput.InputValueAsync() != "viewer"; i++) await Task.Delay(250);
+        }
+        Assert.Equal("viewer", await roleInput.InputValueAsync());
         await page.ClickAsync("#create-key");
         var secret = (await page.Locator("#new-key").InnerTextAsync()).Trim();
         Assert.StartsWith("ahk-", secret);
         await page.Locator("tr", new() { HasText = "watcher" }).WaitForAsync();
+        Assert.Contains("viewer", await page.Locator("tr", new() { HasText = "watcher" }).InnerTextAsync());
         // Sign out (a form post with the antiforgery token) ends the admin's session.
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
         await page.WaitForURLAsync("**/signin", new() { Timeout = 45_000 });
