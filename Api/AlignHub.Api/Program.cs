@@ -6,6 +6,11 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Scalar.AspNetCore;
 
+// A process that trains tunes glibc's allocator for libtorch before any thread takes an arena of its own
+// (AlignHub.Training's NativeAllocator; loading that library loads no libtorch).
+if ((Environment.GetEnvironmentVariable("AlignHub__Roles") ?? "worker").Contains("worker", StringComparison.OrdinalIgnoreCase))
+    AlignHub.Training.Engine.NativeAllocator.Configure();
+
 var builder = WebApplication.CreateBuilder(args);
 var options = builder.AddAlignHub();
 

@@ -22,6 +22,14 @@ switch (command)
     case "smollm2-flops": RealShapeBenchmarks.Flops(args.Length > 1 ? int.Parse(args[1]) : 4, args.Length > 2 ? int.Parse(args[2]) : 256); return;
     // smollm2-dpo full|lora [batch pairs] [steps]: DPO step time and peak RSS at SmolLM2-135M's shape (one variant per process)
     case "smollm2-dpo": RealShapeBenchmarks.Dpo(args[1], args.Length > 2 ? int.Parse(args[2]) : 4, args.Length > 3 ? int.Parse(args[3]) : 13); return;
+    case "loss-profile": LossPathProfile.Run(); return;
+    // smollm2-profile [batch] [seq] [thread]: an SFT step's phases at the 135M shape (on a thread of its own with "thread", as workers run)
+    case "smollm2-profile":
+    {
+        void Profile() => RealShapeProfile.Run(args.Length > 1 ? int.Parse(args[1]) : 4, args.Length > 2 ? int.Parse(args[2]) : 256);
+        if (args.Length > 3 && args[3] == "thread") { var t = new Thread(Profile); t.Start(); t.Join(); } else Profile();
+        return;
+    }
     // device-smoke [cuda|cuda:N|auto]: SFT, LoRA DPO and generation on the CPU and the device, compared, and throughput
     case "device-smoke": DeviceSmoke.Run(args.Length > 1 ? args[1] : "cuda"); return;
     case "oracle-export": OracleExport.Run(args[1], args.Length > 2 ? args[2] : null); return;

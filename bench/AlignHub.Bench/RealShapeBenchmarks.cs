@@ -93,3 +93,64 @@ static class RealShapeBenchmarks
         Console.WriteLine($"{variant}\t{batch}\t{steps}\t{perStep:F2}\t{hwm}\t{trainable}\t{sw.Elapsed.TotalSeconds:F0}");
     }
 }
+
+static class RealShapeProfile
+{
+    /// <summary>Where an SFT step's time goes at the 135M shape: forward, loss, backward, optimizer (raw loop, no engine).</summary>
+    public static void Run(int batch, int seq)
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        torch.manual_seed(1);
+        using var model = CausalLM.Create(RealShapeBenchmarks.Config());
+        model.train();
+        using var opt = optim.AdamW(model.parameters(), lr: 1e-4);
+        var t = new double[5];
+        for (int step = 0; step < 5; step++)
+        {
+            using var scope = NewDisposeScope();
+            var ids = randint(0, 256, [batch, seq]);
+            var sw = Stopwatch.StartNew();
+            var h = model.Hidden(ids, null, null);
+            double hidden = sw.Elapsed.TotalSeconds;
+            var logits = model.LmHead(h);
+            double head = sw.Elapsed.TotalSeconds;
+            var (loss, _, _) = AlignHub.Training.Losses.SupervisedLoss.MaskedNll(logits, ids, ones([batch, seq], dtype: ScalarType.Bool));
+            double lossT = sw.Elapsed.TotalSeconds;
+            opt.zero_grad();
+            loss.backward();
+            double back = sw.Elapsed.TotalSeconds;
+            opt.step();
+            double all = sw.Elapsed.TotalSeconds;
+            if (step >= 2) { t[0] += hidden; t[1] += head - hidden; t[2] += lossT - head; t[3] += back - lossT; t[4] += all - back; }
+        }
+        Console.WriteLine($"per step (mean of 3): blocks forward {t[0] / 3:F2} s, lm head {t[1] / 3:F2} s, loss {t[2] / 3:F2} s, backward {t[3] / 3:F2} s, AdamW {t[4] / 3:F2} s");
+    }
+}
+
+static class LossPathProfile
+{
+    public static void Run()
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        using var logits = randn(4, 256, 49152);
+        using var ids = randint(0, 49152, [4, 256]);
+        double Time(string name, Func<Tensor> f)
+        {
+            for (int i = 0; i < 2; i++) { using var s = NewDisposeScope(); f(); }
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < 3; i++) { using var s = NewDisposeScope(); f(); }
+            Console.WriteLine($"{name}: {sw.Elapsed.TotalSeconds / 3 * 1000:F0} ms");
+            return sw.Elapsed.TotalSeconds;
+        }
+        Time("slice+log_softmax", () => logits[.., ..^1, ..].log_softmax(-1));
+        Time("log_softmax contiguous", () => logits.log_softmax(-1));
+        Time("slice contiguous copy", () => logits[.., ..^1, ..].contiguous());
+        Time("argmax sliced", () => logits[.., ..^1, ..].argmax(-1));
+        Time("cross_entropy contiguous", () => nn.functional.cross_entropy(logits.view(-1, 49152), ids.view(-1), reduction: nn.Reduction.None));
+        Time("exp", () => logits.exp());
+        Time("add", () => logits + 1);
+        using var g = logits.clone().requires_grad_(true);
+        Time("log_softmax fwd+bwd (gather)", () => { var l = g.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).sum(); l.backward(); return l; });
+        Time("cross_entropy fwd+bwd", () => { var l = nn.functional.cross_entropy(g.view(-1, 49152), ids.view(-1)); l.backward(); return l; });
+    }
+}
