@@ -30,6 +30,8 @@ switch (command)
         if (args.Length > 3 && args[3] == "thread") { var t = new Thread(Profile); t.Start(); t.Join(); } else Profile();
         return;
     }
+    // smollm2-device DEVICE [batch pairs]: DPO at the 135M shape on a device: full, LoRA, LoRA over a bfloat16 base
+    case "smollm2-device": RealShapeOnDevice.Run(args[1], args.Length > 2 ? int.Parse(args[2]) : 16); return;
     // device-smoke [cuda|cuda:N|auto]: SFT, LoRA DPO and generation on the CPU and the device, compared, and throughput
     case "device-smoke": DeviceSmoke.Run(args.Length > 1 ? args[1] : "cuda"); return;
     case "oracle-export": OracleExport.Run(args[1], args.Length > 2 ? args[2] : null); return;

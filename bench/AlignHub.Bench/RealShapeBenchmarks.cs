@@ -154,3 +154,36 @@ static class LossPathProfile
         Time("cross_entropy fwd+bwd", () => { var l = nn.functional.cross_entropy(g.view(-1, 49152), ids.view(-1)); l.backward(); return l; });
     }
 }
+
+static class RealShapeOnDevice
+{
+    /// <summary>
+    /// DPO at the 135M shape on a device: full fine-tuning (float32), LoRA over a float32 base, LoRA over a bfloat16 base
+    /// (torch_dtype), 13 steps of <paramref name="batch"/> pairs each, steps 4 to 13 timed, with each run's first and last loss.
+    /// </summary>
+    public static void Run(string deviceSpec, int batch)
+    {
+        var device = AlignHub.Training.Engine.Devices.Resolve(deviceSpec);
+        var dir = Directory.CreateTempSubdirectory("alignhub-135m-").FullName;
+        var config = RealShapeBenchmarks.Config();
+        File.WriteAllText(Path.Combine(dir, "config.json"), config);
+        torch.manual_seed(1);
+        using (var m = CausalLM.Create(config)) HfWeights.Save(m, dir);
+        var source = new ModelSource(config, "byte", dir, Name: "smollm2-135m-shape");
+        var pairs = PreferenceTask.Pairs(batch * 13, 1);
+        Console.WriteLine($"device {device}; variant\tbatch_pairs\tstep_s\tfirst_loss\tlast_loss");
+        foreach (var (name, peft, dtype) in new[] { ("full float32", false, "float32"), ("lora float32 base", true, "float32"), ("lora bfloat16 base", true, "bfloat16") })
+        {
+            var c = new DpoConfig
+            {
+                NEpochs = 1, BatchSize = batch, MaxSteps = 13, LearningRate = 1e-4, SaveSteps = 10_000, EvalSteps = 10_000, Seed = 1,
+                UsePeft = peft, LoraR = 16, LoraAlpha = 32, LoraDropout = 0, LoraTargetModules = peft ? ["all-linear"] : null, TorchDtype = dtype,
+            };
+            var timer = new BenchReporter();
+            var root = Directory.CreateTempSubdirectory("alignhub-bench-").FullName;
+            DpoTrainer.Train(new DpoRun(source, pairs, null, c, root, null, Path.Combine(root, "ref.json"), Device: device), timer, CancellationToken.None);
+            var losses = timer.Rows.Where(r => r.Metrics.ContainsKey("loss")).Select(r => r.Metrics["loss"]).ToList();
+            Console.WriteLine($"{name}\t{batch}\t{timer.PerStep():F3}\t{losses[0]:F4}\t{losses[^1]:F4}");
+        }
+    }
+}
