@@ -22,7 +22,7 @@ static class RealShapeBenchmarks
     });
 
     /// <summary>The base, stored once per process in a temporary folder (LoRA needs stored weights; the full run loads the same).</summary>
-    static ModelSource StoredBase()
+    public static ModelSource StoredBase()
     {
         var dir = Directory.CreateTempSubdirectory("alignhub-135m-").FullName;
         var config = Config();
@@ -164,12 +164,7 @@ static class RealShapeOnDevice
     public static void Run(string deviceSpec, int batch)
     {
         var device = AlignHub.Training.Engine.Devices.Resolve(deviceSpec);
-        var dir = Directory.CreateTempSubdirectory("alignhub-135m-").FullName;
-        var config = RealShapeBenchmarks.Config();
-        File.WriteAllText(Path.Combine(dir, "config.json"), config);
-        torch.manual_seed(1);
-        using (var m = CausalLM.Create(config)) HfWeights.Save(m, dir);
-        var source = new ModelSource(config, "byte", dir, Name: "smollm2-135m-shape");
+        var source = RealShapeBenchmarks.StoredBase();
         var pairs = PreferenceTask.Pairs(batch * 13, 1);
         Console.WriteLine($"device {device}; variant\tbatch_pairs\tstep_s\tfirst_loss\tlast_loss");
         foreach (var (name, peft, dtype) in new[] { ("full float32", false, "float32"), ("lora float32 base", true, "float32"), ("lora bfloat16 base", true, "bfloat16") })
