@@ -67,6 +67,16 @@ public static class HostSetup
                 o.ShutdownTimeout = TimeSpan.FromSeconds(60);
                 o.SchedulePollingInterval = TimeSpan.FromSeconds(2);
             });
+            // The model server: completions for /v1/chat/completions and /v1/completions, one generation thread per device.
+            services.AddSingleton<AlignHub.Domain.Inference.IInferenceService>(sp =>
+            {
+                var dbs = sp.GetRequiredService<IDbContextFactory<AlignHubDb>>();
+                return new AlignHub.Training.Generation.InferenceHost(
+                    m => { using var db = dbs.CreateDbContext(); return AlignHub.Workers.ModelSources.Of(db, options, m); },
+                    AlignHub.Training.Engine.Devices.Resolve(options.Worker.Device), Math.Max(1, options.Worker.InferenceBatch),
+                    Math.Max(16, options.Worker.InferenceContext), (long)Math.Max(64, options.Worker.InferenceMemoryMiB) << 20,
+                    sp.GetRequiredService<ILoggerFactory>().CreateLogger("AlignHub.Inference"));
+            });
             // Give a running step time to finish and write its checkpoint on shutdown.
             services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(90));
         }

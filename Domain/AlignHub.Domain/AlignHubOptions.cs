@@ -53,4 +53,10 @@ public sealed class WorkerOptions
     /// reports it, else the CPU). Checked when a job starts; a device this machine lacks fails the job saying so.
     /// </summary>
     public string Device { get; set; } = "auto";
+    /// <summary>Sequences one served model generates together (continuous batching's pool of rows).</summary>
+    public int InferenceBatch { get; set; } = 32;
+    /// <summary>The most positions a served request may use (prompt + max_tokens), below the model's own context.</summary>
+    public int InferenceContext { get; set; } = 4096;
+    /// <summary>Memory the served models may hold together (weights and KV caches); the least recently used idle model goes first.</summary>
+    public int InferenceMemoryMiB { get; set; } = 4096;
 }

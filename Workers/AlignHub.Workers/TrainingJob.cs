@@ -53,7 +53,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                 Config = method.ParseConfig(job.ConfigJson),
                 Device = device,
                 FindModel = id => ModelService.Find(db, id) ?? throw new InvalidDataException($"model \"{id}\" is no longer registered"),
-                Source = m => SourceOf(db, m),
+                Source = m => ModelSources.Of(db, options, m),
                 FindFile = id => db.Files.AsNoTracking().SingleOrDefault(f => f.Id == id) ?? throw new InvalidDataException($"file \"{id}\" no longer exists"),
                 StartingModelOf = id => db.Jobs.AsNoTracking().Where(j => j.Id == id).Select(j => j.Model).FirstOrDefault(),
                 CheckpointsOf = id => db.Checkpoints.AsNoTracking().Where(x => x.JobId == id).OrderBy(x => x.Step).Select(x => new { x.Step, x.ModelName })
@@ -81,24 +81,6 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             if (n > 0) reporter.Event("error", $"Job failed: {message}");
             Release(db, job);
         }
-    }
-
-    /// <summary>
-    /// Where a model's files are on this worker; an adapter folder's base (its <c>base_model_name_or_path</c>, a
-    /// registered model id) is resolved the same way, so adapters on adapters load as a chain.
-    /// </summary>
-    ModelSource SourceOf(AlignHubDb db, ModelRecord m, int depth = 0)
-    {
-        var folder = m.WeightsPath is null ? null : options.Resolve(m.WeightsPath);
-        ModelSource? baseSource = null;
-        if (PeftFolder.Is(folder))
-        {
-            if (depth > 8) throw new InvalidDataException($"model \"{m.Id}\": adapters stand on each other more than 8 deep");
-            var baseId = PeftFolder.BaseModel(folder!);
-            var b = ModelService.Find(db, baseId) ?? throw new InvalidDataException($"the base model \"{baseId}\" of adapter \"{m.Id}\" is no longer registered");
-            baseSource = SourceOf(db, b, depth + 1);
-        }
-        return new ModelSource(m.ConfigJson, m.Tokenizer, folder, baseSource, m.Id);
     }
 
     void ConfigureTorch()

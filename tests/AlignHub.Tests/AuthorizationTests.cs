@@ -49,6 +49,12 @@ public class AuthorizationTests
         }
         async Task<string> NewKey() => (await app.PostJson("/v1/api_keys", new { name = "temp", role = "viewer" })).Body.GetProperty("id").GetString()!;
         static JsonContent J(object o) => JsonContent.Create(o);
+        // A model with weights to serve completions from.
+        var served = Directory.CreateTempSubdirectory("alignhub-served-").FullName;
+        File.WriteAllText(Path.Combine(served, "config.json"), TinyConfigs.Gpt2());
+        using (var m = TinyConfigs.Create(TinyConfigs.Gpt2(), 4)) AlignHub.Training.Models.HfWeights.Save(m, served);
+        var (uploaded, uploadBody) = await ModelsApiTests.UploadModel(app, ModelsApiTests.TarGz(served, "served"), "me/served");
+        Assert.True(uploaded == HttpStatusCode.OK, uploadBody.ToString());
 
         var rows = new List<Row>
         {
@@ -70,6 +76,8 @@ public class AuthorizationTests
             new("GET", "/v1/fine_tuning/jobs/{id}/samples", Read, c => c.GetAsync($"/v1/fine_tuning/jobs/{done}/samples")),
             new("POST", "/v1/fine_tuning/alpha/graders/validate", Train, c => c.PostAsync("/v1/fine_tuning/alpha/graders/validate", J(new { grader = ArithmeticTask.ExactMatchGrader }))),
             new("POST", "/v1/fine_tuning/alpha/graders/run", Train, c => c.PostAsync("/v1/fine_tuning/alpha/graders/run", J(new { grader = ArithmeticTask.ExactMatchGrader, model_sample = "3", item = new { answer = "3" } }))),
+            new("POST", "/v1/chat/completions", Read, c => c.PostAsync("/v1/chat/completions", J(new { model = "me/served", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 3 }))),
+            new("POST", "/v1/completions", Read, c => c.PostAsync("/v1/completions", J(new { model = "me/served", prompt = "hi", max_tokens = 3 }))),
             new("POST", "/v1/models", Train, c => c.PostAsync("/v1/models", J(new { id = $"me/p{Interlocked.Increment(ref n)}", config = TinyConfig }))),
             new("GET", "/v1/models", Read, c => c.GetAsync("/v1/models")),
             new("GET", "/v1/models/{id}", Read, c => c.GetAsync("/v1/models/alignhub/tiny")),

@@ -34,7 +34,7 @@ public class ModelsApiTests
         return (dir, model);
     }
 
-    static byte[] TarGz(string folder, string top, IEnumerable<(string Name, byte[] Data)>? extra = null)
+    internal static byte[] TarGz(string folder, string top, IEnumerable<(string Name, byte[] Data)>? extra = null)
     {
         using var ms = new MemoryStream();
         using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true))
@@ -47,7 +47,7 @@ public class ModelsApiTests
         return ms.ToArray();
     }
 
-    static async Task<(HttpStatusCode, JsonElement)> UploadModel(AlignHubProcess app, byte[] archive, string id, string name = "model.tar.gz")
+    internal static async Task<(HttpStatusCode, JsonElement)> UploadModel(AlignHubProcess app, byte[] archive, string id, string name = "model.tar.gz")
     {
         using var form = new MultipartFormDataContent { { new ByteArrayContent(archive), "file", name }, { new StringContent(id), "id" } };
         var r = await app.Http.PostAsync("/v1/models", form);

@@ -66,6 +66,46 @@ check(['queued', 'running'].includes(resumed.status), 'resume ' + resumed.status
 const done = await waitFor(sft.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 'the job to end', 240_000);
 check(done.status === 'succeeded' && done.fine_tuned_model?.startsWith('ft:alignhub/tiny:') && typeof done.finished_at === 'number', 'finished ' + JSON.stringify(done));
 
+// Chat completions from the fine-tuned model: non-streamed and streamed agree at temperature 0, and equal a generate
+// job's greedy text for the same prompt (the model's chat format, the same tokens).
+const model = done.fine_tuned_model;
+const messages = [{ role: 'user', content: 'Greet Ada.' }];
+const whole = await client.chat.completions.create({ model, messages, temperature: 0, max_tokens: 24 });
+check(whole.object === 'chat.completion' && whole.id.startsWith('chatcmpl-') && whole.model === model && whole.choices.length === 1, 'chat completion ' + JSON.stringify(whole));
+const answer = whole.choices[0].message.content;
+check(whole.choices[0].message.role === 'assistant' && typeof answer === 'string' && answer.length > 0, 'assistant message ' + JSON.stringify(whole.choices[0]));
+check(['stop', 'length'].includes(whole.choices[0].finish_reason), 'finish_reason ' + whole.choices[0].finish_reason);
+check(whole.usage.prompt_tokens > 0 && whole.usage.completion_tokens > 0 && whole.usage.total_tokens === whole.usage.prompt_tokens + whole.usage.completion_tokens, 'usage ' + JSON.stringify(whole.usage));
+const stream = await client.chat.completions.create({ model, messages, temperature: 0, max_tokens: 24, stream: true, stream_options: { include_usage: true } });
+let streamed = '', chunks = 0, usage = null, finish = null;
+for await (const chunk of stream) {
+  chunks++;
+  check(chunk.object === 'chat.completion.chunk' && chunk.id.startsWith('chatcmpl-'), 'chunk ' + JSON.stringify(chunk));
+  if (chunk.usage) usage = chunk.usage;
+  for (const c of chunk.choices) { streamed += c.delta?.content ?? ''; if (c.finish_reason) finish = c.finish_reason; }
+}
+check(streamed === answer, `streamed "${streamed}" vs "${answer}"`);
+check(chunks > 2 && finish === whole.choices[0].finish_reason && usage?.completion_tokens === whole.usage.completion_tokens, 'stream end ' + JSON.stringify({ chunks, finish, usage }));
+const promptFile = await client.files.create({ file: await toFile(Buffer.from(JSON.stringify({ messages }) + '\n'), 'prompt.jsonl'), purpose: 'fine-tune' });
+const gen = await client.fineTuning.jobs.create({ model, training_file: promptFile.id, method: { type: 'generate', generate: { hyperparameters: { n: 1, temperature: 0, max_new_tokens: 24 } } } });
+const genDone = await waitFor(gen.id, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status), 'the generate job');
+check(genDone.status === 'succeeded' && genDone.result_files.length === 1, 'generate job ' + JSON.stringify(genDone));
+const generated = JSON.parse((await (await client.files.content(genDone.result_files[0])).text()).trim().split('\n')[0]);
+check(generated.completions[0].text === answer, `generate job "${generated.completions[0].text}" vs chat "${answer}"`);
+// Log-probs, several choices, seeded sampling, and the legacy completions endpoint.
+const lp = await client.chat.completions.create({ model, messages, temperature: 0, max_tokens: 5, logprobs: true, top_logprobs: 2 });
+const content = lp.choices[0].logprobs?.content;
+check(Array.isArray(content) && content.length > 0 && content.every((t) => typeof t.logprob === 'number' && t.logprob <= 0 && t.top_logprobs.length === 2), 'logprobs ' + JSON.stringify(lp.choices[0].logprobs));
+const seeded = (await client.chat.completions.create({ model, messages, temperature: 1, n: 3, seed: 7, max_tokens: 12 })).choices.map((c) => c.message.content);
+const again = (await client.chat.completions.create({ model, messages, temperature: 1, n: 3, seed: 7, max_tokens: 12 })).choices.map((c) => c.message.content);
+check(seeded.length === 3 && JSON.stringify(seeded) === JSON.stringify(again), 'seeded choices ' + JSON.stringify([seeded, again]));
+const legacy = await client.completions.create({ model, prompt: 'Greet', max_tokens: 6, temperature: 0 });
+check(legacy.object === 'text_completion' && typeof legacy.choices[0].text === 'string' && legacy.usage.completion_tokens > 0, 'completions ' + JSON.stringify(legacy));
+try { await client.chat.completions.create({ model, messages, temperature: 3 }); throw new Error('temperature 3 accepted'); }
+catch (e) { check(e instanceof BadRequestError && e.error?.param === 'temperature', 'bad temperature ' + JSON.stringify(e.error)); }
+try { await client.chat.completions.create({ model: 'no-such-model', messages }); throw new Error('a missing model answered'); }
+catch (e) { check(e instanceof NotFoundError && e.status === 404, 'missing model ' + e); }
+
 // Events (newest first, paginated) and checkpoints.
 const events = [];
 for await (const e of client.fineTuning.jobs.listEvents(sft.id, { limit: 5 })) events.push(e);
@@ -111,6 +151,7 @@ catch (e) { check(e instanceof AuthenticationError && e.status === 401, 'wrong k
 if (process.env.ALIGNHUB_VIEWER_KEY) {
   const viewer = new OpenAI({ baseURL, apiKey: process.env.ALIGNHUB_VIEWER_KEY, maxRetries: 0 });
   check((await viewer.fineTuning.jobs.retrieve(sft.id)).id === sft.id, 'viewer reads');
+  check((await viewer.chat.completions.create({ model: done.fine_tuned_model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 })).choices.length === 1, 'viewer chats');
   try { await viewer.fineTuning.jobs.cancel(sft.id); throw new Error('a viewer cancelled'); }
   catch (e) { check(e instanceof PermissionDeniedError && e.status === 403, 'viewer write ' + e); }
 }

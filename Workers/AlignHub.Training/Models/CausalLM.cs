@@ -66,16 +66,33 @@ public abstract class CausalLM : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// Keys and values of every layer for the tokens seen so far: one buffer per layer of
-/// [B, kv_heads, capacity, head_dim], allocated at the first step and written in place (no copy of the past per
-/// step). The buffers live outside any dispose scope; <see cref="Dispose"/> frees them.
+/// [rows, kv_heads, capacity, head_dim], allocated at the first step and written in place (no copy of the past per
+/// step). The buffers live outside any dispose scope; <see cref="Dispose"/> frees them. A serving engine keeps one cache
+/// for a pool of rows (<paramref name="maxRows"/>): <see cref="ActiveRows"/> narrows each step to the rows in use,
+/// <see cref="SetLength"/> moves every layer to the batch's length, and <see cref="CopyRow"/> places a newly prefilled
+/// request's keys and values into a free row.
 /// </summary>
-public sealed class KvCache(int layers, int capacity) : IDisposable
+public sealed class KvCache(int layers, int capacity, int? maxRows = null) : IDisposable
 {
     readonly Tensor?[] keys = new Tensor?[layers], values = new Tensor?[layers];
     readonly long[] lengths = new long[layers];
 
     /// <summary>Tokens already in the cache.</summary>
     public long Length => lengths[0];
+
+    public int Capacity => capacity;
+
+    /// <summary>The rows the next steps read and write (the first rows of the pool); null: every row.</summary>
+    public int? ActiveRows { get; set; }
+
+    /// <summary>Every layer's length set to <paramref name="length"/> (positions beyond it are overwritten by the next steps).</summary>
+    public void SetLength(long length)
+    {
+        if (length < 0 || length > capacity) throw new ArgumentOutOfRangeException(nameof(length));
+        Array.Fill(lengths, length);
+    }
+
+    Tensor Rows(Tensor t) => ActiveRows is int r && r < t.shape[0] ? t.narrow(0, 0, r) : t.alias();
 
     /// <summary>
     /// Writes this step's keys and values ([B, kv_heads, T, head_dim]) of a layer after the past ones; returns views
@@ -87,13 +104,47 @@ public sealed class KvCache(int layers, int capacity) : IDisposable
         if (past + t > capacity) throw new InvalidOperationException($"KV cache capacity {capacity} exceeded");
         if (keys[layer] is null)
         {
-            keys[layer] = empty([k.shape[0], k.shape[1], capacity, k.shape[3]], dtype: k.dtype, device: k.device).DetachFromDisposeScope();
-            values[layer] = empty([v.shape[0], v.shape[1], capacity, v.shape[3]], dtype: v.dtype, device: v.device).DetachFromDisposeScope();
+            long rows = maxRows ?? k.shape[0];
+            keys[layer] = empty([rows, k.shape[1], capacity, k.shape[3]], dtype: k.dtype, device: k.device).DetachFromDisposeScope();
+            values[layer] = empty([rows, v.shape[1], capacity, v.shape[3]], dtype: v.dtype, device: v.device).DetachFromDisposeScope();
         }
-        using (var ks = keys[layer]!.narrow(2, past, t)) ks.copy_(k);
-        using (var vs = values[layer]!.narrow(2, past, t)) vs.copy_(v);
-        lengths[layer] = past + t;
-        return (keys[layer]!.narrow(2, 0, past + t), values[layer]!.narrow(2, 0, past + t));
+        using (var kr = Rows(keys[layer]!))
+        using (var vr = Rows(values[layer]!))
+        {
+            using (var ks = kr.narrow(2, past, t)) ks.copy_(k);
+            using (var vs = vr.narrow(2, past, t)) vs.copy_(v);
+            lengths[layer] = past + t;
+            return (kr.narrow(2, 0, past + t), vr.narrow(2, 0, past + t));
+        }
+    }
+
+    /// <summary>
+    /// Copies <paramref name="length"/> positions of row <paramref name="fromRow"/> of another cache (from its position 0)
+    /// into row <paramref name="toRow"/> of this one at <paramref name="toPosition"/>, for every layer.
+    /// </summary>
+    public void CopyRow(KvCache from, int fromRow, int toRow, long toPosition, long length)
+    {
+        if (toPosition + length > capacity) throw new InvalidOperationException($"KV cache capacity {capacity} exceeded");
+        for (int layer = 0; layer < keys.Length; layer++)
+        {
+            var (fk, fv) = (from.keys[layer]!, from.values[layer]!);
+            if (keys[layer] is null)
+            {
+                long rows = maxRows ?? fk.shape[0];
+                keys[layer] = empty([rows, fk.shape[1], capacity, fk.shape[3]], dtype: fk.dtype, device: fk.device).DetachFromDisposeScope();
+                values[layer] = empty([rows, fv.shape[1], capacity, fv.shape[3]], dtype: fv.dtype, device: fv.device).DetachFromDisposeScope();
+            }
+            using var fkRow = fk.narrow(0, fromRow, 1);
+            using var fvRow = fv.narrow(0, fromRow, 1);
+            using var kRow = keys[layer]!.narrow(0, toRow, 1);
+            using var vRow = values[layer]!.narrow(0, toRow, 1);
+            using var srcK = fkRow.narrow(2, 0, length);
+            using var srcV = fvRow.narrow(2, 0, length);
+            using var dstK = kRow.narrow(2, toPosition, length);
+            using var dstV = vRow.narrow(2, toPosition, length);
+            dstK.copy_(srcK);
+            dstV.copy_(srcV);
+        }
     }
 
     public void Dispose()

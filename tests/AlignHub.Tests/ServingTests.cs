@@ -1,0 +1,98 @@
+using System.Text.Json;
+using AlignHub.Domain;
+using AlignHub.Domain.Inference;
+using AlignHub.Training.Data;
+using AlignHub.Training.Generation;
+using AlignHub.Training.Models;
+using AlignHub.Training.Tokenizers;
+using TorchSharp;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>
+/// The serving engine's continuous batching against the batch generator: requests that arrive while others are being
+/// generated, join the running batch mid-way and leave it as they finish give the tokens each would get alone.
+/// </summary>
+public class ServingTests
+{
+    static readonly string Config = ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny-128"]);
+    static readonly ModelRecord Record = new() { Id = "m", OwnedBy = "user", Architecture = "gpt2", ConfigJson = Config, Tokenizer = "byte", WeightsPath = "x" };
+
+    static string Collect(ServingJob job, int choice, out string finish)
+    {
+        var text = new System.Text.StringBuilder();
+        finish = "";
+        while (job.Events.TryRead(out var e))
+        {
+            if (e is TextDelta d && d.Index == choice) text.Append(d.Text);
+            if (e is ChoiceFinished f && f.Index == choice) finish = f.FinishReason;
+        }
+        return text.ToString();
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.9)]
+    public void Requests_joining_a_running_batch_get_the_tokens_they_would_get_alone(double temperature)
+    {
+        torch.manual_seed(3);
+        using var model = CausalLM.Create(Config);
+        var tok = new ByteTokenizer();
+        var encoder = new PromptEncoder(tok, 100);
+        string[] prompts = ["Hello", "A longer prompt that arrives later and is long", "x", "Greet Ada.\n", "Count: 1 2 3", "q"];
+        int[] maxTokens = [20, 12, 30, 8, 25, 5];
+        string[] stops = ["", "", "e", "", "", ""];
+        using var engine = new InferenceEngine(model, tok, maxRows: 3, capacity: 128);
+        var jobs = new List<ServingJob>();
+        ServingJob Submit(int i)
+        {
+            var req = new InferenceRequest { Model = Record, Prompt = prompts[i], MaxTokens = maxTokens[i], Temperature = temperature, N = 1 };
+            var job = new ServingJob(req, 0, stops[i].Length > 0 ? [stops[i]] : [], CancellationToken.None);
+            engine.Enqueue([new ServingRow { Job = job, Choice = 0, Prompt = encoder.Encode(prompts[i]), Seed = Seeds.Row(77, 0, i, 0) }]);
+            return job;
+        }
+        // Staggered: two at once, more after a few steps (some wait for a free row or for L to reach their prompt's length).
+        jobs.Add(Submit(0)); jobs.Add(Submit(2));
+        for (int s = 0; s < 3; s++) engine.Step();
+        jobs.Add(Submit(1)); jobs.Add(Submit(3));
+        for (int s = 0; s < 4; s++) engine.Step();
+        jobs.Add(Submit(4)); jobs.Add(Submit(5));
+        for (int s = 0; s < 500 && engine.HasWork; s++) engine.Step();
+        Assert.False(engine.HasWork);
+
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            int k = i switch { 0 => 0, 2 => 1, 1 => 2, 3 => 3, 4 => 4, _ => 5 };
+            var alone = TextGenerator.Generate(model, tok, [encoder.Encode(prompts[i])],
+                new GenerationOptions { MaxNewTokens = maxTokens[i], Temperature = temperature, Stop = stops[i].Length > 0 ? [stops[i]] : [] },
+                [Seeds.Row(77, 0, i, 0)])[0];
+            var served = Collect(jobs[k], 0, out var finish);
+            Assert.True(alone.Text == served, $"prompt {i}: alone \"{alone.Text}\" served \"{served}\"");
+            Assert.Equal(alone.FinishReason, finish);
+        }
+    }
+
+    [Fact]
+    public void A_cancelled_request_leaves_the_batch_and_the_others_finish()
+    {
+        torch.manual_seed(3);
+        using var model = CausalLM.Create(Config);
+        var tok = new ByteTokenizer();
+        var encoder = new PromptEncoder(tok, 100);
+        using var engine = new InferenceEngine(model, tok, maxRows: 2, capacity: 128);
+        using var cts = new CancellationTokenSource();
+        var req = new InferenceRequest { Model = Record, Prompt = "a", MaxTokens = 50, Temperature = 0, N = 2 };
+        var gone = new ServingJob(req, 1, [], cts.Token);
+        var stays = new ServingJob(req with { N = 1 }, 1, [], CancellationToken.None);
+        engine.Enqueue([new ServingRow { Job = gone, Choice = 0, Prompt = encoder.Encode("a"), Seed = 1 }, new ServingRow { Job = gone, Choice = 1, Prompt = encoder.Encode("a"), Seed = 2 }]);
+        engine.Enqueue([new ServingRow { Job = stays, Choice = 0, Prompt = encoder.Encode("b"), Seed = 3 }]);
+        engine.Step();
+        Assert.Equal(3, engine.Load); // two rows busy, one waiting for a row
+        cts.Cancel();
+        for (int s = 0; s < 200 && engine.HasWork; s++) engine.Step();
+        Assert.False(engine.HasWork);
+        Collect(stays, 0, out var finish);
+        Assert.Equal("length", finish);
+    }
+}
