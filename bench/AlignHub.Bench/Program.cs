@@ -34,6 +34,7 @@ switch (command)
     case "smollm2-device": RealShapeOnDevice.Run(args[1], args.Length > 2 ? int.Parse(args[2]) : 16); return;
     // serving [models: tiny-128,d256] [prompts] [max_tokens]: chat completions streamed by 1, 8, 32 clients vs a generate job
     case "serving": await ServingBenchmarks.Run(args.Length > 1 ? args[1].Split(',') : ["tiny-128", "d256"], args.Length > 2 ? int.Parse(args[2]) : 128, args.Length > 3 ? int.Parse(args[3]) : 64); return;
+    case "serving-engine": EngineBenchmark.Run(); return;
     // device-smoke [cuda|cuda:N|auto]: SFT, LoRA DPO and generation on the CPU and the device, compared, and throughput
     case "device-smoke": DeviceSmoke.Run(args.Length > 1 ? args[1] : "cuda"); return;
     case "oracle-export": OracleExport.Run(args[1], args.Length > 2 ? args[2] : null); return;

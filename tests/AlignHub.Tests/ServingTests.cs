@@ -73,6 +73,39 @@ public class ServingTests
         }
     }
 
+    /// <summary>
+    /// Many requests through two rows: the shared right edge moves on while requests come and go, and the engine shifts the
+    /// cache left when the columns before every live row are unused; the tokens stay each request's own.
+    /// </summary>
+    [Fact]
+    public void Requests_cycling_through_a_small_batch_keep_their_tokens_as_the_cache_shifts()
+    {
+        torch.manual_seed(5);
+        using var model = CausalLM.Create(Config);
+        var tok = new ByteTokenizer();
+        var encoder = new PromptEncoder(tok, 100);
+        using var engine = new InferenceEngine(model, tok, maxRows: 2, capacity: 160);
+        var prompts = Enumerable.Range(0, 10).Select(i => $"Prompt {i}: " + new string('z', i % 4)).ToList();
+        var jobs = prompts.Select((p, i) =>
+        {
+            var job = new ServingJob(new InferenceRequest { Model = Record, Prompt = p, MaxTokens = 24 + 7 * (i % 3), Temperature = 0.8 }, 0, [], CancellationToken.None);
+            engine.Enqueue([new ServingRow { Job = job, Choice = 0, Prompt = encoder.Encode(p), Seed = Seeds.Row(9, 0, i, 0) }]);
+            return job;
+        }).ToList();
+        int steps = 0;
+        for (; steps < 2000 && engine.HasWork; steps++) engine.Step();
+        Assert.False(engine.HasWork);
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            var alone = TextGenerator.Generate(model, tok, [encoder.Encode(prompts[i])],
+                new GenerationOptions { MaxNewTokens = 24 + 7 * (i % 3), Temperature = 0.8 }, [Seeds.Row(9, 0, i, 0)])[0];
+            Assert.Equal(alone.Text, Collect(jobs[i], 0, out var finish));
+            Assert.Equal(alone.FinishReason, finish);
+        }
+        // Ten requests of 24 to 38 tokens through two rows: the right edge moved on, and the cache was shifted left on the way.
+        Assert.True(engine.Compactions > 0, $"{steps} steps, no shift");
+    }
+
     [Fact]
     public void A_cancelled_request_leaves_the_batch_and_the_others_finish()
     {

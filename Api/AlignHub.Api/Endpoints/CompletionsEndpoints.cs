@@ -263,10 +263,21 @@ public static class CompletionsEndpoints
             };
         if (chat)
             for (int i = 0; i < req.N; i++) await Send(Chunk([Choice(i, null, null, null, first: true)]));
+        // The common chunk (a text delta without log-probs) is written from a template: one per token per client.
+        var head = "data: " + Chunk([]).ToJsonString()[..^2]; // ...,"choices":[
+        async Task SendDelta(int index, string text)
+        {
+            var escaped = JsonSerializer.Serialize(text);
+            await r.WriteAsync(chat
+                ? $"{head}{{\"index\":{index},\"delta\":{{\"content\":{escaped}}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"
+                : $"{head}{{\"text\":{escaped},\"index\":{index},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n", ct);
+            await r.Body.FlushAsync(ct);
+        }
         while (has)
         {
             switch (events.Current)
             {
+                case TextDelta d when !req.Logprobs: await SendDelta(d.Index, d.Text); break;
                 case TextDelta d: await Send(Chunk([Choice(d.Index, d.Text, d.Logprobs, null)])); break;
                 case ChoiceFinished f: await Send(Chunk([Choice(f.Index, chat ? null : "", null, f.FinishReason)])); break;
                 case UsageReport u when includeUsage:

@@ -18,6 +18,8 @@ public sealed class ServingRow
     internal readonly List<TokenLogprob> PendingLogprobs = [];
     internal int Emitted;
     internal int? Next;
+    /// <summary>The cache column where this row's prefilled block starts (columns before it are masked out).</summary>
+    internal long Start;
 }
 
 /// <summary>
@@ -79,6 +81,8 @@ public sealed class InferenceEngine : IDisposable
     }
 
     public ITokenizer Tokenizer => tok;
+    /// <summary>How often the cache has been shifted left (<see cref="Compact"/>).</summary>
+    public int Compactions { get; private set; }
     public int Capacity => capacity;
     public DateTime LastUsed { get; private set; } = DateTime.UtcNow;
 
@@ -100,8 +104,29 @@ public sealed class InferenceEngine : IDisposable
         for (int s = 0; s < maxRows; s++)
             if (slots[s] is { } r && r.Job.Cancellation.IsCancellationRequested) Free(s, r, write: false);
         if (slots.All(s => s is null)) length = 0;
+        else Compact();
         Admit();
         if (slots.Any(s => s?.Next is not null)) Decode();
+    }
+
+    /// <summary>
+    /// Columns left of every live row's block hold nothing anyone attends to: once they are a quarter of the length (and
+    /// at least 32), every row moves left by that much, so attention's cost follows the live rows, not the batch's history.
+    /// </summary>
+    void Compact()
+    {
+        long first = slots.Where(s => s is not null).Min(s => s!.Start);
+        if (first < 32 || first < length / 4) return;
+        using var noGrad = no_grad();
+        cache.ShiftLeft(first, length);
+        for (int s = 0; s < maxRows; s++)
+        {
+            Array.Copy(hostMask, s * capacity + first, hostMask, s * capacity, length - first);
+            Array.Clear(hostMask, s * capacity + (int)(length - first), (int)first);
+            if (slots[s] is { } r) r.Start -= first;
+        }
+        length -= first;
+        Compactions++;
     }
 
     void Admit()
@@ -148,6 +173,7 @@ public sealed class InferenceEngine : IDisposable
             var (slot, row) = group[j];
             long start = length - pg;
             cache.CopyRow(temp, j, slot, start, pg);
+            row.Start = start;
             Array.Clear(hostMask, slot * capacity, capacity);
             Array.Copy(mask, j * pg, hostMask, slot * capacity + start, pg);
         }
@@ -186,19 +212,23 @@ public sealed class InferenceEngine : IDisposable
         var groups = slotsToSample.Select((s, i) => (Slot: s, Row: rowInLast[i]))
             .GroupBy(x => (slots[x.Slot]!.Job.Request.Temperature, slots[x.Slot]!.Job.Request.TopP));
         var device = model.Device;
-        using var logp = last.log_softmax(-1);
+        bool anyLogprobs = slotsToSample.Any(sl => slots[sl]!.Job.Request.Logprobs);
+        using var logp = anyLogprobs ? last.log_softmax(-1) : null;
         foreach (var g in groups)
         {
             var members = g.Select(x => x.Slot).ToArray();
             var index = g.Select(x => (long)x.Row).ToArray();
-            using var idx = tensor(index, device: device);
-            using var rows = last.index_select(0, idx);
-            using var rowLogp = logp.index_select(0, idx);
+            // One group over every row of last, in order (the usual case): no gather of rows.
+            bool whole = index.Length == last.shape[0] && index.Select((r, i) => r == i).All(x => x);
+            using var idx = whole ? null : tensor(index, device: device);
+            using var rows = whole ? last.alias() : last.index_select(0, idx!);
             var o = new GenerationOptions { Temperature = g.Key.Temperature, TopP = g.Key.TopP };
             using var u = tensor(members.Select(s => Seeds.Uniform(slots[s]!.Seed, slots[s]!.Generated.Count)).ToArray(), device: device);
             var (chosen, _) = Sampler.Pick(rows, o, u);
+            bool wantLogprobs = members.Any(s => slots[s]!.Job.Request.Logprobs);
+            using var rowLogp = wantLogprobs ? (whole ? logp!.alias() : logp!.index_select(0, idx!)) : null;
+            using var chosenLogp = rowLogp is null ? zeros_like(chosen, dtype: ScalarType.Float32) : rowLogp.gather(1, chosen.unsqueeze(1)).squeeze(1);
             using (chosen)
-            using (var chosenLogp = rowLogp.gather(1, chosen.unsqueeze(1)).squeeze(1))
             using (var host = stack([chosen.to_type(ScalarType.Float64), chosenLogp.to_type(ScalarType.Float64)]).cpu())
             {
                 var h = host.data<double>().ToArray();
@@ -206,7 +236,7 @@ public sealed class InferenceEngine : IDisposable
                 double[]? topV = null; long[]? topI = null;
                 if (k > 0)
                 {
-                    var (values, indices) = rowLogp.topk(k, dim: -1);
+                    var (values, indices) = rowLogp!.topk(k, dim: -1);
                     using (values) using (indices)
                     {
                         using var hv = values.to_type(ScalarType.Float64).cpu();

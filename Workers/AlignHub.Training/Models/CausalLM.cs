@@ -147,6 +147,25 @@ public sealed class KvCache(int layers, int capacity, int? maxRows = null) : IDi
         }
     }
 
+    /// <summary>
+    /// Drops the first <paramref name="by"/> positions of every row: positions [by, length) move to [0, length - by) and the
+    /// length shrinks by <paramref name="by"/> (a serving engine reclaiming columns no live row uses).
+    /// </summary>
+    public void ShiftLeft(long by, long length)
+    {
+        if (by <= 0) return;
+        for (int layer = 0; layer < keys.Length; layer++)
+            foreach (var buffer in new[] { keys[layer], values[layer] })
+            {
+                if (buffer is null) continue;
+                using var src = buffer.narrow(2, by, length - by);
+                using var copy = src.clone(); // the ranges overlap
+                using var dst = buffer.narrow(2, 0, length - by);
+                dst.copy_(copy);
+            }
+        Array.Fill(lengths, length - by);
+    }
+
     public void Dispose()
     {
         for (int i = 0; i < keys.Length; i++) { keys[i]?.Dispose(); values[i]?.Dispose(); keys[i] = values[i] = null; }
