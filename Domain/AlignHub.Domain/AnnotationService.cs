@@ -69,6 +69,29 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         return new Ok<AnnotationCampaign>(c);
     }
 
+    /// <summary>
+    /// Adds one item (a prompt and two responses) to a campaign: the playground's "send to campaign", or any client's. Its
+    /// index is the campaign's next; the count moves in the same transaction.
+    /// </summary>
+    public async Task<Result> AddItemAsync(string campaignId, string? prompt, string? responseA, string? responseB, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(prompt)) return new Invalid("prompt", "prompt is required");
+        if (string.IsNullOrEmpty(responseA)) return new Invalid("response_a", "response_a is required");
+        if (string.IsNullOrEmpty(responseB)) return new Invalid("response_b", "response_b is required");
+        if (prompt.Length + responseA.Length + responseB.Length > 1_000_000) return new Invalid("prompt", "the item is larger than 1,000,000 characters");
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        var k = await db.Campaigns.Where(c => c.Id == campaignId).Select(c => (int?)c.AnnotatorsPerItem).FirstOrDefaultAsync(ct);
+        if (k is null) return new NotFound("campaign");
+        await db.Campaigns.Where(c => c.Id == campaignId).ExecuteUpdateAsync(u => u.SetProperty(c => c.ItemCount, c => c.ItemCount + 1), ct);
+        var count = await db.Campaigns.Where(c => c.Id == campaignId).Select(c => c.ItemCount).FirstAsync(ct);
+        var item = new AnnotationItem { CampaignId = campaignId, Index = count - 1, Prompt = prompt, ResponseA = responseA, ResponseB = responseB, OpenSlots = k.Value };
+        db.AnnotationItems.Add(item);
+        await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
+        return new Ok<AnnotationItem>(item);
+    }
+
     /// <summary>Items from generation rows (first two completions) or <c>{"prompt", "response_a", "response_b"}</c> rows.</summary>
     static List<(string, string, string)> ReadItems(string path)
     {

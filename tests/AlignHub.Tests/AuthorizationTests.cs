@@ -105,6 +105,7 @@ public class AuthorizationTests
             }),
             new("GET", "/v1/annotation/campaigns/{id}/stats", Read, c => c.GetAsync($"/v1/annotation/campaigns/{campaign}/stats")),
             new("POST", "/v1/annotation/campaigns/{id}/invites", Train, c => c.PostAsync($"/v1/annotation/campaigns/{campaign}/invites", J(new { annotator = "guest" }))),
+            new("POST", "/v1/annotation/campaigns/{id}/items", Train, c => c.PostAsync($"/v1/annotation/campaigns/{campaign}/items", J(new { prompt = "p", response_a = "a", response_b = "b" }))),
             new("POST", "/v1/annotation/campaigns/{id}/export", Train, c => c.PostAsync($"/v1/annotation/campaigns/{campaign}/export", J(new { }))),
             new("POST", "/v1/api_keys", Admin, c => c.PostAsync("/v1/api_keys", J(new { name = "k", role = "viewer" }))),
             new("GET", "/v1/api_keys", Admin, c => c.GetAsync("/v1/api_keys")),

@@ -129,3 +129,68 @@ public class ServingTests
         Assert.Equal("length", finish);
     }
 }
+
+/// <summary>The playground in Debian's Chromium: two models stream side by side, and the pair goes to a campaign where an annotator sees it.</summary>
+public class PlaygroundBrowserTests
+{
+    static async Task<string> UploadRandomModel(AlignHubProcess app, string id, int seed)
+    {
+        var dir = Directory.CreateTempSubdirectory("alignhub-play-model-").FullName;
+        File.WriteAllText(Path.Combine(dir, "config.json"), TinyConfigs.Gpt2());
+        using (var m = TinyConfigs.Create(TinyConfigs.Gpt2(), seed)) HfWeights.Save(m, dir);
+        var (status, body) = await ModelsApiTests.UploadModel(app, ModelsApiTests.TarGz(dir, "m"), id);
+        Assert.True(status == System.Net.HttpStatusCode.OK, body.ToString());
+        return id;
+    }
+
+    [ChromiumFact]
+    public async Task The_playground_streams_two_models_and_sends_the_pair_to_a_campaign()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-playground-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data);
+        var a = await UploadRandomModel(app, "me/left", 1);
+        var b = await UploadRandomModel(app, "me/right", 2);
+        var (_, file) = await app.Upload(JsonSerializer.Serialize(new { prompt = "seed item", response_a = "x", response_b = "y" }), "items.jsonl");
+        var (_, campaign) = await app.PostJson("/v1/annotation/campaigns", new { name = "playground pairs", file = file.GetProperty("id").GetString(), annotators_per_item = 1 });
+        var campaignId = campaign.GetProperty("id").GetString()!;
+
+        using var pw = await Microsoft.Playwright.Playwright.CreateAsync();
+        await using var browser = await pw.Chromium.LaunchAsync(new()
+        {
+            ExecutablePath = ChromiumFactAttribute.Executable, Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        });
+        var page = await browser.NewPageAsync();
+        await DashboardBrowserTests.SignInAsync(page, app, "playground");
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = Microsoft.Playwright.WaitForSelectorState.Attached, Timeout = 45_000 });
+        await page.SelectOptionAsync("#model-a", a);
+        await page.SelectOptionAsync("#model-b", b);
+        await page.FillAsync("#max-tokens", "40");
+        await page.Locator("#max-tokens").DispatchEventAsync("change");
+        await page.FillAsync("#message", "Say something kind.");
+        await page.ClickAsync("#send");
+        // Both answers stream into their columns, then become the assistant's turns.
+        await page.WaitForFunctionAsync("() => document.querySelectorAll('[data-role=assistant]').length === 2 && !document.querySelector('#stop')", null, new() { Timeout = 60_000 });
+        var answers = await page.Locator("[data-role=assistant] span").AllInnerTextsAsync();
+        Assert.Equal(2, answers.Count);
+        Assert.All(answers, t => Assert.False(string.IsNullOrEmpty(t)));
+        await page.SelectOptionAsync("#campaign", campaignId);
+        await page.ClickAsync("#to-campaign");
+        await page.Locator("#sent").WaitForAsync(new() { Timeout = 30_000 });
+        Assert.Contains("item 2", await page.Locator("#sent").InnerTextAsync());
+
+        // An annotator of the campaign gets the pair (after the seed item): the prompt and both answers, in some order.
+        var annotator = await app.ClientAs("annotator", "play");
+        var seen = new List<JsonElement>();
+        for (int i = 0; i < 2; i++)
+        {
+            var next = await annotator.PostAsync($"/v1/annotation/campaigns/{campaignId}/next", System.Net.Http.Json.JsonContent.Create(new { }));
+            var item = JsonDocument.Parse(await next.Content.ReadAsStringAsync()).RootElement.Clone();
+            seen.Add(item);
+            await annotator.PostAsync($"/v1/annotation/campaigns/{campaignId}/labels",
+                System.Net.Http.Json.JsonContent.Create(new { assignment_id = item.GetProperty("assignment_id").GetInt64(), choice = "left" }));
+        }
+        var pair = seen.Single(x => x.GetProperty("prompt").GetString() == "Say something kind.");
+        Assert.Equal(answers.Order(), new[] { pair.GetProperty("left").GetString()!, pair.GetProperty("right").GetString()! }.Order());
+    }
+}

@@ -6,6 +6,7 @@ namespace AlignHub.Api.Endpoints;
 
 public sealed record SubmitLabelRequest(long? AssignmentId, string? Choice, string? Rationale, int? DurationMs);
 public sealed record ExportRequest(bool? IncludeTies);
+public sealed record AddItemRequest(string? Prompt, string? ResponseA, string? ResponseB);
 
 public sealed record CampaignObject(string Id, string Name, string File, int AnnotatorsPerItem, string Guidelines, string Question, bool AllowTies,
     string Rationale, int LeaseSeconds, int ItemCount, long CreatedAt)
@@ -36,6 +37,7 @@ public static class AnnotationEndpoints
         g.MapGet("/{id}/stats", Stats).WithSummary("Agreement: percent, Cohen's kappa per pair, Fleiss' kappa, per-annotator figures, most contested items. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapPost("/{id}/invites", Invite).WithSummary("Invite an annotator: a new annotator key and a link that signs them in to this campaign's labeling page. Role: trainer")
             .RequireAuthorization(Auth.Train);
+        g.MapPost("/{id}/items", AddItem).WithSummary("Add an item (a prompt and two responses) to a campaign. Role: trainer").RequireAuthorization(Auth.Train);
         g.MapPost("/{id}/export", Export).WithSummary("Majority-vote preference pairs as a new file (TRL's rows). Role: trainer").RequireAuthorization(Auth.Train);
     }
 
@@ -118,6 +120,14 @@ public static class AnnotationEndpoints
     {
         var r = await s.StatsAsync(id, ct);
         return r is AnnotationService.Ok<AnnotationService.CampaignStats> ok ? TypedResults.Ok(ok.Value) : Map(r);
+    }
+
+    public static async Task<IResult> AddItem(string id, AddItemRequest body, AnnotationService s, CancellationToken ct)
+    {
+        var r = await s.AddItemAsync(id, body.Prompt, body.ResponseA, body.ResponseB, ct);
+        return r is AnnotationService.Ok<AnnotationItem> ok
+            ? TypedResults.Ok(new { @object = "annotation.item", id = ok.Value.Id, campaign = id, index = ok.Value.Index, prompt = ok.Value.Prompt, response_a = ok.Value.ResponseA, response_b = ok.Value.ResponseB })
+            : Map(r);
     }
 
     public static async Task<IResult> Export(string id, ExportRequest? body, AnnotationService s, CancellationToken ct)
