@@ -59,6 +59,7 @@ public static class HostSetup
         if (options.HasRole("worker"))
         {
             services.AddScoped<ITrainingJob, TrainingJob>();
+            services.AddScoped<ICampaignJudging, AlignHub.Workers.CampaignJudgingJob>();
             services.AddHangfireServer(o =>
             {
                 o.WorkerCount = Math.Max(1, options.WorkerCount);
@@ -89,6 +90,7 @@ public static class HostSetup
         services.AddSingleton<JobService>();
         services.AddSingleton<ModelService>();
         services.AddSingleton<AnnotationService>();
+        services.AddSingleton<JudgeService>();
         services.AddAlignHubAuth(options);
 
         services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));

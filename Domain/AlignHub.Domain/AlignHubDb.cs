@@ -17,6 +17,7 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
     public DbSet<AnnotationAssignment> Assignments => Set<AnnotationAssignment>();
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
     public DbSet<IdempotencyRecord> IdempotencyRecords => Set<IdempotencyRecord>();
+    public DbSet<Judge> Judges => Set<Judge>();
 
     protected override void OnModelCreating(ModelBuilder b)
     {
@@ -98,6 +99,12 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.Property(x => x.Role).HasMaxLength(16);
             e.Property(x => x.Hash).HasMaxLength(64);
             e.HasIndex(x => x.Hash).IsUnique();
+        });
+        b.Entity<Judge>(e =>
+        {
+            e.ToTable("judges");
+            e.Property(x => x.Id).HasMaxLength(64);
+            e.Property(x => x.Mode).HasMaxLength(16);
         });
         b.Entity<IdempotencyRecord>(e =>
         {

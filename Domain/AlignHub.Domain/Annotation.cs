@@ -18,6 +18,12 @@ public sealed class AnnotationCampaign
     public int LeaseSeconds { get; set; } = 600;
     public int ItemCount { get; set; }
     public long CreatedAt { get; set; }
+    /// <summary>The pairwise judge whose verdicts pre-label the items (null: none).</summary>
+    public string? JudgeId { get; set; }
+    /// <summary>What annotators see of the judge's verdict: <c>hidden</c>, <c>after</c> (once they have answered) or <c>shown</c>.</summary>
+    public string JudgeVisibility { get; set; } = "hidden";
+    /// <summary>Why the last judging run stopped (null: it did not fail).</summary>
+    public string? JudgeError { get; set; }
 }
 
 public sealed class AnnotationItem
@@ -34,6 +40,10 @@ public sealed class AnnotationItem
     /// (item, slot) stays the guarantee.
     /// </summary>
     public int OpenSlots { get; set; }
+    /// <summary>The campaign judge's verdict in the item's terms (<c>a</c>, <c>b</c>, <c>tie</c>); null until judged.</summary>
+    public string? JudgeLabel { get; set; }
+    /// <summary>Both orders the judge was asked, as JSON (<see cref="PairVerdict"/>).</summary>
+    public string? JudgeDetail { get; set; }
 }
 
 /// <summary>

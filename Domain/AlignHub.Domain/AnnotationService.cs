@@ -119,20 +119,35 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     }
 
     /// <summary>What an annotator sees: the item with sides as shown to them, and their progress.</summary>
-    public sealed record NextItem(long AssignmentId, long ItemId, string Prompt, string Left, string Right, long LeaseUntilMs, int Done, int Total);
+    /// <param name="Judge">The campaign judge's verdict as shown to this annotator (left, right, tie) when the campaign shows it; else null.</param>
+    public sealed record NextItem(long AssignmentId, long ItemId, string Prompt, string Left, string Right, long LeaseUntilMs, int Done, int Total, string? Judge = null);
 
-    // Campaign settings never change after creation, so the hot paths (next, submit) read them from memory.
-    readonly ConcurrentDictionary<string, AnnotationCampaign> campaigns = new();
+    /// <summary>A verdict in the item's terms (a, b, tie) as an annotator with <paramref name="swapped"/> sides sees it.</summary>
+    public static string? Shown(string? verdict, bool swapped) => verdict switch
+    {
+        "a" => swapped ? "right" : "left",
+        "b" => swapped ? "left" : "right",
+        "tie" => "tie",
+        _ => null,
+    };
+
+    // Campaign settings read on the hot paths (next, submit) come from memory; only the judge's visibility can change
+    // (POST .../judge), so an entry is read again after 10 s.
+    readonly ConcurrentDictionary<string, (AnnotationCampaign Campaign, long AtMs)> campaigns = new();
     // When each campaign's expired leases were last returned by this process.
     readonly ConcurrentDictionary<string, long> lastExpirySweepMs = new();
 
     async Task<AnnotationCampaign?> Campaign(AlignHubDb db, string id, CancellationToken ct)
     {
-        if (campaigns.TryGetValue(id, out var c)) return c;
-        c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
-        if (c is not null) campaigns.TryAdd(id, c);
+        var now = Ids.NowMs();
+        if (campaigns.TryGetValue(id, out var hit) && now - hit.AtMs < 10_000) return hit.Campaign;
+        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        if (c is not null) campaigns[id] = (c, now);
         return c;
     }
+
+    /// <summary>Drops this process's copy of a campaign's settings (after its judge settings changed).</summary>
+    public void Forget(string id) => campaigns.TryRemove(id, out _);
 
     /// <summary>
     /// The caller's current item: their unexpired lease, or a new lease on a free slot of an item they have not seen.
@@ -315,7 +330,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             """, ct, ("campaign", c.Id), ("annotator", a.Annotator)))[0].Select(Convert.ToInt32).ToArray();
         int done = counts[0], open = counts[1], seenOpen = counts[2];
         return new NextItem(a.Id, item.Id, item.Prompt, a.Swapped ? item.ResponseB : item.ResponseA, a.Swapped ? item.ResponseA : item.ResponseB,
-            a.LeaseUntilMs, done, done + 1 + open - seenOpen);
+            a.LeaseUntilMs, done, done + 1 + open - seenOpen, c.JudgeVisibility == "shown" ? Shown(item.JudgeLabel, a.Swapped) : null);
     }
 
     /// <summary>
@@ -421,8 +436,11 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     public sealed record AnnotatorStats(string Annotator, int Labels, double? MedianSeconds, double? AgreementWithMajority);
     public sealed record PairKappa(string A, string B, double? Kappa, int SharedItems);
     public sealed record ContestedItem(long ItemId, int Index, string Prompt, IReadOnlyDictionary<string, int> Votes, double Agreement);
+    /// <summary>The campaign judge against the annotators: on items with a human majority and a verdict, how often they agree, and Cohen's kappa.</summary>
+    public sealed record JudgeAgreement(string Judge, int JudgedItems, int Compared, double? Percent, double? Kappa);
     public sealed record CampaignStats(int Items, int CompleteItems, int Labels, int Skips, double? PercentAgreement, double? FleissKappa,
-        IReadOnlyList<PairKappa> CohensKappa, IReadOnlyList<AnnotatorStats> Annotators, IReadOnlyList<ContestedItem> MostContested);
+        IReadOnlyList<PairKappa> CohensKappa, IReadOnlyList<AnnotatorStats> Annotators, IReadOnlyList<ContestedItem> MostContested,
+        JudgeAgreement? Judge = null);
 
     public async Task<Result> StatsAsync(string campaignId, CancellationToken ct)
     {
@@ -454,9 +472,19 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             .Select(kv => (kv.Key, Votes: kv.Value.GroupBy(l => l.Value).ToDictionary(g => g.Key, g => g.Count()), Agree: Agreement.PercentAgreement(kv.Value) ?? 1))
             .OrderBy(x => x.Agree).ThenBy(x => items[x.Key].Index).Take(10)
             .Select(x => new ContestedItem(x.Key, items[x.Key].Index, items[x.Key].Prompt, x.Votes, x.Agree)).ToList();
+        JudgeAgreement? judge = null;
+        if (c.JudgeId is { } judgeId)
+        {
+            // The judge as one more annotator beside the majority: percent agreement and Cohen's kappa over the items both labelled.
+            var compared = items.Values.Where(i => i.JudgeLabel is not null && majority.TryGetValue(i.Id, out var mj) && mj is not null).ToList();
+            var pairLabels = compared.SelectMany(i => new[] { new Agreement.Label(i.Id, "judge", i.JudgeLabel!), new Agreement.Label(i.Id, "majority", majority[i.Id]!) }).ToList();
+            judge = new JudgeAgreement(judgeId, items.Values.Count(i => i.JudgeLabel is not null), compared.Count,
+                compared.Count == 0 ? null : compared.Count(i => i.JudgeLabel == majority[i.Id]) / (double)compared.Count,
+                compared.Count == 0 ? null : Agreement.CohensKappa(pairLabels, "judge", "majority"));
+        }
         return new Ok<CampaignStats>(new CampaignStats(c.ItemCount, byItem.Count(kv => kv.Value.Count >= c.AnnotatorsPerItem), labels.Count,
             rows.Count(r => r.Label == "skip"), Agreement.PercentAgreement(labels), Agreement.FleissKappa(labels, c.AnnotatorsPerItem),
-            pairs, perAnnotator, contested));
+            pairs, perAnnotator, contested, judge));
     }
 
     /// <summary>
@@ -464,8 +492,13 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     /// items without a majority are dropped, majority ties are dropped or kept with margin 0; <c>agreement</c> is the
     /// item's pairwise agreement (a weight or label-smoothing hint). The file appears under /v1/files.
     /// </summary>
-    public async Task<Result> ExportAsync(string campaignId, bool includeTies, CancellationToken ct)
+    /// <param name="source">
+    /// <c>humans</c> (the default): the annotators' majority; <c>judge</c>: the campaign judge's verdicts alone;
+    /// <c>humans_then_judge</c>: the majority where there is one, else the judge's verdict.
+    /// </param>
+    public async Task<Result> ExportAsync(string campaignId, bool includeTies, CancellationToken ct, string source = "humans")
     {
+        if (source is not ("humans" or "judge" or "humans_then_judge")) return new Invalid("source", "must be humans, judge or humans_then_judge");
         await using var db = await dbs.CreateDbContextAsync(ct);
         var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == campaignId, ct);
         if (c is null) return new NotFound("campaign");
@@ -475,15 +508,18 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         foreach (var item in items)
         {
             var votes = rows.Where(r => r.ItemId == item.Id).Select(r => new Agreement.Label(item.Id, r.Annotator, r.Label!)).ToList();
-            var m = Agreement.Majority(votes.Select(v => v.Value));
+            var m = source == "judge" ? null : Agreement.Majority(votes.Select(v => v.Value));
+            bool byJudge = false;
+            if (m is null && source != "humans" && item.JudgeLabel is { } verdict) { m = verdict; byJudge = true; votes = []; }
             if (m is null || (m == "tie" && !includeTies)) continue;
             var agreement = votes.Count >= 2 ? Agreement.PercentAgreement(votes)!.Value : 1.0;
             var (chosen, rejected) = m == "b" ? (item.ResponseB, item.ResponseA) : (item.ResponseA, item.ResponseB);
             var row = new Dictionary<string, object> { ["prompt"] = item.Prompt, ["chosen"] = chosen, ["rejected"] = rejected, ["agreement"] = Math.Round(agreement, 6), ["votes"] = votes.Count };
+            if (byJudge) row["labelled_by"] = "judge";
             if (m == "tie") row["margin"] = 0;
             lines.Add(JsonSerializer.Serialize(row));
         }
-        if (lines.Count == 0) return new Conflict("no item has a majority label yet");
+        if (lines.Count == 0) return new Conflict(source == "judge" ? "no item has a judge's verdict that is not a tie" : "no item has a majority label yet");
         var tmp = Path.Combine(options.FullDataDir, "files", $"export-{Guid.NewGuid():N}.jsonl");
         Directory.CreateDirectory(Path.GetDirectoryName(tmp)!);
         await File.WriteAllLinesAsync(tmp, lines, ct);

@@ -47,6 +47,7 @@ public class AuthorizationTests
             Assert.True(s == HttpStatusCode.OK, b.ToString());
             return id;
         }
+        async Task<string> NewJudge() => (await app.PostJson("/v1/judges", new { name = "judge", model = "me/served" })).Body.GetProperty("id").GetString()!;
         async Task<string> NewKey() => (await app.PostJson("/v1/api_keys", new { name = "temp", role = "viewer" })).Body.GetProperty("id").GetString()!;
         static JsonContent J(object o) => JsonContent.Create(o);
         // A model with weights to serve completions from.
@@ -105,6 +106,12 @@ public class AuthorizationTests
             }),
             new("GET", "/v1/annotation/campaigns/{id}/stats", Read, c => c.GetAsync($"/v1/annotation/campaigns/{campaign}/stats")),
             new("POST", "/v1/annotation/campaigns/{id}/invites", Train, c => c.PostAsync($"/v1/annotation/campaigns/{campaign}/invites", J(new { annotator = "guest" }))),
+            new("POST", "/v1/judges", Train, c => c.PostAsync("/v1/judges", J(new { name = "j", model = "me/served" }))),
+            new("GET", "/v1/judges", Read, c => c.GetAsync("/v1/judges")),
+            new("GET", "/v1/judges/{id}", Read, async c => await c.GetAsync($"/v1/judges/{await NewJudge()}")),
+            new("DELETE", "/v1/judges/{id}", Train, async c => await c.DeleteAsync($"/v1/judges/{await NewJudge()}")),
+            new("POST", "/v1/annotation/campaigns/{id}/judge", Train, async c => await c.PostAsync($"/v1/annotation/campaigns/{campaign}/judge", J(new { judge = await NewJudge() }))),
+            new("GET", "/v1/annotation/campaigns/{id}/judgements", Read, c => c.GetAsync($"/v1/annotation/campaigns/{campaign}/judgements")),
             new("POST", "/v1/annotation/campaigns/{id}/items", Train, c => c.PostAsync($"/v1/annotation/campaigns/{campaign}/items", J(new { prompt = "p", response_a = "a", response_b = "b" }))),
             new("POST", "/v1/annotation/campaigns/{id}/export", Train, c => c.PostAsync($"/v1/annotation/campaigns/{campaign}/export", J(new { }))),
             new("POST", "/v1/api_keys", Admin, c => c.PostAsync("/v1/api_keys", J(new { name = "k", role = "viewer" }))),

@@ -1,19 +1,21 @@
 using AlignHub.Domain;
+using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
 namespace AlignHub.Api.Endpoints;
 
 public sealed record SubmitLabelRequest(long? AssignmentId, string? Choice, string? Rationale, int? DurationMs);
-public sealed record ExportRequest(bool? IncludeTies);
+public sealed record ExportRequest(bool? IncludeTies, string? Source);
+public sealed record JudgeCampaignRequest(string? Judge, string? Visibility);
 public sealed record AddItemRequest(string? Prompt, string? ResponseA, string? ResponseB);
 
 public sealed record CampaignObject(string Id, string Name, string File, int AnnotatorsPerItem, string Guidelines, string Question, bool AllowTies,
-    string Rationale, int LeaseSeconds, int ItemCount, long CreatedAt)
+    string Rationale, int LeaseSeconds, int ItemCount, long CreatedAt, string? Judge, string JudgeVisibility, int? JudgedItems, string? JudgeError)
 {
     public string Object => "annotation.campaign";
-    public static CampaignObject From(AnnotationCampaign c) => new(c.Id, c.Name, c.SourceFile, c.AnnotatorsPerItem, c.Guidelines, c.Question,
-        c.AllowTies, c.Rationale, c.LeaseSeconds, c.ItemCount, c.CreatedAt);
+    public static CampaignObject From(AnnotationCampaign c, int? judged = null) => new(c.Id, c.Name, c.SourceFile, c.AnnotatorsPerItem, c.Guidelines, c.Question,
+        c.AllowTies, c.Rationale, c.LeaseSeconds, c.ItemCount, c.CreatedAt, c.JudgeId, c.JudgeVisibility, judged, c.JudgeError);
 }
 
 public sealed record InviteRequest(string? Annotator);
@@ -37,6 +39,9 @@ public static class AnnotationEndpoints
         g.MapGet("/{id}/stats", Stats).WithSummary("Agreement: percent, Cohen's kappa per pair, Fleiss' kappa, per-annotator figures, most contested items. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapPost("/{id}/invites", Invite).WithSummary("Invite an annotator: a new annotator key and a link that signs them in to this campaign's labeling page. Role: trainer")
             .RequireAuthorization(Auth.Train);
+        g.MapPost("/{id}/judge", SetJudge).WithSummary("Pre-label the campaign with a pairwise judge (both orders asked; disagreement is a tie) and say what annotators see of it: hidden, after (once they answer) or shown. Role: trainer")
+            .RequireAuthorization(Auth.Train);
+        g.MapGet("/{id}/judgements", Judgements).WithSummary("The judge's verdict per item, with both orders' picks and answers. Role: viewer").RequireAuthorization(Auth.Read);
         g.MapPost("/{id}/items", AddItem).WithSummary("Add an item (a prompt and two responses) to a campaign. Role: trainer").RequireAuthorization(Auth.Train);
         g.MapPost("/{id}/export", Export).WithSummary("Majority-vote preference pairs as a new file (TRL's rows). Role: trainer").RequireAuthorization(Auth.Train);
     }
@@ -78,14 +83,16 @@ public static class AnnotationEndpoints
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
         var rows = await db.Campaigns.AsNoTracking().OrderByDescending(c => c.CreatedAt).ThenBy(c => c.Id).ToListAsync(ct);
-        return TypedResults.Ok(new ListObject<CampaignObject>(rows.Select(CampaignObject.From).ToList(), false));
+        return TypedResults.Ok(new ListObject<CampaignObject>(rows.Select(c => CampaignObject.From(c)).ToList(), false));
     }
 
     public static async Task<IResult> Get(string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
         var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
-        return c is null ? ProblemShape.NotFound("campaign", id) : TypedResults.Ok(CampaignObject.From(c));
+        if (c is null) return ProblemShape.NotFound("campaign", id);
+        int? judged = c.JudgeId is null ? null : await db.AnnotationItems.CountAsync(i => i.CampaignId == id && i.JudgeLabel != null, ct);
+        return TypedResults.Ok(CampaignObject.From(c, judged));
     }
 
     public static async Task<IResult> Next(string id, HttpRequest request, AnnotationService s, CancellationToken ct)
@@ -101,12 +108,22 @@ public static class AnnotationEndpoints
         return r is AnnotationService.Ok<AnnotationService.NextItem?> ok ? ok.Value is null ? TypedResults.NoContent() : TypedResults.Ok(ok.Value) : Map(r);
     }
 
-    public static async Task<IResult> Submit(string id, SubmitLabelRequest body, HttpRequest request, AnnotationService s, CancellationToken ct)
+    public static async Task<IResult> Submit(string id, SubmitLabelRequest body, HttpRequest request, AnnotationService s, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
     {
         if (Annotator(request) is not { } who) return NoAnnotator();
         if (body.AssignmentId is not long aid) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["assignment_id"] = ["assignment_id is required"] });
         var r = await s.SubmitAsync(id, who, aid, body.Choice, body.Rationale, body.DurationMs, ct);
-        return r is AnnotationService.Ok<string> ok ? TypedResults.Ok(new { assignment_id = aid, label = ok.Value }) : Map(r);
+        if (r is not AnnotationService.Ok<string> ok) return Map(r);
+        // A campaign that shows its judge after an answer (or always) returns the verdict with the label, in the annotator's terms.
+        string? judge = null;
+        await using (var db = await dbs.CreateDbContextAsync(ct))
+        {
+            var shown = await db.Assignments.AsNoTracking().Where(a => a.Id == aid)
+                .Join(db.AnnotationItems, a => a.ItemId, i => i.Id, (a, i) => new { a.Swapped, i.JudgeLabel })
+                .Join(db.Campaigns.Where(c => c.Id == id && c.JudgeVisibility != "hidden"), x => true, c => true, (x, c) => x).FirstOrDefaultAsync(ct);
+            if (shown is not null) judge = AnnotationService.Shown(shown.JudgeLabel, shown.Swapped);
+        }
+        return TypedResults.Ok(new { assignment_id = aid, label = ok.Value, judge });
     }
 
     public static async Task<IResult> Undo(string id, HttpRequest request, AnnotationService s, CancellationToken ct)
@@ -122,6 +139,46 @@ public static class AnnotationEndpoints
         return r is AnnotationService.Ok<AnnotationService.CampaignStats> ok ? TypedResults.Ok(ok.Value) : Map(r);
     }
 
+    public static async Task<IResult> SetJudge(string id, JudgeCampaignRequest body, AnnotationService s, IDbContextFactory<AlignHubDb> dbs,
+        Hangfire.IBackgroundJobClient hangfire, CancellationToken ct)
+    {
+        var visibility = body.Visibility ?? "hidden";
+        if (visibility is not ("hidden" or "after" or "shown"))
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["visibility"] = ["visibility must be hidden, after or shown"] });
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var c = await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        if (c is null) return ProblemShape.NotFound("campaign", id);
+        var judge = body.Judge is null ? null : await db.Judges.AsNoTracking().FirstOrDefaultAsync(j => j.Id == body.Judge, ct);
+        if (judge is null) return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["judge"] = [body.Judge is null ? "judge is required" : $"judge \"{body.Judge}\" does not exist"] });
+        if (judge.Mode != "pairwise") return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["judge"] = ["a campaign needs a pairwise judge"] });
+        // Another judge starts over; the same judge goes on with the items it has not judged.
+        if (c.JudgeId != judge.Id)
+            await db.AnnotationItems.Where(i => i.CampaignId == id).ExecuteUpdateAsync(u => u.SetProperty(i => i.JudgeLabel, (string?)null).SetProperty(i => i.JudgeDetail, (string?)null), ct);
+        await db.Campaigns.Where(x => x.Id == id).ExecuteUpdateAsync(u => u.SetProperty(x => x.JudgeId, judge.Id).SetProperty(x => x.JudgeVisibility, visibility)
+            .SetProperty(x => x.JudgeError, (string?)null), ct);
+        s.Forget(id);
+        hangfire.Enqueue<ICampaignJudging>(ICampaignJudging.Queue, j => j.Run(id, CancellationToken.None));
+        var updated = await db.Campaigns.AsNoTracking().FirstAsync(x => x.Id == id, ct);
+        return TypedResults.Ok(CampaignObject.From(updated, await db.AnnotationItems.CountAsync(i => i.CampaignId == id && i.JudgeLabel != null, ct)));
+    }
+
+    public static async Task<IResult> Judgements(string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        if (!await db.Campaigns.AnyAsync(c => c.Id == id, ct)) return ProblemShape.NotFound("campaign", id);
+        var items = await db.AnnotationItems.AsNoTracking().Where(i => i.CampaignId == id && i.JudgeLabel != null).OrderBy(i => i.Index).ToListAsync(ct);
+        return TypedResults.Ok(new
+        {
+            @object = "list",
+            data = items.Select(i => new
+            {
+                item = i.Id, index = i.Index, verdict = i.JudgeLabel,
+                orders = i.JudgeDetail is null ? (System.Text.Json.JsonElement?)null : System.Text.Json.JsonDocument.Parse(i.JudgeDetail).RootElement.Clone(),
+            }).ToList(),
+            has_more = false,
+        });
+    }
+
     public static async Task<IResult> AddItem(string id, AddItemRequest body, AnnotationService s, CancellationToken ct)
     {
         var r = await s.AddItemAsync(id, body.Prompt, body.ResponseA, body.ResponseB, ct);
@@ -132,7 +189,7 @@ public static class AnnotationEndpoints
 
     public static async Task<IResult> Export(string id, ExportRequest? body, AnnotationService s, CancellationToken ct)
     {
-        var r = await s.ExportAsync(id, body?.IncludeTies ?? false, ct);
+        var r = await s.ExportAsync(id, body?.IncludeTies ?? false, ct, body?.Source ?? "humans");
         return r is AnnotationService.Ok<FileRecord> ok ? TypedResults.Ok(FileObject.From(ok.Value)) : Map(r);
     }
 }

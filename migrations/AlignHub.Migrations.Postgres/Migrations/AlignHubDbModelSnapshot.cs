@@ -104,6 +104,16 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.Property<int>("ItemCount")
                         .HasColumnType("integer");
 
+                    b.Property<string>("JudgeError")
+                        .HasColumnType("text");
+
+                    b.Property<string>("JudgeId")
+                        .HasColumnType("text");
+
+                    b.Property<string>("JudgeVisibility")
+                        .IsRequired()
+                        .HasColumnType("text");
+
                     b.Property<int>("LeaseSeconds")
                         .HasColumnType("integer");
 
@@ -142,6 +152,12 @@ namespace AlignHub.Migrations.Postgres.Migrations
 
                     b.Property<int>("Index")
                         .HasColumnType("integer");
+
+                    b.Property<string>("JudgeDetail")
+                        .HasColumnType("text");
+
+                    b.Property<string>("JudgeLabel")
+                        .HasColumnType("text");
 
                     b.Property<int>("OpenSlots")
                         .HasColumnType("integer");
@@ -550,6 +566,54 @@ namespace AlignHub.Migrations.Postgres.Migrations
                         .IsUnique();
 
                     b.ToTable("job_samples", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.Judge", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<string>("ApiKeySecret")
+                        .HasColumnType("text");
+
+                    b.Property<string>("BaseUrl")
+                        .HasColumnType("text");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("bigint");
+
+                    b.Property<int>("MaxTokens")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Mode")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<string>("Model")
+                        .HasColumnType("text");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<string>("PromptTemplate")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<double>("RangeMax")
+                        .HasColumnType("double precision");
+
+                    b.Property<double>("RangeMin")
+                        .HasColumnType("double precision");
+
+                    b.Property<string>("RemoteModel")
+                        .HasColumnType("text");
+
+                    b.HasKey("Id");
+
+                    b.ToTable("judges", (string)null);
                 });
 
             modelBuilder.Entity("AlignHub.Domain.ModelRecord", b =>

@@ -97,6 +97,16 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.Property<int>("ItemCount")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("JudgeError")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("JudgeId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("JudgeVisibility")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
                     b.Property<int>("LeaseSeconds")
                         .HasColumnType("INTEGER");
 
@@ -133,6 +143,12 @@ namespace AlignHub.Migrations.Sqlite.Migrations
 
                     b.Property<int>("Index")
                         .HasColumnType("INTEGER");
+
+                    b.Property<string>("JudgeDetail")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("JudgeLabel")
+                        .HasColumnType("TEXT");
 
                     b.Property<int>("OpenSlots")
                         .HasColumnType("INTEGER");
@@ -535,6 +551,54 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                         .IsUnique();
 
                     b.ToTable("job_samples", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.Judge", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ApiKeySecret")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("BaseUrl")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("MaxTokens")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Mode")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Model")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("PromptTemplate")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<double>("RangeMax")
+                        .HasColumnType("REAL");
+
+                    b.Property<double>("RangeMin")
+                        .HasColumnType("REAL");
+
+                    b.Property<string>("RemoteModel")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.ToTable("judges", (string)null);
                 });
 
             modelBuilder.Entity("AlignHub.Domain.ModelRecord", b =>

@@ -1,0 +1,143 @@
+using System.Net;
+using System.Text.Json;
+using AlignHub.Domain;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>AI judges: verdict rules by hand, and a judge-labelled campaign end to end with AlignHub's own endpoint as the judge.</summary>
+public class JudgeTests
+{
+    [Theory]
+    [InlineData("A", "b", "a")]      // (a, b) -> A = a; (b, a) -> B = a: both orders name a
+    [InlineData("B", "a", "b")]      // (a, b) -> B = b; (b, a) -> A = b
+    [InlineData("A", "a", "tie")]    // position bias: A both times, the orders disagree
+    [InlineData("none", "b", "tie")] // one order without an answer
+    public void Both_orders_must_name_the_same_side(string first, string second, string verdict)
+    {
+        var p1 = first == "none" ? JudgePrompts.Pick("I cannot tell") : JudgePrompts.Pick($"Answer: {first}.");
+        Assert.Equal(verdict, JudgePrompts.Verdict(p1, second));
+    }
+
+    [Fact]
+    public void Answers_are_read_for_a_letter_or_a_score()
+    {
+        Assert.Equal("a", JudgePrompts.Pick("A"));
+        Assert.Equal("b", JudgePrompts.Pick(" B<|end|>"));
+        Assert.Equal("b", JudgePrompts.Pick("Response 2 is better"));
+        Assert.Equal("none", JudgePrompts.Pick("Both are Awful")); // a letter inside a word is no answer
+        Assert.Equal(7.5, JudgePrompts.Score("Score: 7.5/10", 0, 10));
+        Assert.Equal(10, JudgePrompts.Score("12", 0, 10)); // clipped to the range
+        Assert.Null(JudgePrompts.Score("great", 0, 10));
+    }
+
+    static readonly string[] Names = ["Ada", "Alan", "Grace", "Linus", "Ken", "Barbara", "Edsger", "Donald"];
+    const string Template = "A: {{response_a}}\nB: {{response_b}}\nBetter?";
+
+    [Fact]
+    public async Task A_judge_labelled_campaign_exports_pairs_that_train_DPO_and_the_judges_key_never_shows()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-judge-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data);
+        // The judge model: alignhub/tiny taught to answer with the letter of the kind response, in either position.
+        var rows = Names.SelectMany(n => new[]
+        {
+            JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = JudgePrompts.Pairwise(Template, "", $"Hello, {n}!", $"Go away, {n}.") }, new { role = "assistant", content = "A" } } }),
+            JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = JudgePrompts.Pairwise(Template, "", $"Go away, {n}.", $"Hello, {n}!") }, new { role = "assistant", content = "B" } } }),
+        });
+        var (s1, sft) = await app.Upload(string.Join("\n", rows), "judge.jsonl");
+        Assert.True(s1 == HttpStatusCode.OK, sft.ToString());
+        var job = await app.CreateSftJob(sft.GetProperty("id").GetString()!, new { n_epochs = 100, batch_size = 4, learning_rate_multiplier = 3, save_steps = 1000, logging_steps = 50 }, seed: 2);
+        var judgeModel = (await app.WaitForStatus(job, "succeeded", TimeSpan.FromMinutes(4))).GetProperty("fine_tuned_model").GetString()!;
+
+        // The judge is AlignHub's own endpoint, reached as any OpenAI-compatible server: its base URL, the model, a key.
+        var secret = await app.CreateKey("viewer", "judge-caller");
+        var (s2, judge) = await app.PostJson("/v1/judges", new
+        {
+            name = "kindness judge", mode = "pairwise", base_url = app.Http.BaseAddress + "v1", remote_model = judgeModel, api_key = secret,
+            prompt_template = Template, max_tokens = 3,
+        });
+        Assert.True(s2 == HttpStatusCode.OK, judge.ToString());
+        Assert.True(judge.GetProperty("has_api_key").GetBoolean());
+        var judgeId = judge.GetProperty("id").GetString()!;
+
+        // A campaign of 12 pairs, the kind response on either side; the judge pre-labels it, shown to annotators after they answer.
+        var rng = new Random(4);
+        var items = Enumerable.Range(0, 12).Select(i =>
+        {
+            var n = Names[i % Names.Length];
+            bool kindFirst = rng.Next(2) == 0;
+            return (Prompt: $"Greet {n}.", A: kindFirst ? $"Hello, {n}!" : $"Go away, {n}.", B: kindFirst ? $"Go away, {n}." : $"Hello, {n}!", Kind: kindFirst ? "a" : "b");
+        }).ToList();
+        var (_, file) = await app.Upload(string.Join("\n", items.Select(x => JsonSerializer.Serialize(new { prompt = x.Prompt, response_a = x.A, response_b = x.B }))), "items.jsonl");
+        var (_, campaign) = await app.PostJson("/v1/annotation/campaigns", new { name = "judged", file = file.GetProperty("id").GetString(), annotators_per_item = 1 });
+        var campaignId = campaign.GetProperty("id").GetString()!;
+        var (s3, set) = await app.PostJson($"/v1/annotation/campaigns/{campaignId}/judge", new { judge = judgeId, visibility = "after" });
+        Assert.True(s3 == HttpStatusCode.OK, set.ToString());
+        var until = DateTime.UtcNow.AddMinutes(3);
+        JsonElement c;
+        do { await Task.Delay(500); c = await app.GetJson($"/v1/annotation/campaigns/{campaignId}"); }
+        while (c.GetProperty("judged_items").GetInt32() < 12 && c.GetProperty("judge_error").ValueKind == JsonValueKind.Null && DateTime.UtcNow < until);
+        Assert.True(c.GetProperty("judged_items").GetInt32() == 12, c.ToString());
+
+        // Both orders were asked and recorded; the verdicts are right where the two orders agree.
+        var judgements = (await app.GetJson($"/v1/annotation/campaigns/{campaignId}/judgements")).GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(12, judgements.Count);
+        foreach (var j in judgements)
+        {
+            var orders = j.GetProperty("orders");
+            Assert.Equal("a,b", orders.GetProperty("first").GetProperty("order").GetString());
+            Assert.Equal("b,a", orders.GetProperty("second").GetProperty("order").GetString());
+            Assert.False(string.IsNullOrEmpty(orders.GetProperty("first").GetProperty("answer").GetString()));
+        }
+        var verdicts = judgements.ToDictionary(j => j.GetProperty("index").GetInt32(), j => j.GetProperty("verdict").GetString()!);
+        var decided = verdicts.Where(v => v.Value != "tie").ToList();
+        Assert.True(decided.Count >= 8, $"only {decided.Count} of 12 verdicts were not ties: " + string.Join("; ", judgements.Select(j =>
+            $"{j.GetProperty("index").GetInt32()}:{j.GetProperty("verdict").GetString()} ({j.GetProperty("orders").GetProperty("first").GetProperty("answer").GetString()}|{j.GetProperty("orders").GetProperty("second").GetProperty("answer").GetString()})")));
+        Assert.All(decided, v => Assert.Equal(items[v.Key].Kind, v.Value));
+
+        // An annotator labels three items; the judge's verdict comes back after each answer, and the stats compare them.
+        var annotator = await app.ClientAs("annotator", "human");
+        for (int k = 0; k < 3; k++)
+        {
+            var next = JsonDocument.Parse(await (await annotator.PostAsync($"/v1/annotation/campaigns/{campaignId}/next", System.Net.Http.Json.JsonContent.Create(new { }))).Content.ReadAsStringAsync()).RootElement;
+            Assert.Equal(JsonValueKind.Null, next.GetProperty("judge").ValueKind); // hidden until the answer
+            var kindSide = next.GetProperty("left").GetString()!.StartsWith("Hello") ? "left" : "right";
+            var labelled = JsonDocument.Parse(await (await annotator.PostAsync($"/v1/annotation/campaigns/{campaignId}/labels",
+                System.Net.Http.Json.JsonContent.Create(new { assignment_id = next.GetProperty("assignment_id").GetInt64(), choice = kindSide }))).Content.ReadAsStringAsync()).RootElement;
+            var index = items.FindIndex(x => x.Prompt == next.GetProperty("prompt").GetString() && (x.A == next.GetProperty("left").GetString() || x.B == next.GetProperty("left").GetString()));
+            if (verdicts[index] != "tie") Assert.Equal(kindSide, labelled.GetProperty("judge").GetString());
+        }
+        var stats = await app.GetJson($"/v1/annotation/campaigns/{campaignId}/stats");
+        Assert.Equal(12, stats.GetProperty("judge").GetProperty("judged_items").GetInt32());
+        Assert.Equal(3, stats.GetProperty("judge").GetProperty("compared").GetInt32());
+
+        // The judge's pairs (ties dropped) become a preference file that trains DPO.
+        var (s4, exported) = await app.PostJson($"/v1/annotation/campaigns/{campaignId}/export", new { source = "judge" });
+        Assert.True(s4 == HttpStatusCode.OK, exported.ToString());
+        Assert.Equal(decided.Count, exported.GetProperty("line_count").GetInt32());
+        var content = await app.Http.GetStringAsync($"/v1/files/{exported.GetProperty("id").GetString()}/content");
+        Assert.All(content.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => Assert.StartsWith("Hello", JsonDocument.Parse(l).RootElement.GetProperty("chosen").GetString()));
+        var (s5, dpo) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = exported.GetProperty("id").GetString(), method = new { type = "dpo", dpo = new { hyperparameters = new { beta = 0.1, n_epochs = 2, batch_size = 4 } } },
+        });
+        Assert.True(s5 == HttpStatusCode.OK, dpo.ToString());
+        var dpoId = dpo.GetProperty("id").GetString()!;
+        await app.WaitForStatus(dpoId, "succeeded", TimeSpan.FromMinutes(3));
+
+        // The key shows nowhere: not in the judge's objects, the campaign's, its judgements or stats, any event, or the server's log.
+        var seen = new List<string>
+        {
+            (await app.Http.GetStringAsync("/v1/judges")), (await app.Http.GetStringAsync($"/v1/judges/{judgeId}")), judge.ToString(),
+            (await app.Http.GetStringAsync($"/v1/annotation/campaigns/{campaignId}")), (await app.Http.GetStringAsync($"/v1/annotation/campaigns/{campaignId}/judgements")),
+            stats.ToString(), (await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{dpoId}/events?limit=1000")),
+            (await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{job}/events?limit=1000")), File.ReadAllText(app.LogPath),
+        };
+        Assert.All(seen, s => Assert.DoesNotContain(secret, s));
+        // A judge with an unknown model or no endpoint is refused, naming the field.
+        var (bad, badBody) = await app.PostJson("/v1/judges", new { name = "x", model = "no/such-model" });
+        Assert.Equal(HttpStatusCode.BadRequest, bad);
+        Assert.Equal("model", badBody.GetProperty("error").GetProperty("param").GetString());
+    }
+}
