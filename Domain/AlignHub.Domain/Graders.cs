@@ -15,7 +15,26 @@ public abstract record Grader(string Name)
 {
     public abstract double Grade(JsonElement? item, string outputText);
 
-    public static readonly string[] Types = ["string_check", "text_similarity", "multi", "numeric_match", "regex_match", "json_valid", "length_penalty"];
+    public static readonly string[] Types = ["string_check", "text_similarity", "score_model", "multi", "numeric_match", "regex_match", "json_valid", "length_penalty"];
+
+    /// <summary>
+    /// The grader with every <see cref="ScoreModel"/> in it (a multi grader's too) given the way to ask its model:
+    /// <paramref name="ask"/> sends the rendered messages to the grader's model and returns its answer.
+    /// </summary>
+    public Grader Bind(Func<ScoreModel, IReadOnlyList<Templates.ChatMessage>, string> ask) => this switch
+    {
+        ScoreModel s => s with { Ask = ask },
+        MultiGrader m => m with { Graders = m.Graders.ToDictionary(kv => kv.Key, kv => kv.Value.Bind(ask)) },
+        _ => this,
+    };
+
+    /// <summary>Every score_model grader in the tree (to check their models at job creation).</summary>
+    public IEnumerable<ScoreModel> ScoreModels() => this switch
+    {
+        ScoreModel s => [s],
+        MultiGrader m => m.Graders.Values.SelectMany(g => g.ScoreModels()),
+        _ => [],
+    };
 
     static readonly Regex Template = new(@"\{\{\s*(item|sample)\.([A-Za-z0-9_.]+)\s*\}\}", RegexOptions.Compiled);
 
@@ -73,6 +92,38 @@ public abstract record Grader(string Name)
                     Err($"{field}.evaluation_metric", $"unknown evaluation_metric \"{metric}\"; supported: {string.Join(", ", TextSimilarity.Metrics)}");
                 var threshold = Num("pass_threshold", 0, 0, 1);
                 if (errors == 0) result = new TextSimilarity(name, input!, reference!, metric!, threshold!.Value);
+                break;
+            }
+            case "score_model":
+            {
+                var model = Str("model");
+                var messages = new List<Templates.ChatMessage>();
+                if (!g.TryGetProperty("input", out var input) || input.ValueKind != JsonValueKind.Array || input.GetArrayLength() == 0)
+                    Err($"{field}.input", "must be a non-empty array of {role, content} messages");
+                else
+                {
+                    int i = 0;
+                    foreach (var m in input.EnumerateArray())
+                    {
+                        var role = m.ValueKind == JsonValueKind.Object && m.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null;
+                        var content = m.ValueKind == JsonValueKind.Object && m.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
+                        if (role is null || !JsonlRows.IsRole(role)) Err($"{field}.input[{i}].role", "must be system, developer, user or assistant");
+                        else if (content is null) Err($"{field}.input[{i}].content", "must be a string");
+                        else if (Regex.Matches(content, @"\{\{").Count != Template.Matches(content).Count) Err($"{field}.input[{i}].content", "templates are {{item.<field>}} or {{sample.output_text}}");
+                        else messages.Add(new Templates.ChatMessage(role == "developer" ? "system" : role, content));
+                        i++;
+                    }
+                }
+                double lo = 0, hi = 1;
+                if (g.TryGetProperty("range", out var range))
+                {
+                    if (range.ValueKind == JsonValueKind.Array && range.GetArrayLength() == 2 && range[0].TryGetDouble(out lo) && range[1].TryGetDouble(out hi) && lo < hi) { }
+                    else Err($"{field}.range", "must be [min, max] with min < max");
+                }
+                int maxTokens = 16;
+                if (g.TryGetProperty("sampling_params", out var sp) && sp.ValueKind == JsonValueKind.Object && sp.TryGetProperty("max_completions_tokens", out var mt) && mt.TryGetInt32(out var m1)) maxTokens = m1;
+                if (maxTokens is < 1 or > 4096) Err($"{field}.sampling_params.max_completions_tokens", "must be from 1 to 4096");
+                if (errors == 0) result = new ScoreModel(name, model!, messages, lo, hi, maxTokens);
                 break;
             }
             case "multi":
@@ -241,6 +292,26 @@ public sealed record MultiGrader(string Name, IReadOnlyDictionary<string, Grader
 {
     public override double Grade(JsonElement? item, string outputText) =>
         Output.Evaluate(Graders.ToDictionary(g => g.Key, g => g.Value.Grade(item, outputText)));
+}
+
+/// <summary>
+/// OpenAI's <c>score_model</c>: the <c>input</c> messages (templates filled from the item and the sample) go to a model,
+/// whose answer's first number, clipped to <c>range</c> (default [0, 1]), is the reward; an answer without a number scores
+/// the range's minimum. <c>model</c> is a registered AlignHub model (served by the worker role) or a judge's id
+/// (<c>judge-...</c>: its model, local or behind an OpenAI-compatible endpoint). Asked greedily, <c>max_completions_tokens</c>
+/// (default 16) at most.
+/// </summary>
+public sealed record ScoreModel(string Name, string Model, IReadOnlyList<Templates.ChatMessage> Input, double Min, double Max, int MaxTokens) : Grader(Name)
+{
+    /// <summary>How the model is asked (<see cref="Grader.Bind"/>); unbound, grading fails saying so.</summary>
+    public Func<ScoreModel, IReadOnlyList<Templates.ChatMessage>, string>? Ask { get; init; }
+
+    public override double Grade(JsonElement? item, string outputText)
+    {
+        if (Ask is null) throw new InvalidOperationException($"score_model grader \"{Name}\" needs a model server here (the worker role)");
+        var messages = Input.Select(m => new Templates.ChatMessage(m.Role, Render(m.Content, item, outputText))).ToList();
+        return JudgePrompts.Score(Ask(this, messages), Min, Max) is { } s ? s : Min;
+    }
 }
 
 /// <summary>AlignHub's <c>numeric_match</c>: 1 when both parse as numbers within <c>tolerance</c> (absolute), else 0.</summary>

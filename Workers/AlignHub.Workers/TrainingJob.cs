@@ -14,7 +14,8 @@ namespace AlignHub.Workers;
 /// outcome the runner returns. Safe to run again: the claim is a conditional update (queued, or running with an
 /// expired lease), so a job runs in one place at a time, and a resumable method resumes from its last checkpoint.
 /// </summary>
-public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobDispatcher dispatcher, FileService files, ILogger<TrainingJob> log) : ITrainingJob
+public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobDispatcher dispatcher, FileService files, ILogger<TrainingJob> log,
+    IServiceProvider services) : ITrainingJob
 {
     public static readonly string WorkerId = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
     static readonly object TorchInit = new();
@@ -47,6 +48,9 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             var runner = MethodRunners.For(job.MethodType);
             ConfigureTorch();
             var device = Devices.Resolve(options.Worker.Device);
+            var judges = new Domain.Inference.JudgeClient((Domain.Inference.IInferenceService?)services.GetService(typeof(Domain.Inference.IInferenceService)),
+                id => { using var d = dbs.CreateDbContext(); return ModelService.Find(d, id); });
+            Judge? findJudge(string id) { using var d = dbs.CreateDbContext(); return d.Judges.AsNoTracking().FirstOrDefault(j => j.Id == id); }
             var ctx = new MethodContext
             {
                 Job = job,
@@ -63,6 +67,10 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                 CheckpointRoot = options.Resolve(Path.Combine("checkpoints", job.Id)),
                 ResumeFrom = Prepare(db, job, runner.Resumable, reporter, device),
                 OutputFolder = options.Resolve(Path.Combine("jobs", job.Id)),
+                // Judges and score_model graders ask their models through this process's model server or a judge's endpoint.
+                Judges = judges,
+                FindJudge = findJudge,
+                GraderAsk = judges.GraderAsk(findJudge),
             };
             var outcome = runner.Run(ctx, reporter, cancellationToken);
             Finish(db, job, method, outcome, reporter);

@@ -126,13 +126,49 @@ public class JudgeTests
         var dpoId = dpo.GetProperty("id").GetString()!;
         await app.WaitForStatus(dpoId, "succeeded", TimeSpan.FromMinutes(3));
 
+        // The same judge decides an evaluation's win rate: a model that greets kindly against one that does not, each prompt asked in both orders.
+        async Task<string> Greeter(string reply)
+        {
+            var greetings = string.Join("\n", Names.Select(n => JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = $"Greet {n}." }, new { role = "assistant", content = string.Format(reply, n) } } })));
+            var (st, f) = await app.Upload(greetings, "greet.jsonl");
+            Assert.True(st == HttpStatusCode.OK, f.ToString());
+            var id = await app.CreateSftJob(f.GetProperty("id").GetString()!, new { n_epochs = 100, batch_size = 4, learning_rate_multiplier = 3, save_steps = 1000, logging_steps = 50 }, seed: 3);
+            return (await app.WaitForStatus(id, "succeeded", TimeSpan.FromMinutes(4))).GetProperty("fine_tuned_model").GetString()!;
+        }
+        var kind = await Greeter("Hello, {0}!");
+        var rude = await Greeter("Go away, {0}.");
+        var prompts = string.Join("\n", Names.Select(n => JsonSerializer.Serialize(new { prompt = new[] { new { role = "user", content = $"Greet {n}." } },
+            chosen = new[] { new { role = "assistant", content = $"Hello, {n}!" } }, rejected = new[] { new { role = "assistant", content = $"Go away, {n}." } } })));
+        var (s6, heldOut) = await app.Upload(prompts, "heldout.jsonl");
+        Assert.True(s6 == HttpStatusCode.OK, heldOut.ToString());
+        var (s7, eval) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = kind, training_file = heldOut.GetProperty("id").GetString(),
+            method = new { type = "evaluate", evaluate = new { hyperparameters = new { reference_model = rude, judge = judgeId, max_new_tokens = 12 } } },
+        });
+        Assert.True(s7 == HttpStatusCode.OK, eval.ToString());
+        var evalId = eval.GetProperty("id").GetString()!;
+        await app.WaitForStatus(evalId, "succeeded", TimeSpan.FromMinutes(3));
+        var winRate = (await app.GetJson($"/v1/fine_tuning/jobs/{evalId}/metrics?name=win_rate")).GetProperty("data")[0].GetProperty("value").GetDouble();
+        Assert.True(winRate >= 0.75, $"win rate of the kind greeter by the judge: {winRate}");
+
+        // A score_model grader can name the judge: its model is asked through its endpoint (it answers a letter, no number: the range's minimum).
+        var (s8, graded) = await app.PostJson("/v1/fine_tuning/alpha/graders/run", new
+        {
+            grader = new { type = "score_model", name = "judge-score", model = judgeId, input = new[] { new { role = "user", content = "A: {{sample.output_text}}\nB: Go away, Ada.\nBetter?" } }, range = new[] { 0, 1 } },
+            model_sample = "Hello, Ada!", item = new { },
+        });
+        Assert.True(s8 == HttpStatusCode.OK, graded.ToString());
+        Assert.Equal(0, graded.GetProperty("reward").GetDouble());
+
         // The key shows nowhere: not in the judge's objects, the campaign's, its judgements or stats, any event, or the server's log.
         var seen = new List<string>
         {
             (await app.Http.GetStringAsync("/v1/judges")), (await app.Http.GetStringAsync($"/v1/judges/{judgeId}")), judge.ToString(),
             (await app.Http.GetStringAsync($"/v1/annotation/campaigns/{campaignId}")), (await app.Http.GetStringAsync($"/v1/annotation/campaigns/{campaignId}/judgements")),
             stats.ToString(), (await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{dpoId}/events?limit=1000")),
-            (await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{job}/events?limit=1000")), File.ReadAllText(app.LogPath),
+            (await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{job}/events?limit=1000")), (await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{evalId}/events?limit=1000")),
+            graded.ToString(), File.ReadAllText(app.LogPath),
         };
         Assert.All(seen, s => Assert.DoesNotContain(secret, s));
         // A judge with an unknown model or no endpoint is refused, naming the field.

@@ -15,7 +15,7 @@ public static class GradersEndpoints
     {
         var g = v1.MapGroup("/fine_tuning/alpha/graders").WithTags("Graders");
         g.MapPost("/validate", Validate).Accepts<GraderRequest>("application/json")
-            .WithSummary("Validate a grader (OpenAI's shape; types: string_check, text_similarity, multi, numeric_match, regex_match, json_valid, length_penalty). Role: trainer").RequireAuthorization(Auth.Train);
+            .WithSummary("Validate a grader (OpenAI's shape; types: string_check, text_similarity, score_model, multi, numeric_match, regex_match, json_valid, length_penalty). Role: trainer").RequireAuthorization(Auth.Train);
         g.MapPost("/run", Run).Accepts<GraderRequest>("application/json")
             .WithSummary("Run a grader on a model sample and a dataset item (OpenAI's shape). Role: trainer").RequireAuthorization(Auth.Train);
     }
@@ -48,12 +48,22 @@ public static class GradersEndpoints
     }
 
     /// <summary>The reward and OpenAI's metadata (<c>errors</c> all false here: a string check cannot fail once valid).</summary>
-    public static async Task<Results<Ok<Dictionary<string, object?>>, ValidationProblem>> Run(HttpRequest request, CancellationToken ct)
+    public static async Task<Results<Ok<Dictionary<string, object?>>, ValidationProblem>> Run(HttpRequest request,
+        Microsoft.EntityFrameworkCore.IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
     {
         var (body, grader, errors) = await Read(request, true, ct);
         if (errors.Count > 0 || grader is null) return TypedResults.ValidationProblem(errors);
         var sw = Stopwatch.StartNew();
-        double reward = grader.Grade(body!.Item is { ValueKind: JsonValueKind.Object } item ? item : null, body.ModelSample!);
+        // score_model graders ask their model here: through this process's model server, or a judge's endpoint.
+        var client = new Domain.Inference.JudgeClient(request.HttpContext.RequestServices.GetService<Domain.Inference.IInferenceService>(),
+            id => { using var db = dbs.CreateDbContext(); return ModelService.Find(db, id); });
+        grader = grader.Bind(client.GraderAsk(id => { using var db = dbs.CreateDbContext(); return db.Judges.FirstOrDefault(j => j.Id == id); }));
+        double reward;
+        try { reward = await Task.Run(() => grader.Grade(body!.Item is { ValueKind: JsonValueKind.Object } item ? item : null, body.ModelSample!), ct); }
+        catch (Exception e) when (e is InvalidDataException or InvalidOperationException or Domain.Inference.InferenceException or AggregateException)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["grader.model"] = [e.InnerException?.Message ?? e.Message] });
+        }
         var errorFlags = new Dictionary<string, object?>
         {
             ["formula_parse_error"] = false, ["invalid_variable_error"] = false, ["model_grader_parse_error"] = false,
@@ -67,7 +77,7 @@ public static class GradersEndpoints
             ["reward"] = reward,
             ["metadata"] = new Dictionary<string, object?>
             {
-                ["name"] = grader.Name, ["type"] = body.Grader!.Value.GetProperty("type").GetString(), ["errors"] = errorFlags,
+                ["name"] = grader.Name, ["type"] = body!.Grader!.Value.GetProperty("type").GetString(), ["errors"] = errorFlags,
                 ["execution_time"] = sw.Elapsed.TotalSeconds, ["scores"] = new Dictionary<string, object?>(), ["token_usage"] = null, ["sampled_model_name"] = null,
             },
             ["sub_rewards"] = new Dictionary<string, object?>(),

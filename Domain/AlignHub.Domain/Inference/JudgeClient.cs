@@ -17,7 +17,22 @@ public sealed class JudgeClient(IInferenceService? inference, Func<string, Model
     readonly HttpClient client = http ?? Shared;
 
     /// <summary>The judge's answer to one user message.</summary>
-    public async Task<string> AskAsync(Judge judge, string content, CancellationToken ct)
+    public Task<string> AskAsync(Judge judge, string content, CancellationToken ct) => AskAsync(judge, [new ChatMessage("user", content)], judge.MaxTokens, ct);
+
+    /// <summary>
+    /// How score_model graders ask their model (<see cref="Grader.Bind"/>): a judge's id names that judge's model or
+    /// endpoint; anything else is a registered model served here. Synchronous, for trainers' reward sources.
+    /// </summary>
+    public Func<ScoreModel, IReadOnlyList<ChatMessage>, string> GraderAsk(Func<string, Judge?> findJudge) => (g, messages) =>
+    {
+        var judge = g.Model.StartsWith("judge-", StringComparison.Ordinal)
+            ? findJudge(g.Model) ?? throw new InvalidDataException($"score_model grader \"{g.Name}\": judge \"{g.Model}\" does not exist")
+            : new Judge { Id = "", Name = g.Name, Mode = "pointwise", Model = g.Model, PromptTemplate = "" };
+        return AskAsync(judge, messages, g.MaxTokens, CancellationToken.None).GetAwaiter().GetResult();
+    };
+
+    /// <summary>The judge's answer to a conversation, at most <paramref name="maxTokens"/> tokens, greedy.</summary>
+    public async Task<string> AskAsync(Judge judge, IReadOnlyList<ChatMessage> messages, int maxTokens, CancellationToken ct)
     {
         if (judge.Model is { } local)
         {
@@ -26,14 +41,14 @@ public sealed class JudgeClient(IInferenceService? inference, Func<string, Model
             var text = new StringBuilder();
             await foreach (var e in inference.GenerateAsync(new InferenceRequest
             {
-                Model = model, Messages = [new ChatMessage("user", content)], MaxTokens = judge.MaxTokens, Temperature = 0,
+                Model = model, Messages = messages, MaxTokens = maxTokens, Temperature = 0,
             }, ct))
                 if (e is TextDelta d) text.Append(d.Text);
             return text.ToString();
         }
         using var req = new HttpRequestMessage(HttpMethod.Post, judge.BaseUrl + "/chat/completions")
         {
-            Content = JsonContent.Create(new { model = judge.RemoteModel, messages = new[] { new { role = "user", content } }, temperature = 0, max_tokens = judge.MaxTokens }),
+            Content = JsonContent.Create(new { model = judge.RemoteModel, messages = messages.Select(m => new { role = m.Role, content = m.Content }), temperature = 0, max_tokens = maxTokens }),
         };
         if (!string.IsNullOrEmpty(judge.ApiKeySecret)) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", judge.ApiKeySecret);
         using var res = await client.SendAsync(req, ct);

@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 namespace AlignHub.Domain;
 
 /// <summary>
@@ -13,6 +14,9 @@ public sealed record EvaluateConfig : MethodConfig
 
     [Hyperparameter("A reward model (or ensemble) that judges policy samples against reference samples (none: no win rate).")]
     public string? RewardModel { get; init; }
+
+    [Hyperparameter("An AI judge (a pairwise judge's id, /v1/judges) that compares the policy's sample with the reference's for each prompt, asked in both orders (a disagreement is a tie); instead of reward_model.")]
+    public string? Judge { get; init; }
 
     [Hyperparameter("With an ensemble judge: the reward is mean - k * std over its members (0: the mean).", Min = 0, Max = 100)]
     public double UncertaintyPenalty { get; init; }
@@ -58,6 +62,14 @@ public sealed class EvaluateMethod : JobMethod
         if (c.ReferenceModel is { } refId && await check.FindModelAsync(refId, ct) is null) check.Error("reference_model", $"model \"{refId}\" is not registered");
         if (policy && c.ReferenceModel is null && check.Model!.ParentJobId is null)
             check.Error("reference_model", "a policy's implicit reward needs a reference model: name one (the model was not trained here)");
+        if (c.Judge is { } judgeId)
+        {
+            var j = await check.Db.Judges.AsNoTracking().FirstOrDefaultAsync(x => x.Id == judgeId, ct);
+            if (j is null) check.Error("judge", $"judge \"{judgeId}\" does not exist");
+            else if (j.Mode != "pairwise") check.Error("judge", "a win rate needs a pairwise judge");
+            if (c.RewardModel is not null) check.Error("judge", "name reward_model or judge, not both");
+            if (!policy && check.Model is not null) check.Error("judge", "a win rate compares a policy's samples; the evaluated model is a reward model");
+        }
         if (c.RewardModel is { } rmId)
         {
             var judge = await check.FindModelAsync(rmId, ct);

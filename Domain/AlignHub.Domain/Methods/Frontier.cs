@@ -95,5 +95,6 @@ public sealed class FrontierMethod : JobMethod
             else if (ModelArchitecture.Parse(m.ConfigJson).IsRewardModel) check.Error($"models[{i}]", $"model \"{id}\" is a reward model, not a policy");
         }
         if (c.Grader is null) await check.RewardModelAsync(c.RewardModel, ct);
+        else await check.GraderModelsAsync(c.ParsedGrader(), "grader", ct);
     }
 }

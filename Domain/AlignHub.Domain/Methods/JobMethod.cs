@@ -70,6 +70,18 @@ public sealed class JobCheck(AlignHubDb db, ModelRecord? model, MethodConfig con
 
     public Task<ModelRecord?> FindModelAsync(string id, CancellationToken ct) => ModelService.FindAsync(db, id, ct);
 
+    /// <summary>Every score_model grader's model names a registered model or a judge.</summary>
+    public async Task GraderModelsAsync(Grader? grader, string field, CancellationToken ct)
+    {
+        foreach (var g in grader?.ScoreModels() ?? [])
+        {
+            bool known = g.Model.StartsWith("judge-", StringComparison.Ordinal)
+                ? await db.Judges.AnyAsync(j => j.Id == g.Model, ct)
+                : await FindModelAsync(g.Model, ct) is not null;
+            if (!known) Error(field, $"score_model grader \"{g.Name}\": model \"{g.Model}\" is neither a registered model nor a judge");
+        }
+    }
+
     /// <summary>A method's <c>reward_model</c> (read when it has no grader): registered, and a reward model.</summary>
     public async Task RewardModelAsync(string? id, CancellationToken ct)
     {

@@ -167,6 +167,7 @@ public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : Online
         check.FitsContext(c.MaxPromptLength, "max_prompt_length", below: true);
         check.FitsContext(c.MaxCompletionLength, "max_completion_length", below: true);
         if (c.Grader is null) await check.RewardModelAsync(c.RewardModel, ct);
+        else await check.GraderModelsAsync(c.ParsedGrader(), "grader", ct);
     }
 }
 

@@ -14,7 +14,7 @@ namespace AlignHub.Training.Evaluation;
 
 /// <summary>What an evaluation needs: the evaluated model, optional reference and judge, held-out pairs, where to write details.</summary>
 public sealed record EvaluateRun(ModelSource Model, ModelSource? Reference, ModelSource? Judge, IReadOnlyList<PreferencePair> Pairs,
-    EvaluateConfig Config, string OutputPath, Device? Device = null);
+    EvaluateConfig Config, string OutputPath, Device? Device = null, Judge? AiJudge = null, Domain.Inference.JudgeClient? Judges = null);
 
 /// <summary>
 /// The evaluation job. A reward model: accuracy = share of pairs with r(chosen) &gt; r(rejected). A policy:
@@ -40,9 +40,10 @@ public sealed class EvaluateRunner : IMethodRunner
         var chat = ctx.Source(model).ChatFormat();
         var pairs = ctx.Rows(job.TrainingFile, p => JsonlRows.LoadPreferences(p, chat));
         reporter.Event("info", $"Evaluating {job.Model} on {pairs.Count} pairs" + (referenceId is null ? "" : $" against {referenceId}") +
-            (c.RewardModel is null ? "" : $", judged by {c.RewardModel}"));
+            (c.RewardModel is null ? "" : $", judged by {c.RewardModel}") + (c.Judge is null ? "" : $", judged by AI judge {c.Judge} (both orders)"));
+        var aiJudge = c.Judge is { } judgeId ? ctx.FindJudge(judgeId) ?? throw new InvalidDataException($"judge \"{judgeId}\" no longer exists") : null;
         var run = new EvaluateRun(ctx.Source(model), referenceId is null ? null : ctx.Model(referenceId), c.RewardModel is null ? null : ctx.Model(c.RewardModel),
-            pairs, c, ctx.Output("evaluation.jsonl"), ctx.Device);
+            pairs, c, ctx.Output("evaluation.jsonl"), ctx.Device, aiJudge, ctx.Judges);
         var (result, metrics) = Evaluate(run, reporter, ct);
         var summary = string.Join(", ", metrics.Select(kv => $"{kv.Key} {kv.Value:0.###}"));
         return new MethodOutcome(result, File: new ProducedFile(run.OutputPath, $"{job.Id}-evaluation.jsonl", "evaluation", File.ReadLines(run.OutputPath).Count()),
@@ -59,7 +60,7 @@ public sealed class EvaluateRunner : IMethodRunner
         var encoder = new PromptEncoder(tok, maxLen / 2);
         var pairs = run.Pairs.Select(p => PairData.Tokenize(p, encoder, maxLen)).ToList();
         var metrics = new Dictionary<string, double>();
-        int total = run.Judge is null ? 1 : 2;
+        int total = run.Judge is null && run.AiJudge is null ? 1 : 2;
         var clock = new StepClock(total);
         if (RunControl.Check(reporter, ct) is { } stop0) return (new TrainingResult(stop0, 0, null, 0), metrics);
         using var _ = no_grad();
@@ -83,7 +84,7 @@ public sealed class EvaluateRunner : IMethodRunner
         reporter.Step(clock.Tick(1, 0, 0), new Dictionary<string, double>(metrics));
 
         var details = new List<Dictionary<string, object>>();
-        if (run.Judge is not null)
+        if (run.Judge is not null || run.AiJudge is not null)
         {
             if (RunControl.Check(reporter, ct) is { } stop1) return (new TrainingResult(stop1, 1, null, 0), metrics);
             if (arch.IsRewardModel) throw new InvalidDataException("a win rate compares a policy's samples; the evaluated model is a reward model");
@@ -99,22 +100,57 @@ public sealed class EvaluateRunner : IMethodRunner
             }
             var policySamples = Sample(run.Model);
             var referenceSamples = Sample(run.Reference);
-            using var judge = RewardEnsembleSource.Load(run.Judge, c.UncertaintyPenalty, c.BatchSize, device);
-            var rp = judge.Score(prompts.Select((p, i) => new RewardInput(p, policySamples[i].Text)).ToList());
-            var rr = judge.Score(prompts.Select((p, i) => new RewardInput(p, referenceSamples[i].Text)).ToList());
-            var outcome = rp.Zip(rr, (a, b) => a > b ? 1.0 : a == b ? 0.5 : 0.0).ToArray();
+            double[] outcome, rp, rr;
+            PairVerdict[]? verdicts = null;
+            if (run.AiJudge is { } ai)
+            {
+                // Policy as A, reference as B, then swapped (JudgeClient.CompareAsync); a few prompts at a time, which the model server batches.
+                var client = run.Judges ?? throw new InvalidDataException("an AI judge needs a model server or an endpoint here");
+                verdicts = new PairVerdict[prompts.Count];
+                foreach (var chunk in Enumerable.Range(0, prompts.Count).Chunk(8))
+                {
+                    if (ct.IsCancellationRequested) break;
+                    var done = Task.WhenAll(chunk.Select(async i => verdicts[i] = await client.CompareAsync(ai, prompts[i], policySamples[i].Text, referenceSamples[i].Text, ct)));
+                    done.GetAwaiter().GetResult();
+                }
+                outcome = verdicts.Select(v => v.Verdict switch { "a" => 1.0, "b" => 0.0, _ => 0.5 }).ToArray();
+                (rp, rr) = (outcome, outcome.Select(x => 1 - x).ToArray());
+                metrics["judge/ties"] = verdicts.Count(v => v.Verdict == "tie") / (double)Math.Max(1, verdicts.Length);
+            }
+            else
+            {
+                using var judge = RewardEnsembleSource.Load(run.Judge!, c.UncertaintyPenalty, c.BatchSize, device);
+                rp = judge.Score(prompts.Select((p, i) => new RewardInput(p, policySamples[i].Text)).ToList());
+                rr = judge.Score(prompts.Select((p, i) => new RewardInput(p, referenceSamples[i].Text)).ToList());
+                outcome = rp.Zip(rr, (a, b) => a > b ? 1.0 : a == b ? 0.5 : 0.0).ToArray();
+            }
             metrics["win_rate"] = outcome.Average();
             var (lo, hi) = Bootstrap(outcome, c.BootstrapSamples, c.Seed);
             metrics["win_rate_ci_low"] = lo;
             metrics["win_rate_ci_high"] = hi;
-            metrics["reward/policy"] = rp.Average();
-            metrics["reward/reference"] = rr.Average();
+            if (verdicts is null)
+            {
+                metrics["reward/policy"] = rp.Average();
+                metrics["reward/reference"] = rr.Average();
+            }
             for (int i = 0; i < prompts.Count; i++)
-                details.Add(new Dictionary<string, object>
+            {
+                var d = new Dictionary<string, object>
                 {
-                    ["prompt"] = prompts[i], ["policy"] = policySamples[i].Text, ["reference"] = referenceSamples[i].Text,
-                    ["policy_reward"] = Math.Round(rp[i], 6), ["reference_reward"] = Math.Round(rr[i], 6), ["win"] = outcome[i],
-                });
+                    ["prompt"] = prompts[i], ["policy"] = policySamples[i].Text, ["reference"] = referenceSamples[i].Text, ["win"] = outcome[i],
+                };
+                if (verdicts is null) { d["policy_reward"] = Math.Round(rp[i], 6); d["reference_reward"] = Math.Round(rr[i], 6); }
+                else
+                {
+                    d["judge"] = new Dictionary<string, object>
+                    {
+                        ["verdict"] = verdicts[i].Verdict switch { "a" => "policy", "b" => "reference", _ => "tie" },
+                        ["policy_first"] = new { pick = verdicts[i].FirstPick, answer = verdicts[i].FirstAnswer },
+                        ["reference_first"] = new { pick = verdicts[i].SecondPick, answer = verdicts[i].SecondAnswer },
+                    };
+                }
+                details.Add(d);
+            }
             reporter.Step(clock.Tick(2, 0, 0), metrics.Where(kv => !kv.Key.StartsWith(MetricNames.EvalPrefix)).ToDictionary());
         }
         File.WriteAllLines(run.OutputPath, details.Count > 0

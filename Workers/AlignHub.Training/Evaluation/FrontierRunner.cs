@@ -43,7 +43,7 @@ public sealed class FrontierRunner : IMethodRunner
         foreach (var name in c.Models.Where(m => points.All(p => p.Name != m)))
             points.Add(new FrontierPoint(name, ctx.CheckpointStepOf(name), ctx.Model(name)));
         if (points.Count == 0) throw new InvalidDataException($"job {c.Run} has no checkpoints to evaluate");
-        using IRewardSource reward = c.ParsedGrader() is { } g ? new GraderSource(g) : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, c.BatchSize, ctx.Device);
+        using IRewardSource reward = c.ParsedGrader() is { } g ? new GraderSource(ctx.Bind(g)) : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, c.BatchSize, ctx.Device);
         var chat = ctx.Model(job.Model).ChatFormat();
         var prompts = ctx.Rows(job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat));
         reporter.Event("info", $"Evaluating the KL-reward frontier of {points.Count} point(s) against {job.Model} on {prompts.Count} prompts, " +

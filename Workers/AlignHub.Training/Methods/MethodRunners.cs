@@ -39,6 +39,15 @@ public sealed class MethodContext
     /// <summary>The step of a checkpoint's model name (null: not a checkpoint).</summary>
     public Func<string, int?> CheckpointStepOf { get; init; } = _ => null;
 
+    /// <summary>Asks AI judges (local ones through this process's model server); null where none can be asked.</summary>
+    public Domain.Inference.JudgeClient? Judges { get; init; }
+    /// <summary>A judge by id (null: no such judge).</summary>
+    public Func<string, Judge?> FindJudge { get; init; } = _ => null;
+    /// <summary>How score_model graders ask their model (null: no model server; such a grader fails when it grades).</summary>
+    public Func<ScoreModel, IReadOnlyList<Domain.Templates.ChatMessage>, string>? GraderAsk { get; init; }
+    /// <summary>A grader ready to grade here: its score_model graders bound to <see cref="GraderAsk"/>.</summary>
+    public Grader Bind(Grader g) => GraderAsk is null ? g : g.Bind(GraderAsk);
+
     public ModelSource Model(string id) => Source(FindModel(id));
     public string FilePath(string fileId) => Resolve(FindFile(fileId).StoragePath);
     public T ConfigAs<T>() where T : MethodConfig => (T)Config;

@@ -86,6 +86,9 @@ public sealed class RewardEnsembleSource(IReadOnlyList<IRewardSource> members, d
 public sealed class GraderSource(Domain.Grader grader) : IRewardSource
 {
     public string Name => grader.Name;
-    public double[] Score(IReadOnlyList<RewardInput> batch) => batch.Select(x => grader.Grade(x.Row, x.Completion)).ToArray();
+    /// <summary>Each completion graded; graders that ask a model (score_model) ask for several completions at once, which the model server batches.</summary>
+    public double[] Score(IReadOnlyList<RewardInput> batch) => grader.ScoreModels().Any()
+        ? batch.AsParallel().AsOrdered().WithDegreeOfParallelism(16).Select(x => grader.Grade(x.Row, x.Completion)).ToArray()
+        : batch.Select(x => grader.Grade(x.Row, x.Completion)).ToArray();
     public void Dispose() { }
 }

@@ -496,7 +496,7 @@ public sealed class OnlineRlRunner(string method) : Methods.IMethodRunner
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
         var c = ctx.ConfigAs<OnlineRlConfig>();
-        using IRewardSource source = c.ParsedGrader() is { } g ? new GraderSource(g)
+        using IRewardSource source = c.ParsedGrader() is { } g ? new GraderSource(ctx.Bind(g))
             : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, 64, ctx.Device);
         var policy = ctx.Model(ctx.Job.Model);
         var chat = policy.ChatFormat();
