@@ -45,6 +45,7 @@ as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w \
 stop_pg() { as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
 trap stop_pg EXIT
 export ALIGNHUB_TEST_POSTGRES="Host=127.0.0.1;Port=$port;Username=$pg_user;Database=postgres"
+export ALIGNHUB_TEST_PGBIN="$pgbin"   # the fault drills start clusters of their own, to restart them
 echo "tests/run.sh: PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 
 log=$(mktemp /tmp/alignhub-test.XXXXXX.log)

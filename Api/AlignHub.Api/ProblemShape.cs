@@ -68,11 +68,11 @@ public static class ProblemShape
 
 public static class ReadinessEndpoint
 {
-    public static async Task<IResult> Check(IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+    public static async Task<IResult> Check(HttpContext http, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
-        return await db.Database.CanConnectAsync(ct)
-            ? TypedResults.Ok(new { status = "ready" })
-            : TypedResults.Problem(statusCode: 503, title: "Database unreachable");
+        if (await db.Database.CanConnectAsync(ct)) return TypedResults.Ok(new { status = "ready" });
+        http.Response.Headers.RetryAfter = DatabaseOutageMiddleware.RetryAfterSeconds.ToString();
+        return TypedResults.Problem(statusCode: 503, title: "Database unreachable");
     }
 }

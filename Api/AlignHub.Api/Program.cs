@@ -21,6 +21,7 @@ var firstAdminKey = await app.Services.GetRequiredService<ApiKeyService>().Boots
 
 app.UseExceptionHandler(new ExceptionHandlerOptions { StatusCodeSelector = ProblemShape.StatusFor });
 app.UseStatusCodePages();
+app.UseMiddleware<DatabaseOutageMiddleware>();
 // Every response names its request; error bodies carry the same id, and log lines carry it in their scope.
 app.Use((http, next) => { http.Response.Headers["X-Request-Id"] = http.TraceIdentifier; return next(http); });
 app.UseAuthentication();

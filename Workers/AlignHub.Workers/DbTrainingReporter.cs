@@ -11,6 +11,10 @@ namespace AlignHub.Workers;
 /// (<see cref="FineTuningJob.RequestedAction"/>) and the lease once per step, so a cancel or pause is honoured within
 /// one step and a worker that lost the job stops. Metrics are stored under their own names; OpenAI's aliases
 /// (<see cref="MetricNames.OpenAiAliases"/>) are added to metrics events and checkpoints, which OpenAI's SDK reads.
+/// While the database is unreachable every write waits for it (the trainer stops at that step) and goes on when it is
+/// back, so no metric row is lost; a write that reached the database before the connection broke is not repeated (the
+/// unique index on (job, name, step) tells), so none is duplicated. After a long outage the lease may have gone to
+/// another worker: the next <see cref="Poll"/> says so and this one stops.
 /// </summary>
 public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
 {
@@ -72,20 +76,20 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
             Save();
         }
         long? eta = p.SecondsRemaining is double s ? now + (long)Math.Ceiling(s) : null;
-        int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == workerId).ExecuteUpdate(u => u
+        int n = Durably(() => db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == workerId).ExecuteUpdate(u => u
             .SetProperty(j => j.StepsCompleted, p.Step)
             .SetProperty(j => j.TotalSteps, p.TotalSteps)
             .SetProperty(j => j.EpochsCompleted, p.EpochsCompleted)
             .SetProperty(j => j.TrainedTokens, p.TrainedTokens)
             .SetProperty(j => j.EstimatedFinish, eta)
-            .SetProperty(j => j.HeartbeatAtMs, Ids.NowMs()));
+            .SetProperty(j => j.HeartbeatAtMs, Ids.NowMs())));
         if (n == 0) LeaseLost = true;
     }
 
     public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics)
     {
         var relative = Path.GetRelativePath(options.FullDataDir, directory);
-        if (db.Checkpoints.Any(c => c.JobId == job.Id && c.Step == step)) return;
+        if (Durably(() => db.Checkpoints.Any(c => c.JobId == job.Id && c.Step == step))) return;
         db.Checkpoints.Add(new JobCheckpoint
         {
             Id = Ids.New("ftckpt-"), JobId = job.Id, Step = step, CreatedAt = Ids.Now(), StoragePath = relative,
@@ -118,7 +122,7 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
     public ControlSignal Poll()
     {
         if (LeaseLost) return ControlSignal.LeaseLost;
-        var row = db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.RequestedAction, j.LeaseOwner }).Single();
+        var row = Durably(() => db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.RequestedAction, j.LeaseOwner }).Single());
         if (row.LeaseOwner != workerId) { LeaseLost = true; return ControlSignal.LeaseLost; }
         return row.RequestedAction switch
         {
@@ -128,11 +132,54 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
         };
     }
 
-    void Save()
+    void Save() => Durably(() =>
     {
-        db.SaveChanges();
+        try { db.SaveChanges(); }
+        catch (DbUpdateException e) when (retrying && IsUniqueViolation(e)) { /* the attempt before the outage had committed */ }
         db.ChangeTracker.Clear();
+        return 0;
+    });
+
+    bool retrying;
+    /// <summary>The longest a write waits for the database before the job fails.</summary>
+    static readonly TimeSpan MaxOutage = TimeSpan.FromMinutes(15);
+
+    /// <summary>Runs a database write, and while the database is unreachable waits (1 s, doubling to 15 s) and tries again.</summary>
+    T Durably<T>(Func<T> write)
+    {
+        var started = DateTime.UtcNow;
+        var delay = TimeSpan.FromSeconds(1);
+        while (true)
+        {
+            try
+            {
+                var result = write();
+                if (retrying)
+                {
+                    retrying = false;
+                    var waited = (DateTime.UtcNow - started).TotalSeconds;
+                    db.Events.Add(new JobEvent
+                    {
+                        JobId = job.Id, CreatedAt = Ids.Now(), Level = "warn", Type = "message",
+                        Message = $"The database was unreachable; training waited {waited:F0} s and went on", DataJson = JsonSerializer.Serialize(new { waited_seconds = waited }),
+                    });
+                    try { db.SaveChanges(); } catch (Exception e) when (Outage(e)) { } // the note is not worth another wait
+                    db.ChangeTracker.Clear();
+                }
+                return result;
+            }
+            catch (Exception e) when (Outage(e) && DateTime.UtcNow - started < MaxOutage)
+            {
+                retrying = true;
+                Thread.Sleep(delay);
+                delay = TimeSpan.FromSeconds(Math.Min(15, delay.TotalSeconds * 2));
+            }
+        }
     }
+
+    static bool Outage(Exception? e) => DatabaseErrors.IsOutage(e);
+
+    static bool IsUniqueViolation(DbUpdateException e) => DatabaseErrors.IsUniqueViolation(e);
 
     public void Dispose()
     {

@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using Xunit;
+
+namespace AlignHub.Tests;
+
+/// <summary>
+/// A PostgreSQL cluster of a test's own (initdb, pg_ctl from <c>ALIGNHUB_TEST_PGBIN</c>, as the postgres user when root),
+/// so a fault drill can stop and start it without touching the suite's shared server.
+/// </summary>
+public sealed class OwnPostgres : IAsyncDisposable
+{
+    readonly string bin, dir;
+    public int Port { get; }
+    public string ConnectionString { get; }
+
+    OwnPostgres(string bin, string dir, int port, string user)
+    {
+        (this.bin, this.dir, Port) = (bin, dir, port);
+        ConnectionString = $"Host=127.0.0.1;Port={port};Username={user};Database=postgres;Timeout=5;Command Timeout=30";
+    }
+
+    public static string? Bin => Environment.GetEnvironmentVariable("ALIGNHUB_TEST_PGBIN") is { Length: > 0 } b && File.Exists(Path.Combine(b, "initdb")) ? b : null;
+    static bool Root => Environment.UserName == "root";
+
+    static async Task Run(string file, params string[] args)
+    {
+        var psi = Root ? new ProcessStartInfo("runuser", ["-u", "postgres", "--", file, .. args]) : new ProcessStartInfo(file, args);
+        psi.WorkingDirectory = "/";
+        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEndAsync();
+        var errors = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{Path.GetFileName(file)} failed: {await output}{await errors}");
+    }
+
+    public static async Task<OwnPostgres> StartAsync()
+    {
+        var dir = Directory.CreateTempSubdirectory("alignhub-own-pg-").FullName;
+        if (Root) { Process.Start("chmod", ["755", dir])!.WaitForExit(); Process.Start("chown", ["-R", "postgres:postgres", dir])!.WaitForExit(); }
+        int port = 30000 + Random.Shared.Next(20000);
+        var user = Root ? "postgres" : Environment.UserName;
+        var pg = new OwnPostgres(Bin!, dir, port, user);
+        await Run(Path.Combine(pg.bin, "initdb"), "-D", Path.Combine(dir, "data"), "-A", "trust", "-U", user, "-E", "UTF8", "--locale=C.UTF-8");
+        await pg.StartServerAsync();
+        return pg;
+    }
+
+    public Task StartServerAsync() => Run(Path.Combine(bin, "pg_ctl"), "-D", Path.Combine(dir, "data"), "-l", Path.Combine(dir, "server.log"), "-w",
+        "-o", $"-c listen_addresses=127.0.0.1 -p {Port} -k {dir} -c fsync=off -c max_connections=200", "start");
+
+    public Task StopServerAsync() => Run(Path.Combine(bin, "pg_ctl"), "-D", Path.Combine(dir, "data"), "-m", "fast", "-w", "stop");
+
+    public async ValueTask DisposeAsync()
+    {
+        try { await StopServerAsync(); } catch (InvalidOperationException) { }
+        try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
+
+public sealed class OwnPostgresFactAttribute : FactAttribute
+{
+    public OwnPostgresFactAttribute()
+    {
+        if (OwnPostgres.Bin is null) Skip = "ALIGNHUB_TEST_PGBIN is not set: run tests/run.sh, which finds PostgreSQL's initdb and pg_ctl";
+    }
+}
+
+/// <summary>Fault drills: the database goes away under load and comes back.</summary>
+public class OutageTests
+{
+    /// <summary>
+    /// PostgreSQL stopped for a few seconds under 20 concurrent API clients while a worker trains: clients get 503 with
+    /// Retry-After during the outage and never a 500; every upload answered 2xx is in the database afterwards; the job
+    /// waits out the outage and finishes with each step's metrics exactly once.
+    /// </summary>
+    [OwnPostgresFact]
+    public async Task A_database_restart_gives_503s_not_500s_and_loses_nothing()
+    {
+        await using var pg = await OwnPostgres.StartAsync();
+        var data = Directory.CreateTempSubdirectory("alignhub-outage-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data, postgres: pg.ConnectionString);
+        var (s0, file) = await app.Upload(TestData.Jsonl(64), "train.jsonl");
+        Assert.True(s0 == HttpStatusCode.OK, file.ToString());
+        var job = await app.CreateSftJob(file.GetProperty("id").GetString()!, new { n_epochs = 100, batch_size = 8, max_steps = 300, save_steps = 25 });
+        await app.WaitForJob(job, j => j.GetProperty("steps_completed").GetInt32() >= 5, TimeSpan.FromMinutes(2));
+
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<(int Status, bool RetryAfter, string What)>();
+        var uploaded = new System.Collections.Concurrent.ConcurrentBag<string>();
+        using var stop = new CancellationTokenSource();
+        var clients = Enumerable.Range(0, 20).Select(async c =>
+        {
+            using var http = new HttpClient { BaseAddress = app.Http.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+            http.DefaultRequestHeaders.Authorization = app.Http.DefaultRequestHeaders.Authorization;
+            int n = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                HttpResponseMessage r;
+                string what;
+                try
+                {
+                    if (n++ % 3 == 0)
+                    {
+                        what = "upload";
+                        using var form = new MultipartFormDataContent { { new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(TestData.Jsonl(2, c * 1000 + n))), "file", $"c{c}-{n}.jsonl" }, { new StringContent("fine-tune"), "purpose" } };
+                        r = await http.PostAsync("/v1/files", form);
+                        if (r.IsSuccessStatusCode) uploaded.Add(JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!);
+                    }
+                    else { what = n % 3 == 1 ? "jobs" : "job"; r = await http.GetAsync(n % 3 == 1 ? "/v1/fine_tuning/jobs?limit=5" : $"/v1/fine_tuning/jobs/{job}"); }
+                }
+                catch (HttpRequestException) { statuses.Add((0, false, "connection")); continue; }
+                statuses.Add(((int)r.StatusCode, r.Headers.RetryAfter is not null, what));
+                r.Dispose();
+                await Task.Delay(20);
+            }
+        }).ToList();
+
+        await Task.Delay(2000);
+        await pg.StopServerAsync();
+        await Task.Delay(4000);
+        var during = statuses.Count;
+        await pg.StartServerAsync();
+        await Task.Delay(4000);
+        stop.Cancel();
+        await Task.WhenAll(clients);
+
+        var all = statuses.ToList();
+        Assert.DoesNotContain(all, s => s.Status >= 500 && s.Status != 503);
+        Assert.DoesNotContain(all, s => s.Status == 0);
+        Assert.Contains(all, s => s.Status == 503);
+        Assert.All(all.Where(s => s.Status == 503), s => Assert.True(s.RetryAfter, $"a 503 on {s.What} without Retry-After"));
+        Assert.Contains(all, s => s.Status == 200);
+        foreach (var id in uploaded) Assert.Equal(HttpStatusCode.OK, (await app.Http.GetAsync($"/v1/files/{id}")).StatusCode);
+
+        // The job waited out the outage and went on: every step's loss exactly once.
+        var done = await app.WaitForStatus(job, "succeeded", TimeSpan.FromMinutes(5));
+        var steps = (await Postgres.QueryAsync(new Npgsql.NpgsqlConnectionStringBuilder(pg.ConnectionString) { Database = "postgres" }.ConnectionString,
+            $"SELECT \"Step\", COUNT(*) FROM job_metrics WHERE \"JobId\" = '{job}' AND \"Name\" = 'loss' GROUP BY \"Step\" ORDER BY \"Step\""))
+            .Select(r => (Step: Convert.ToInt32(r[0]), Count: Convert.ToInt32(r[1]))).ToList();
+        Assert.Equal(Enumerable.Range(1, 300), steps.Select(s => s.Step));
+        Assert.All(steps, s => Assert.Equal(1, s.Count));
+        Assert.True(during > 0);
+    }
+}
