@@ -32,25 +32,39 @@ public static class Checkpoints
         if (Directory.Exists(dir)) return dir; // a complete checkpoint of this step exists (re-run after a crash)
         var tmp = dir + ".tmp-" + Environment.ProcessId;
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        Directory.CreateDirectory(tmp);
-        if (lora is not null)
+        try
         {
-            PeftAdapter.Save(model, tmp, lora, source.Name ?? source.Folder ?? "", extraTensors);
-            if (saveMerged)
+            Directory.CreateDirectory(tmp);
+            if (lora is not null)
             {
-                var merged = Path.Combine(tmp, Merged);
-                PeftAdapter.SaveMerged(model, merged, extraTensors);
-                File.WriteAllText(Path.Combine(merged, ModelConfig), modelConfigJson ?? source.ConfigJson);
-                CopyTokenizerFiles(source.TokenizerFolder, merged);
+                PeftAdapter.Save(model, tmp, lora, source.Name ?? source.Folder ?? "", extraTensors);
+                if (saveMerged)
+                {
+                    var merged = Path.Combine(tmp, Merged);
+                    PeftAdapter.SaveMerged(model, merged, extraTensors);
+                    File.WriteAllText(Path.Combine(merged, ModelConfig), modelConfigJson ?? source.ConfigJson);
+                    CopyTokenizerFiles(source.TokenizerFolder, merged);
+                }
             }
+            else HfWeights.Save(model, tmp, extra: extraTensors);
+            optimizer.save_state_dict(Path.Combine(tmp, Optimizer));
+            File.WriteAllText(Path.Combine(tmp, State), JsonSerializer.Serialize(state));
+            File.WriteAllText(Path.Combine(tmp, ModelConfig), modelConfigJson ?? source.ConfigJson);
+            File.WriteAllText(Path.Combine(tmp, JobConfig), jobConfigJson);
+            CopyTokenizerFiles(source.TokenizerFolder, tmp);
+            // On disk before the rename: a folder that exists after a crash or power loss is complete.
+            foreach (var f in Directory.EnumerateFiles(tmp, "*", SearchOption.AllDirectories))
+                using (var fs = new FileStream(f, FileMode.Open, FileAccess.ReadWrite)) fs.Flush(flushToDisk: true);
+            Directory.Move(tmp, dir);
         }
-        else HfWeights.Save(model, tmp, extra: extraTensors);
-        optimizer.save_state_dict(Path.Combine(tmp, Optimizer));
-        File.WriteAllText(Path.Combine(tmp, State), JsonSerializer.Serialize(state));
-        File.WriteAllText(Path.Combine(tmp, ModelConfig), modelConfigJson ?? source.ConfigJson);
-        File.WriteAllText(Path.Combine(tmp, JobConfig), jobConfigJson);
-        CopyTokenizerFiles(source.TokenizerFolder, tmp);
-        Directory.Move(tmp, dir);
+        catch (IOException e)
+        {
+            // A full disk (or any write error): drop the partial folder, keep every earlier checkpoint as it is, and say so.
+            try { if (Directory.Exists(tmp)) Directory.Delete(tmp, true); } catch (IOException) { }
+            var last = Directory.Exists(root) ? Directory.GetDirectories(root, "step-*").Where(d => !d.Contains(".tmp-")).Select(StepOf).Where(x => x >= 0).DefaultIfEmpty(-1).Max() : -1;
+            throw new InvalidDataException($"the checkpoint of step {state.Step} could not be written ({e.Message.Trim()}); " +
+                (last >= 0 ? $"the checkpoint of step {last} is intact and the job resumes from it when retried" : "no earlier checkpoint exists"), e);
+        }
         return dir;
     }
 

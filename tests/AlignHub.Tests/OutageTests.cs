@@ -144,3 +144,57 @@ public class OutageTests
         Assert.True(during > 0);
     }
 }
+
+/// <summary>A test that mounts a filesystem (a tmpfs quota): only as root, where mount works.</summary>
+public sealed class MountFactAttribute : FactAttribute
+{
+    public MountFactAttribute()
+    {
+        if (Environment.UserName != "root" || !File.Exists("/bin/mount")) Skip = "mounting a small tmpfs needs root";
+    }
+}
+
+public class DiskFullTests
+{
+    static async Task Sh(string file, params string[] args)
+    {
+        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        var err = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)}: {await err}");
+    }
+
+    /// <summary>
+    /// Checkpoints on a 2.5 MB tmpfs: the first fits, the next does not. The job fails saying which checkpoint could not be
+    /// written and which one is intact; that one loads (weights and optimizer state), and no partial folder is left.
+    /// </summary>
+    [MountFact]
+    public async Task A_full_disk_fails_the_job_clearly_and_keeps_the_previous_checkpoint()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-diskfull-").FullName;
+        var quota = Path.Combine(data, "checkpoints");
+        Directory.CreateDirectory(quota);
+        await Sh("mount", "-t", "tmpfs", "-o", "size=2560k", "tmpfs", quota);
+        try
+        {
+            await using var app = await AlignHubProcess.StartAsync(data);
+            var (s, file) = await app.Upload(TestData.Jsonl(64), "train.jsonl");
+            Assert.True(s == HttpStatusCode.OK, file.ToString());
+            var job = await app.CreateSftJob(file.GetProperty("id").GetString()!, new { n_epochs = 10, batch_size = 8, max_steps = 40, save_steps = 3 });
+            var failed = await app.WaitForStatus(job, "failed", TimeSpan.FromMinutes(3));
+            var message = failed.GetProperty("error").GetProperty("message").GetString()!;
+            Assert.Contains("could not be written", message);
+            Assert.Contains("No space left on device", message);
+            Assert.Contains("the checkpoint of step 3 is intact", message);
+            var checkpoints = (await app.GetJson($"/v1/fine_tuning/jobs/{job}/checkpoints")).GetProperty("data").EnumerateArray().ToList();
+            Assert.Single(checkpoints);
+            var dir = Directory.GetDirectories(Path.Combine(quota, job));
+            Assert.Equal(["step-0000003"], dir.Select(Path.GetFileName));
+            using var model = AlignHub.Training.Models.HfWeights.LoadModel(dir[0]);
+            Assert.True(new FileInfo(Path.Combine(dir[0], "optimizer.bin")).Length > 0);
+            Assert.Contains(JsonDocument.Parse(await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{job}/events?limit=100")).RootElement.GetProperty("data").EnumerateArray(),
+                e => e.GetProperty("level").GetString() == "error" && e.GetProperty("message").GetString()!.Contains("could not be written"));
+        }
+        finally { await Sh("umount", "-l", quota); }
+    }
+}
