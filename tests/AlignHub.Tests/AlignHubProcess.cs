@@ -14,6 +14,8 @@ public sealed class AlignHubProcess : IAsyncDisposable
     /// <summary>The admin key every test process is configured with (<c>AlignHub__AdminKey</c>); <see cref="Http"/> sends it.</summary>
     public const string AdminKey = "ahk-test-admin-0123456789";
     public int Port { get; }
+    /// <summary>The current process's id (a worker's lease names it: host:pid:...).</summary>
+    public int Pid => process.Id;
     public string LogPath { get; }
     public HttpClient Http { get; }
     Process process;
@@ -86,6 +88,16 @@ public sealed class AlignHubProcess : IAsyncDisposable
             await Task.Delay(250);
         }
         throw new Xunit.Sdk.XunitException("AlignHub did not become ready:\n" + Log());
+    }
+
+    /// <summary>SIGTERM, as a container runtime or systemd stops a service; returns the seconds until the process exited.</summary>
+    public async Task<double> TerminateAsync(TimeSpan timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString()])!) await kill.WaitForExitAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        await process.WaitForExitAsync(cts.Token);
+        return sw.Elapsed.TotalSeconds;
     }
 
     /// <summary>SIGKILL: no shutdown hook runs.</summary>

@@ -37,6 +37,7 @@ public class ResilienceTests
 
         var events = (await app.GetJson($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000")).GetProperty("data").EnumerateArray()
             .Select(e => e.GetProperty("message").GetString()!).ToList();
+        Assert.True(events.Count(m => m.StartsWith("Resumed from checkpoint at step ")) == 1, string.Join("\n", events.Where(m => !m.StartsWith("Step "))));
         var resumed = events.Single(m => m.StartsWith("Resumed from checkpoint at step "));
         var step = int.Parse(resumed["Resumed from checkpoint at step ".Length..]);
         Assert.True(step >= 40 && step % 20 == 0, resumed);
@@ -263,5 +264,53 @@ public class ResilienceTests
         AssertEveryStepOnce(await MetricKeys(api, jobId), 200);
         var attempts = await Postgres.QueryAsync(db, $"SELECT \"Attempts\" FROM fine_tuning_jobs WHERE \"Id\" = '{jobId}'");
         Assert.Equal(2, Convert.ToInt32(attempts.Single()[0]));
+    }
+
+    /// <summary>
+    /// SIGTERM to the worker that trains (PostgreSQL, one api and two workers): it writes a checkpoint of the step it
+    /// reached, gives the job back and exits within seconds; the other worker resumes it from that very step, every step's
+    /// metrics are recorded once, and the weights equal those of the same job run without the interruption (1e-6).
+    /// </summary>
+    [PostgresFact]
+    public async Task Postgres_worker_stopped_with_SIGTERM_hands_its_job_over_from_the_step_it_reached()
+    {
+        var db = await Postgres.CreateDatabaseAsync();
+        var data = TempDir();
+        await using var api = await AlignHubProcess.StartAsync(data, roles: "api,web", postgres: db, leaseSeconds: 6);
+        await using var w1 = await AlignHubProcess.StartAsync(data, roles: "worker", postgres: db, leaseSeconds: 6);
+        await using var w2 = await AlignHubProcess.StartAsync(data, roles: "worker", postgres: db, leaseSeconds: 6);
+        var file = (await api.Upload(TestData.Jsonl(64))).Body.GetProperty("id").GetString()!;
+        const int total = 1500;
+        async Task<string> Create() => await api.CreateSftJob(file, new { max_steps = total, n_epochs = 100, batch_size = 4, save_steps = 500 }, seed: 11);
+        var jobId = await Create();
+        await api.WaitForJob(jobId, j => j.GetProperty("steps_completed").GetInt32() >= 100, TimeSpan.FromMinutes(2));
+        // Whichever worker holds the job (its lease names the process) gets the SIGTERM.
+        var owner = (string)(await Postgres.QueryAsync(db, $"SELECT \"LeaseOwner\" FROM fine_tuning_jobs WHERE \"Id\" = '{jobId}'")).Single()[0]!;
+        var holder = owner.Split(':')[1] == w1.Pid.ToString() ? w1 : w2;
+        var seconds = await holder.TerminateAsync(TimeSpan.FromSeconds(60));
+        Assert.True(seconds < 30, $"the worker took {seconds:F1} s to stop");
+
+        var job = await api.WaitForStatus(jobId, "succeeded", TimeSpan.FromMinutes(3));
+        // From the database: the job's metrics events (one a step) fill more than a page of the API.
+        var events = (await Postgres.QueryAsync(db, $"SELECT \"Message\" FROM job_events WHERE \"JobId\" = '{jobId}' AND \"Type\" = 'message' ORDER BY \"Id\""))
+            .Select(r => (string)r[0]!).ToList();
+        var resumed = events.Single(m => m.StartsWith("Resumed from checkpoint at step "));
+        int step = int.Parse(resumed["Resumed from checkpoint at step ".Length..]);
+        Assert.True(step >= 100 && step % 500 != 0, $"resumed at step {step}: the interrupted step's own checkpoint, not the last scheduled one");
+        // Every metric row of every step once (read from the database: more rows than one page of the API).
+        var keys = (await Postgres.QueryAsync(db, $"SELECT \"Step\", \"Name\" FROM job_metrics WHERE \"JobId\" = '{jobId}' ORDER BY \"Step\", \"Name\""))
+            .Select(r => (Convert.ToInt32(r[0]), (string)r[1]!)).ToList();
+        AssertEveryStepOnce(keys, total);
+
+        var straight = await Create();
+        await api.WaitForStatus(straight, "succeeded", TimeSpan.FromMinutes(3));
+        var a = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(data, "checkpoints", jobId, $"step-{total:D7}", "model.safetensors"));
+        var b = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(data, "checkpoints", straight, $"step-{total:D7}", "model.safetensors"));
+        foreach (var (name, t) in a)
+        {
+            var diff = (t - b[name]).abs().max().item<float>();
+            Assert.True(diff <= 1e-6f, $"{name} differs by {diff}");
+        }
+        Assert.Equal("succeeded", job.GetProperty("status").GetString());
     }
 }
