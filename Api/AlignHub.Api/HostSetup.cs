@@ -60,10 +60,15 @@ public static class HostSetup
         {
             services.AddScoped<ITrainingJob, TrainingJob>();
             services.AddScoped<ICampaignJudging, AlignHub.Workers.CampaignJudgingJob>();
+            // Which device and queues: resolved once (CUDA is asked of TorchSharp for "auto"), before Hangfire starts fetching.
+            var identity = WorkerIdentity.Resolve(options);
+            services.AddSingleton(identity);
+            // Registered before the Hangfire server, so it stops after it: the row says "stopped" once the job is handed back.
+            services.AddHostedService<WorkerHeartbeatService>();
             services.AddHangfireServer(o =>
             {
-                o.WorkerCount = Math.Max(1, options.WorkerCount);
-                o.Queues = [ITrainingJob.Queue, "default"];
+                o.WorkerCount = identity.Slots;
+                o.Queues = [.. identity.Queues];
                 o.ServerName = TrainingJob.WorkerId;
                 o.ShutdownTimeout = TimeSpan.FromSeconds(60);
                 o.SchedulePollingInterval = TimeSpan.FromSeconds(2);

@@ -41,6 +41,7 @@ if (options.HasRole("api"))
     v1.MapGraders();
     v1.MapCompletions();
     v1.MapJudges();
+    v1.MapWorkers();
     v1.MapModels();
     v1.MapAnnotation();
     v1.MapApiKeys();

@@ -18,6 +18,7 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
     public DbSet<IdempotencyRecord> IdempotencyRecords => Set<IdempotencyRecord>();
     public DbSet<Judge> Judges => Set<Judge>();
+    public DbSet<WorkerRecord> Workers => Set<WorkerRecord>();
 
     protected override void OnModelCreating(ModelBuilder b)
     {
@@ -40,6 +41,7 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.Property(x => x.Id).HasMaxLength(64);
             e.Property(x => x.Status).HasMaxLength(32);
             e.Property(x => x.RequestedAction).HasMaxLength(16);
+            e.Property(x => x.Device).HasMaxLength(8).HasDefaultValue(JobResources.Any);
             e.HasIndex(x => new { x.CreatedAtMs, x.Id });
             e.HasIndex(x => x.Status);
             // The dispatcher's work list: queued jobs not yet handed to Hangfire.
@@ -105,6 +107,12 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.ToTable("judges");
             e.Property(x => x.Id).HasMaxLength(64);
             e.Property(x => x.Mode).HasMaxLength(16);
+        });
+        b.Entity<WorkerRecord>(e =>
+        {
+            e.ToTable("workers");
+            e.Property(x => x.Id).HasMaxLength(128);
+            e.HasIndex(x => x.HeartbeatAtMs);
         });
         b.Entity<IdempotencyRecord>(e =>
         {

@@ -53,6 +53,11 @@ public sealed class WorkerOptions
     /// reports it, else the CPU). Checked when a job starts; a device this machine lacks fails the job saying so.
     /// </summary>
     public string Device { get; set; } = "auto";
+    /// <summary>
+    /// Comma-separated Hangfire queues this worker takes jobs from (empty: its device kind's, training_cpu or
+    /// training_gpu, then training, the queue of jobs with device "any"); "default" (campaign judging) is always added.
+    /// </summary>
+    public string Queues { get; set; } = "";
     /// <summary>Sequences one served model generates together (continuous batching's pool of rows).</summary>
     public int InferenceBatch { get; set; } = 32;
     /// <summary>The most positions a served request may use (prompt + max_tokens), below the model's own context.</summary>

@@ -64,7 +64,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
             LeaseSeconds = lease, ItemCount = items.Count, CreatedAt = Ids.Now(),
         };
         db.Campaigns.Add(c);
-        db.AnnotationItems.AddRange(items.Select((it, i) => new AnnotationItem { CampaignId = c.Id, Index = i, Prompt = it.Prompt, ResponseA = it.A, ResponseB = it.B, OpenSlots = k }));
+        db.AnnotationItems.AddRange(items.Select((it, i) => new AnnotationItem { CampaignId = c.Id, Index = i, Prompt = DbText.Clean(it.Prompt), ResponseA = DbText.Clean(it.A), ResponseB = DbText.Clean(it.B), OpenSlots = k }));
         await db.SaveChangesAsync(ct);
         return new Ok<AnnotationCampaign>(c);
     }
@@ -85,7 +85,7 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
         if (k is null) return new NotFound("campaign");
         await db.Campaigns.Where(c => c.Id == campaignId).ExecuteUpdateAsync(u => u.SetProperty(c => c.ItemCount, c => c.ItemCount + 1), ct);
         var count = await db.Campaigns.Where(c => c.Id == campaignId).Select(c => c.ItemCount).FirstAsync(ct);
-        var item = new AnnotationItem { CampaignId = campaignId, Index = count - 1, Prompt = prompt, ResponseA = responseA, ResponseB = responseB, OpenSlots = k.Value };
+        var item = new AnnotationItem { CampaignId = campaignId, Index = count - 1, Prompt = DbText.Clean(prompt), ResponseA = DbText.Clean(responseA), ResponseB = DbText.Clean(responseB), OpenSlots = k.Value };
         db.AnnotationItems.Add(item);
         await db.SaveChangesAsync(ct);
         await tx.CommitAsync(ct);

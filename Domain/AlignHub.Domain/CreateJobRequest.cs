@@ -16,6 +16,11 @@ public sealed record CreateJobRequest
     public string? Suffix { get; init; }
     public Dictionary<string, string>? Metadata { get; init; }
     public MethodRequest? Method { get; init; }
+    /// <summary>
+    /// AlignHub: the device kind the job needs, <c>any</c> (default: the first free worker), <c>cpu</c> or <c>gpu</c>;
+    /// it picks the Hangfire queue (training, training_cpu, training_gpu) and so the workers that may run it.
+    /// </summary>
+    public string? Device { get; init; }
     /// <summary>OpenAI's older top-level form of the supervised hyperparameters; used when <c>method</c> is absent.</summary>
     public JsonElement? Hyperparameters { get; init; }
 }

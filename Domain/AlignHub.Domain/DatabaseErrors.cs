@@ -30,3 +30,13 @@ public static class DatabaseErrors
         return false;
     }
 }
+
+/// <summary>Text bound for a database column.</summary>
+public static class DbText
+{
+    /// <summary>
+    /// PostgreSQL's text cannot hold U+0000 (SQLite's can), and a byte-level model samples it like any other byte: it is
+    /// stored as U+FFFD, the replacement character, in model-written text (samples, events, labeling items).
+    /// </summary>
+    public static string Clean(string s) => s.Contains('\0') ? s.Replace('\0', '\uFFFD') : s;
+}

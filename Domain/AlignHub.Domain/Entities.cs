@@ -98,6 +98,12 @@ public sealed class FineTuningJob
     public int Attempts { get; set; }
     /// <summary>A file the job produced (a generate job's completions), listed in <c>result_files</c>.</summary>
     public string? ResultFile { get; set; }
+    /// <summary>The device kind the job needs (<see cref="JobResources"/>: any, cpu or gpu); picks its Hangfire queue.</summary>
+    public string Device { get; set; } = JobResources.Any;
+    /// <summary>Bytes the job is estimated to hold on its device (<see cref="JobResources.Estimate"/>), computed at creation.</summary>
+    public long? EstimatedMemoryBytes { get; set; }
+    /// <summary>When the job was last said to have no live worker serving its queue (once per hand-over to Hangfire).</summary>
+    public long? NoWorkerNoticeAtMs { get; set; }
 
     /// <summary>OpenAI-style name of the job's result: <c>ft:{model}:{suffix:}{job id}</c>.</summary>
     public string FineTunedModelName => $"ft:{Model}:{(Suffix is null ? "" : Suffix + ":")}{Id}";
@@ -155,4 +161,31 @@ public sealed class JobSample
     public double Advantage { get; set; }
     public required string FinishReason { get; set; }
     public long CreatedAt { get; set; }
+}
+
+/// <summary>
+/// A worker process, as it reports itself: written when it starts, its heartbeat and current job every few seconds,
+/// and its stop when it shuts down cleanly. A worker whose heartbeat is older than the lease is lost; its job is
+/// re-queued by the lease (<c>JobRecoveryService</c>), not by this row.
+/// </summary>
+public sealed class WorkerRecord
+{
+    /// <summary>The Hangfire server name and lease owner: host:pid:random.</summary>
+    public required string Id { get; set; }
+    public required string Host { get; set; }
+    public int Pid { get; set; }
+    /// <summary>The Hangfire queues it serves, comma-separated.</summary>
+    public required string Queues { get; set; }
+    /// <summary>The device its training runs on (cpu, cuda:0).</summary>
+    public required string Device { get; set; }
+    /// <summary>AlignHub's version (the assembly's informational version).</summary>
+    public required string Version { get; set; }
+    /// <summary>Training jobs it runs at once.</summary>
+    public int Slots { get; set; }
+    public long StartedAtMs { get; set; }
+    public long HeartbeatAtMs { get; set; }
+    /// <summary>Set when it shut down cleanly.</summary>
+    public long? StoppedAtMs { get; set; }
+    /// <summary>The job it holds the lease of (null: idle).</summary>
+    public string? CurrentJobId { get; set; }
 }

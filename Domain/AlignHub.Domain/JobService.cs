@@ -40,6 +40,8 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
         if (req.Suffix is { } s && s.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
             Err("suffix", "suffix may hold only letters, digits, '-', '_' and '.'");
         if (req.Metadata is { Count: > 16 }) Err("metadata", "at most 16 metadata keys");
+        var device = (req.Device ?? JobResources.Any).Trim().ToLowerInvariant();
+        if (!JobResources.Devices.Contains(device)) Err("device", $"device must be one of {string.Join(", ", JobResources.Devices)}");
 
         await using var db = await dbs.CreateDbContextAsync(ct);
         ModelRecord? model = null;
@@ -67,6 +69,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
         }
         if (errors.Count > 0) return new Invalid(errors);
 
+        var estimate = JobResources.Estimate(ModelArchitecture.Parse(model!.ConfigJson), model.Parameters, config);
         var now = Ids.NowMs();
         var job = new FineTuningJob
         {
@@ -82,9 +85,23 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
             Status = JobStatus.Queued,
             CreatedAt = now / 1000,
             CreatedAtMs = now,
+            Device = device,
+            EstimatedMemoryBytes = estimate.TotalBytes,
         };
         db.Jobs.Add(job);
         db.Events.Add(new JobEvent { JobId = job.Id, CreatedAt = job.CreatedAt, Level = "info", Type = "message", Message = method.CreatedMessage(job.Id) });
+        db.Events.Add(new JobEvent
+        {
+            JobId = job.Id, CreatedAt = job.CreatedAt, Level = "info", Type = "message",
+            Message = $"Needs about {ResourceEstimate.Format(estimate.TotalBytes)} on {(device == JobResources.Any ? "any device" : "a " + device + " worker")} " +
+                $"(weights {ResourceEstimate.Format(estimate.WeightsBytes)}, optimizer state {ResourceEstimate.Format(estimate.TrainingStateBytes)}, " +
+                $"activations {ResourceEstimate.Format(estimate.ActivationBytes)}); queue {JobResources.QueueFor(device)}",
+            DataJson = JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["device"] = device, ["queue"] = JobResources.QueueFor(device), ["estimated_memory_bytes"] = estimate.TotalBytes,
+                ["weights_bytes"] = estimate.WeightsBytes, ["training_state_bytes"] = estimate.TrainingStateBytes, ["activation_bytes"] = estimate.ActivationBytes,
+            }),
+        });
         await db.SaveChangesAsync(ct);
         dispatcher.Signal(); // hands the id to Hangfire off the request path
         return new Created(job);

@@ -54,7 +54,7 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
     {
         db.Events.Add(new JobEvent
         {
-            JobId = job.Id, CreatedAt = Ids.Now(), Level = level, Type = "message", Message = message,
+            JobId = job.Id, CreatedAt = Ids.Now(), Level = level, Type = "message", Message = DbText.Clean(message),
             DataJson = data is null ? null : JsonSerializer.Serialize(data),
         });
         Save();
@@ -112,7 +112,7 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
             var x = samples[i];
             db.Samples.Add(new JobSample
             {
-                JobId = job.Id, Step = step, Index = i, Prompt = x.Prompt, Completion = x.Completion, Reward = x.Reward,
+                JobId = job.Id, Step = step, Index = i, Prompt = DbText.Clean(x.Prompt), Completion = DbText.Clean(x.Completion), Reward = x.Reward,
                 RewardsJson = JsonSerializer.Serialize(x.Rewards), Advantage = x.Advantage, FinishReason = x.FinishReason, CreatedAt = now,
             });
         }

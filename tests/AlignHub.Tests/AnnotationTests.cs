@@ -192,6 +192,22 @@ public class AnnotationApiTests
         Assert.All(open, r => Assert.Equal((0, 3L), (Convert.ToInt32(r[0]), Convert.ToInt64(r[1]))));
     }
 
+    /// <summary>
+    /// PostgreSQL's text cannot hold U+0000, which a byte-level model samples like any byte (found by the fault drill, in
+    /// a GRPO job's samples): an item holding one is stored with U+FFFD in its place, not refused with a 500.
+    /// </summary>
+    [PostgresFact]
+    public async Task Text_with_a_NUL_character_is_stored_on_PostgreSQL_with_a_replacement_character()
+    {
+        var db = await Postgres.CreateDatabaseAsync();
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-ann-nul-").FullName, roles: "api,web", postgres: db);
+        var id = await Campaign(app, 1, k: 1, ties: false);
+        var (s, body) = await app.PostJson($"/v1/annotation/campaigns/{id}/items", new { prompt = "p\0q", response_a = "a\0", response_b = "b" });
+        Assert.True(s == HttpStatusCode.OK, body.ToString());
+        var rows = await Postgres.QueryAsync(db, "SELECT \"Prompt\", \"ResponseA\" FROM annotation_items ORDER BY \"Index\" DESC LIMIT 1");
+        Assert.Equal(("p\uFFFDq", "a\uFFFD"), ((string)rows[0][0]!, (string)rows[0][1]!));
+    }
+
     [PostgresFact]
     public async Task Next_says_wait_while_others_hold_a_slot_that_may_come_back_and_done_when_none_can()
     {

@@ -22,7 +22,8 @@ public sealed record JobObject(
     string Id, long CreatedAt, long? FinishedAt, string Model, string? FineTunedModel, string OrganizationId,
     string Status, string TrainingFile, string? ValidationFile, IReadOnlyList<string> ResultFiles, long? TrainedTokens,
     JobError? Error, int Seed, long? EstimatedFinish, JsonElement Method, IReadOnlyDictionary<string, string>? Metadata,
-    string? Suffix, int StepsCompleted, int TotalSteps, int EpochsCompleted, long? SecondsRemaining, JsonElement Config)
+    string? Suffix, int StepsCompleted, int TotalSteps, int EpochsCompleted, long? SecondsRemaining, JsonElement Config,
+    string Device, long? EstimatedMemoryBytes)
 {
     public string Object => "fine_tuning.job";
 
@@ -50,7 +51,7 @@ public sealed record JobObject(
             j.ErrorMessage is null ? null : new JobError(j.ErrorCode ?? "error", j.ErrorMessage, j.ErrorParam),
             j.Seed, j.EstimatedFinish, method,
             j.MetadataJson is null ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(j.MetadataJson),
-            j.Suffix, j.StepsCompleted, j.TotalSteps, j.EpochsCompleted, remaining, config);
+            j.Suffix, j.StepsCompleted, j.TotalSteps, j.EpochsCompleted, remaining, config, j.Device, j.EstimatedMemoryBytes);
     }
 }
 
@@ -90,3 +91,13 @@ public sealed record ModelObject(string Id, long Created, string OwnedBy, string
 
 /// <summary>OpenAI's deletion result.</summary>
 public sealed record DeletedObject(string Id, string Object, bool Deleted);
+
+/// <summary>A worker process (<c>GET /v1/workers</c>): <c>status</c> online (heartbeat within the lease), lost (none since), or stopped (shut down cleanly).</summary>
+public sealed record WorkerObject(string Id, string Host, int Pid, IReadOnlyList<string> Queues, string Device, string Version, int Slots,
+    long StartedAt, long LastHeartbeatAt, long? StoppedAt, string Status, string? CurrentJob)
+{
+    public string Object => "worker";
+    public static WorkerObject From(WorkerRecord w, long leaseMs, long nowMs) => new(w.Id, w.Host, w.Pid,
+        w.Queues.Split(',', StringSplitOptions.RemoveEmptyEntries), w.Device, w.Version, w.Slots, w.StartedAtMs / 1000, w.HeartbeatAtMs / 1000,
+        w.StoppedAtMs / 1000, WorkerPresence.Status(w, leaseMs, nowMs), w.StoppedAtMs is null ? w.CurrentJobId : null);
+}

@@ -286,6 +286,13 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.Property<long>("CreatedAtMs")
                         .HasColumnType("bigint");
 
+                    b.Property<string>("Device")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(8)
+                        .HasColumnType("character varying(8)")
+                        .HasDefaultValue("any");
+
                     b.Property<long?>("EnqueuedAtMs")
                         .HasColumnType("bigint");
 
@@ -302,6 +309,9 @@ namespace AlignHub.Migrations.Postgres.Migrations
                         .HasColumnType("text");
 
                     b.Property<long?>("EstimatedFinish")
+                        .HasColumnType("bigint");
+
+                    b.Property<long?>("EstimatedMemoryBytes")
                         .HasColumnType("bigint");
 
                     b.Property<string>("FineTunedModel")
@@ -326,6 +336,9 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.Property<string>("Model")
                         .IsRequired()
                         .HasColumnType("text");
+
+                    b.Property<long?>("NoWorkerNoticeAtMs")
+                        .HasColumnType("bigint");
 
                     b.Property<string>("RequestedAction")
                         .HasMaxLength(16)
@@ -653,6 +666,53 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.HasKey("Id");
 
                     b.ToTable("models", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.WorkerRecord", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
+
+                    b.Property<string>("CurrentJobId")
+                        .HasColumnType("text");
+
+                    b.Property<string>("Device")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<long>("HeartbeatAtMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Host")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<int>("Pid")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Queues")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.Property<int>("Slots")
+                        .HasColumnType("integer");
+
+                    b.Property<long>("StartedAtMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<long?>("StoppedAtMs")
+                        .HasColumnType("bigint");
+
+                    b.Property<string>("Version")
+                        .IsRequired()
+                        .HasColumnType("text");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("HeartbeatAtMs");
+
+                    b.ToTable("workers", (string)null);
                 });
 #pragma warning restore 612, 618
         }

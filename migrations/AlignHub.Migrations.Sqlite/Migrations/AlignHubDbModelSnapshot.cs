@@ -277,6 +277,13 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.Property<long>("CreatedAtMs")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("Device")
+                        .IsRequired()
+                        .ValueGeneratedOnAdd()
+                        .HasMaxLength(8)
+                        .HasColumnType("TEXT")
+                        .HasDefaultValue("any");
+
                     b.Property<long?>("EnqueuedAtMs")
                         .HasColumnType("INTEGER");
 
@@ -293,6 +300,9 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                         .HasColumnType("TEXT");
 
                     b.Property<long?>("EstimatedFinish")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("EstimatedMemoryBytes")
                         .HasColumnType("INTEGER");
 
                     b.Property<string>("FineTunedModel")
@@ -317,6 +327,9 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.Property<string>("Model")
                         .IsRequired()
                         .HasColumnType("TEXT");
+
+                    b.Property<long?>("NoWorkerNoticeAtMs")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("RequestedAction")
                         .HasMaxLength(16)
@@ -638,6 +651,53 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.HasKey("Id");
 
                     b.ToTable("models", (string)null);
+                });
+
+            modelBuilder.Entity("AlignHub.Domain.WorkerRecord", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("CurrentJobId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Device")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("HeartbeatAtMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Host")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Pid")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Queues")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Slots")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("StartedAtMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("StoppedAtMs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Version")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("HeartbeatAtMs");
+
+                    b.ToTable("workers", (string)null);
                 });
 #pragma warning restore 612, 618
         }
