@@ -117,6 +117,8 @@ public class AuthorizationTests
             new("POST", "/v1/api_keys", Admin, c => c.PostAsync("/v1/api_keys", J(new { name = "k", role = "viewer" }))),
             new("GET", "/v1/api_keys", Admin, c => c.GetAsync("/v1/api_keys")),
             new("DELETE", "/v1/api_keys/{id}", Admin, async c => await c.DeleteAsync($"/v1/api_keys/{await NewKey()}")),
+            new("GET", "/v1/workers", Read, c => c.GetAsync("/v1/workers")),
+            new("GET", "/v1/workers/{id}", Read, async c => await c.GetAsync($"/v1/workers/{(await app.GetJson("/v1/workers")).GetProperty("data")[0].GetProperty("id").GetString()}")),
             new("GET", "/openapi/v1.json", Any, c => c.GetAsync("/openapi/v1.json")),
         };
 

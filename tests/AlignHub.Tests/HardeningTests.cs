@@ -147,6 +147,14 @@ public class HardeningTests
         var itemsFile = (await app.Upload(items, "items.jsonl")).Body.GetProperty("id").GetString()!;
         var campaign = (await app.PostJson("/v1/annotation/campaigns", new { name = "fuzz", file = itemsFile })).Body.GetProperty("id").GetString()!;
         var job = await app.CreateSftJob(file, new { n_epochs = 1 });
+        // No worker serves this api-only process: the job says so once, a few seconds after its hand-over. Wait for
+        // that event so the snapshots below compare a settled state.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!(await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{job}/events?limit=100")).Contains("No online worker serves queue"))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), "no 'no worker' event within 60 s");
+            await Task.Delay(250);
+        }
 
         async Task<string> Snapshot()
         {
