@@ -158,7 +158,11 @@ public sealed class AlignHubProcess : IAsyncDisposable
             { new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(content)), "file", filename },
             { new StringContent(purpose), "purpose" },
         };
-        var r = await Http.PostAsync("/v1/files", form);
+        // Large bodies ask first (Expect: 100-continue, as curl does): a body over the server's limit is refused before
+        // it is sent, instead of the server closing the connection while the client still writes (a broken pipe).
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/files") { Content = form };
+        if (content.Length > 1 << 20) request.Headers.ExpectContinue = true;
+        var r = await Http.SendAsync(request);
         return (r.StatusCode, JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone());
     }
 

@@ -16,12 +16,7 @@ public class DrillTests(ITestOutputHelper output)
     static string TempDir() => Directory.CreateTempSubdirectory("alignhub-drill-").FullName;
     static int Env(string name, int fallback) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) && v > 0 ? v : fallback;
 
-    void Report(string line)
-    {
-        output.WriteLine(line);
-        if (Environment.GetEnvironmentVariable("ALIGNHUB_DRILL_OUT") is { Length: > 0 } path)
-            File.AppendAllText(path, line + Environment.NewLine);
-    }
+    void Report(string line) => DrillReport.Write(output, line);
 
     sealed record Spec(string Kind, int Steps, object Body);
 

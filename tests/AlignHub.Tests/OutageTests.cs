@@ -69,7 +69,18 @@ public sealed class OwnPostgresFactAttribute : FactAttribute
 }
 
 /// <summary>Fault drills: the database goes away under load and comes back.</summary>
-public class OutageTests
+/// <summary>Figures of a drill: to the test output and, for <c>bench/drill.sh</c>, appended to <c>ALIGNHUB_DRILL_OUT</c>.</summary>
+static class DrillReport
+{
+    public static void Write(Xunit.Abstractions.ITestOutputHelper output, string line)
+    {
+        output.WriteLine(line);
+        if (Environment.GetEnvironmentVariable("ALIGNHUB_DRILL_OUT") is { Length: > 0 } path)
+            File.AppendAllText(path, line + Environment.NewLine);
+    }
+}
+
+public class OutageTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     /// <summary>
     /// PostgreSQL stopped for a few seconds under 20 concurrent API clients while a worker trains: clients get 503 with
@@ -87,7 +98,8 @@ public class OutageTests
         var job = await app.CreateSftJob(file.GetProperty("id").GetString()!, new { n_epochs = 100, batch_size = 8, max_steps = 300, save_steps = 25 });
         await app.WaitForJob(job, j => j.GetProperty("steps_completed").GetInt32() >= 5, TimeSpan.FromMinutes(2));
 
-        var statuses = new System.Collections.Concurrent.ConcurrentBag<(int Status, bool RetryAfter, string What)>();
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<(int Status, bool RetryAfter, string What, double At)>();
+        var clock = Stopwatch.StartNew();
         var uploaded = new System.Collections.Concurrent.ConcurrentBag<string>();
         using var stop = new CancellationTokenSource();
         var clients = Enumerable.Range(0, 20).Select(async c =>
@@ -110,8 +122,8 @@ public class OutageTests
                     }
                     else { what = n % 3 == 1 ? "jobs" : "job"; r = await http.GetAsync(n % 3 == 1 ? "/v1/fine_tuning/jobs?limit=5" : $"/v1/fine_tuning/jobs/{job}"); }
                 }
-                catch (HttpRequestException) { statuses.Add((0, false, "connection")); continue; }
-                statuses.Add(((int)r.StatusCode, r.Headers.RetryAfter is not null, what));
+                catch (HttpRequestException) { statuses.Add((0, false, "connection", clock.Elapsed.TotalSeconds)); continue; }
+                statuses.Add(((int)r.StatusCode, r.Headers.RetryAfter is not null, what, clock.Elapsed.TotalSeconds));
                 r.Dispose();
                 await Task.Delay(20);
             }
@@ -119,9 +131,11 @@ public class OutageTests
 
         await Task.Delay(2000);
         await pg.StopServerAsync();
+        var stoppedAt = clock.Elapsed.TotalSeconds;
         await Task.Delay(4000);
         var during = statuses.Count;
         await pg.StartServerAsync();
+        var startedAt = clock.Elapsed.TotalSeconds;
         await Task.Delay(4000);
         stop.Cancel();
         await Task.WhenAll(clients);
@@ -142,6 +156,11 @@ public class OutageTests
         Assert.Equal(Enumerable.Range(1, 300), steps.Select(s => s.Step));
         Assert.All(steps, s => Assert.Equal(1, s.Count));
         Assert.True(during > 0);
+        var firstOk = all.Where(s => s.At > startedAt && s.Status is >= 200 and < 300).Select(s => s.At).DefaultIfEmpty(double.NaN).Min();
+        DrillReport.Write(output, $"database restart: 20 clients, {all.Count} requests, PostgreSQL down {startedAt - stoppedAt:F1} s; " +
+            string.Join(", ", all.GroupBy(s => s.Status).OrderBy(g => g.Key).Select(g => $"{g.Count()} x {g.Key}")) +
+            $"; every 503 with Retry-After; no 500, no refused connection; first 2xx {firstOk - startedAt:F2} s after the server was up; " +
+            $"{uploaded.Count} uploads accepted, all in the database; the training job finished with each of its 300 steps' loss recorded once");
     }
 }
 
@@ -154,7 +173,7 @@ public sealed class MountFactAttribute : FactAttribute
     }
 }
 
-public class DiskFullTests
+public class DiskFullTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     static async Task Sh(string file, params string[] args)
     {
@@ -194,6 +213,7 @@ public class DiskFullTests
             Assert.True(new FileInfo(Path.Combine(dir[0], "optimizer.bin")).Length > 0);
             Assert.Contains(JsonDocument.Parse(await app.Http.GetStringAsync($"/v1/fine_tuning/jobs/{job}/events?limit=100")).RootElement.GetProperty("data").EnumerateArray(),
                 e => e.GetProperty("level").GetString() == "error" && e.GetProperty("message").GetString()!.Contains("could not be written"));
+            DrillReport.Write(output, $"disk full: checkpoints on a 2.5 MB tmpfs, job failed with \"{message}\"; step-0000003 loaded (weights and optimizer state), no partial folder left");
         }
         finally { await Sh("umount", "-l", quota); }
     }
