@@ -34,11 +34,18 @@ public static class HostSetup
         }
         services.AddSingleton(new StorageMode(postgres));
         var sqlitePath = Path.Combine(options.FullDataDir, "alignhub.db");
+        // Open pages re-read on a change instead of polling: PostgreSQL's triggers notify every process (a listener in
+        // web processes, below); the embedded default is one process, whose writes an interceptor sees.
+        var changes = new ChangeFeed();
+        services.AddSingleton(changes);
+        var interceptor = new ChangeInterceptor(changes);
         services.AddPooledDbContextFactory<AlignHubDb>(o =>
         {
             if (postgres) o.UseNpgsql(pg, x => x.MigrationsAssembly(PostgresMigrations));
-            else o.UseSqlite($"Data Source={sqlitePath};Default Timeout=30", x => x.MigrationsAssembly(SqliteMigrations));
+            else o.UseSqlite($"Data Source={sqlitePath};Default Timeout=30", x => x.MigrationsAssembly(SqliteMigrations)).AddInterceptors(interceptor);
         });
+        if (postgres && options.HasRole("web"))
+            services.AddHostedService(sp => new PostgresChangeListener(pg!, changes, sp.GetRequiredService<ILogger<PostgresChangeListener>>()));
 
         services.AddHangfire(cfg =>
         {
@@ -93,6 +100,7 @@ public static class HostSetup
 
         services.AddSingleton<FileService>();
         services.AddSingleton<JobService>();
+        services.AddSingleton<JobQueries>();
         services.AddSingleton<ModelService>();
         services.AddSingleton<AnnotationService>();
         services.AddSingleton<JudgeService>();

@@ -48,31 +48,19 @@ public static class JobsEndpoints
     }
 
     public static async Task<Results<Ok<ListObject<JobObject>>, ValidationProblem>> List(
-        IDbContextFactory<AlignHubDb> dbs, string? after, int? limit, CancellationToken ct)
+        JobQueries queries, string? after, int? limit, CancellationToken ct)
     {
         int take = limit ?? 20;
         if (take is < 1 or > 100)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["limit must be between 1 and 100"] });
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var q = db.Jobs.AsNoTracking();
-        if (!string.IsNullOrEmpty(after))
-        {
-            var cursor = await db.Jobs.AsNoTracking().Where(j => j.Id == after).Select(j => new { j.CreatedAtMs, j.Id }).FirstOrDefaultAsync(ct);
-            if (cursor is null)
-                return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = [$"job \"{after}\" does not exist"] });
-            q = q.Where(j => j.CreatedAtMs < cursor.CreatedAtMs || (j.CreatedAtMs == cursor.CreatedAtMs && string.Compare(j.Id, cursor.Id) < 0));
-        }
-        var page = await q.OrderByDescending(j => j.CreatedAtMs).ThenByDescending(j => j.Id).Take(take + 1).ToListAsync(ct);
-        var data = page.Take(take).Select(JobObject.From).ToList();
-        return TypedResults.Ok(new ListObject<JobObject>(data, page.Count > take, data.FirstOrDefault()?.Id, data.LastOrDefault()?.Id));
+        if (await queries.ListAsync(after, take, ct) is not var (jobs, more))
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = [$"job \"{after}\" does not exist"] });
+        var data = jobs.Select(JobObject.From).ToList();
+        return TypedResults.Ok(new ListObject<JobObject>(data, more, data.FirstOrDefault()?.Id, data.LastOrDefault()?.Id));
     }
 
-    public static async Task<Results<Ok<JobObject>, ProblemHttpResult>> Get(string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var j = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
-        return j is null ? ProblemShape.NotFound("fine-tuning job", id) : TypedResults.Ok(JobObject.From(j));
-    }
+    public static async Task<Results<Ok<JobObject>, ProblemHttpResult>> Get(string id, JobQueries queries, CancellationToken ct) =>
+        await queries.GetAsync(id, ct) is { } j ? TypedResults.Ok(JobObject.From(j)) : ProblemShape.NotFound("fine-tuning job", id);
 
     public static async Task<Results<Ok<JobObject>, ProblemHttpResult>> Cancel(string id, JobService jobs, CancellationToken ct)
     {
@@ -102,67 +90,56 @@ public static class JobsEndpoints
         };
 
     public static async Task<Results<Ok<ListObject<EventObject>>, ProblemHttpResult, ValidationProblem>> Events(
-        string id, IDbContextFactory<AlignHubDb> dbs, string? after, int? limit, CancellationToken ct)
+        string id, JobQueries queries, string? after, int? limit, CancellationToken ct)
     {
         int take = limit ?? 20;
         if (take is < 1 or > 1000)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["limit must be between 1 and 1000"] });
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
-        var q = db.Events.AsNoTracking().Where(e => e.JobId == id);
+        long? before = null;
         if (!string.IsNullOrEmpty(after))
         {
             if (!after.StartsWith("ftevent-") || !long.TryParse(after["ftevent-".Length..], out var cursor))
                 return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["after"] = ["after must be an event id (ftevent-...)"] });
-            q = q.Where(e => e.Id < cursor);
+            before = cursor;
         }
-        var page = await q.OrderByDescending(e => e.Id).Take(take + 1).ToListAsync(ct);
-        return TypedResults.Ok(new ListObject<EventObject>(page.Take(take).Select(EventObject.From).ToList(), page.Count > take));
+        if (!await queries.ExistsAsync(id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var (events, more) = await queries.EventsAsync(id, before, take, ct);
+        return TypedResults.Ok(new ListObject<EventObject>(events.Select(EventObject.From).ToList(), more));
     }
 
-    public static async Task<IResult> CheckpointContent(string id, string checkpointId, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
+    public static async Task<IResult> CheckpointContent(string id, string checkpointId, JobQueries queries, AlignHubOptions options, CancellationToken ct)
     {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var c = await db.Checkpoints.AsNoTracking().FirstOrDefaultAsync(x => x.JobId == id && x.Id == checkpointId, ct);
+        var c = await queries.CheckpointAsync(id, checkpointId, ct);
         if (c is null) return ProblemShape.NotFound("checkpoint", checkpointId);
         return ModelsEndpoints.Archive(options.Resolve(c.StoragePath), $"{id}-step-{c.Step}");
     }
 
     public static async Task<Results<Ok<ListObject<CheckpointObject>>, ProblemHttpResult>> Checkpoints(
-        string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
+        string id, JobQueries queries, CancellationToken ct)
     {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
-        var rows = await db.Checkpoints.AsNoTracking().Where(c => c.JobId == id).OrderByDescending(c => c.Step).ToListAsync(ct);
+        if (!await queries.ExistsAsync(id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var rows = await queries.CheckpointsAsync(id, ct);
         return TypedResults.Ok(new ListObject<CheckpointObject>(rows.Select(CheckpointObject.From).ToList(), false,
             rows.FirstOrDefault()?.Id, rows.LastOrDefault()?.Id));
     }
 
     public static async Task<Results<Ok<ListObject<MetricObject>>, ProblemHttpResult>> Metrics(
-        string id, IDbContextFactory<AlignHubDb> dbs, string? name, int? afterStep, CancellationToken ct)
+        string id, JobQueries queries, string? name, int? afterStep, CancellationToken ct)
     {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
-        var q = db.Metrics.AsNoTracking().Where(m => m.JobId == id);
-        if (!string.IsNullOrEmpty(name)) q = q.Where(m => m.Name == name);
-        if (afterStep is int s) q = q.Where(m => m.Step > s);
-        var rows = await q.OrderBy(m => m.Step).ThenBy(m => m.Name).ToListAsync(ct);
+        if (!await queries.ExistsAsync(id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var rows = await queries.MetricsAsync(id, string.IsNullOrEmpty(name) ? null : [name], afterStep, ct);
         return TypedResults.Ok(new ListObject<MetricObject>(rows.Select(m => new MetricObject(m.Step, m.Name, m.Value, m.CreatedAt)).ToList(), false));
     }
 
     public static async Task<Results<Ok<ListObject<SampleObject>>, ProblemHttpResult, ValidationProblem>> Samples(
-        string id, IDbContextFactory<AlignHubDb> dbs, int? step, long? after, int? limit, CancellationToken ct)
+        string id, JobQueries queries, int? step, long? after, int? limit, CancellationToken ct)
     {
         int take = limit ?? 100;
         if (take is < 1 or > 500)
             return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["limit must be between 1 and 500"] });
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        if (!await db.Jobs.AnyAsync(j => j.Id == id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
-        var q = db.Samples.AsNoTracking().Where(x => x.JobId == id);
-        if (step is int st) q = q.Where(x => x.Step == st);
-        if (after is long a) q = q.Where(x => x.Id > a);
-        var rows = await q.OrderBy(x => x.Id).Take(take + 1).ToListAsync(ct);
-        var data = rows.Take(take).Select(SampleObject.From).ToList();
-        return TypedResults.Ok(new ListObject<SampleObject>(data, rows.Count > take, data.FirstOrDefault()?.Id.ToString(), data.LastOrDefault()?.Id.ToString()));
+        if (!await queries.ExistsAsync(id, ct)) return ProblemShape.NotFound("fine-tuning job", id);
+        var (rows, more) = await queries.SamplesAsync(id, step, after, take, ct);
+        var data = rows.Select(SampleObject.From).ToList();
+        return TypedResults.Ok(new ListObject<SampleObject>(data, more, data.FirstOrDefault()?.Id.ToString(), data.LastOrDefault()?.Id.ToString()));
     }
 }
