@@ -4,6 +4,7 @@ using AlignHub.Domain;
 using AlignHub.Web;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Hangfire;
 using Scalar.AspNetCore;
 
 // A process that trains tunes glibc's allocator for libtorch before any thread takes an arena of its own
@@ -47,7 +48,15 @@ if (options.HasRole("api"))
     v1.MapApiKeys();
 }
 if (options.HasRole("web"))
+{
     app.MapDashboard();
+    // Hangfire's own dashboard (queues, servers, retries) for admins: signed in to the dashboard or with an admin key.
+    // Endpoint authorization decides, so Hangfire's own filters (local requests only, by default) are cleared.
+    app.MapHangfireDashboard("/hangfire", new DashboardOptions
+    {
+        Authorization = [], AsyncAuthorization = [], DisplayStorageConnectionString = false, DashboardTitle = "AlignHub queues", AppPath = "/",
+    }).RequireAuthorization(Auth.Admin);
+}
 
 app.Lifetime.ApplicationStarted.Register(() =>
 {

@@ -15,6 +15,29 @@ public sealed class FileService(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
     /// <summary>Over <see cref="AlignHubOptions.MaxUploadBytes"/>: the API answers 413.</summary>
     public sealed record TooLarge(string Message) : UploadResult;
 
+    /// <summary>Every file, newest first (the API's list and the dashboard's Files page).</summary>
+    public async Task<List<FileRecord>> ListAsync(CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await db.Files.AsNoTracking().OrderByDescending(f => f.CreatedAt).ThenBy(f => f.Id).ToListAsync(ct);
+    }
+
+    public async Task<FileRecord?> GetAsync(string id, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await db.Files.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+    }
+
+    /// <summary>The first <paramref name="count"/> lines of a stored file (each cut at <paramref name="maxChars"/>).</summary>
+    public async Task<List<string>> HeadAsync(FileRecord file, int count, int maxChars, CancellationToken ct)
+    {
+        var lines = new List<string>();
+        using var reader = new StreamReader(options.Resolve(file.StoragePath));
+        while (lines.Count < count && await reader.ReadLineAsync(ct) is { } line)
+            if (line.Length > 0) lines.Add(line.Length > maxChars ? line[..maxChars] + "…" : line);
+        return lines;
+    }
+
     public async Task<UploadResult> UploadAsync(Stream content, string? filename, string? purpose, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(purpose))

@@ -20,6 +20,13 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
     public sealed record Conflict(string Message) : RegisterResult;
     public sealed record TooLarge(string Message) : RegisterResult;
 
+    /// <summary>Every registered model, oldest first (the API's list and the dashboard's Models page).</summary>
+    public async Task<List<ModelRecord>> ListAsync(CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await db.Models.AsNoTracking().OrderBy(m => m.CreatedAt).ThenBy(m => m.Id).ToListAsync(ct);
+    }
+
     [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)?$")]
     private static partial Regex IdPattern();
 

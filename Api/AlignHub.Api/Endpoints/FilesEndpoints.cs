@@ -37,24 +37,15 @@ public static class FilesEndpoints
         };
     }
 
-    public static async Task<Ok<ListObject<FileObject>>> List(IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var files = await db.Files.AsNoTracking().OrderByDescending(f => f.CreatedAt).ThenBy(f => f.Id).ToListAsync(ct);
-        return TypedResults.Ok(new ListObject<FileObject>(files.Select(FileObject.From).ToList(), false));
-    }
+    public static async Task<Ok<ListObject<FileObject>>> List(FileService files, CancellationToken ct) =>
+        TypedResults.Ok(new ListObject<FileObject>((await files.ListAsync(ct)).Select(FileObject.From).ToList(), false));
 
-    public static async Task<Results<Ok<FileObject>, ProblemHttpResult>> Get(string id, IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var f = await db.Files.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
-        return f is null ? ProblemShape.NotFound("file", id) : TypedResults.Ok(FileObject.From(f));
-    }
+    public static async Task<Results<Ok<FileObject>, ProblemHttpResult>> Get(string id, FileService files, CancellationToken ct) =>
+        await files.GetAsync(id, ct) is { } f ? TypedResults.Ok(FileObject.From(f)) : ProblemShape.NotFound("file", id);
 
-    public static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> Content(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
+    public static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> Content(string id, FileService files, AlignHubOptions options, CancellationToken ct)
     {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var f = await db.Files.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
+        var f = await files.GetAsync(id, ct);
         if (f is null) return ProblemShape.NotFound("file", id);
         return TypedResults.File(File.OpenRead(options.Resolve(f.StoragePath)), "application/jsonl", f.Filename);
     }

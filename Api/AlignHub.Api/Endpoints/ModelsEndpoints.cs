@@ -71,12 +71,8 @@ public static class ModelsEndpoints
     static ValidationProblem Invalid(string field, string message) =>
         TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [message] }, detail: message);
 
-    public static async Task<Ok<ListObject<ModelObject>>> List(IDbContextFactory<AlignHubDb> dbs, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var rows = await db.Models.AsNoTracking().OrderBy(m => m.CreatedAt).ThenBy(m => m.Id).ToListAsync(ct);
-        return TypedResults.Ok(new ListObject<ModelObject>(rows.Select(ModelObject.From).ToList(), false));
-    }
+    public static async Task<Ok<ListObject<ModelObject>>> List(ModelService models, CancellationToken ct) =>
+        TypedResults.Ok(new ListObject<ModelObject>((await models.ListAsync(ct)).Select(ModelObject.From).ToList(), false));
 
     public static async Task<IResult> Get(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct, bool? merged = null)
     {
