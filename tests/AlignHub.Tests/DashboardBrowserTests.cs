@@ -26,7 +26,7 @@ public class DashboardBrowserTests
         await page.WaitForURLAsync(u => new Uri(u).PathAndQuery == "/" + path, new() { Timeout = 45_000 });
     }
 
-    static async Task<IBrowser> LaunchAsync(IPlaywright pw) => await pw.Chromium.LaunchAsync(new()
+    internal static async Task<IBrowser> LaunchAsync(IPlaywright pw) => await pw.Chromium.LaunchAsync(new()
     {
         ExecutablePath = ChromiumFactAttribute.Executable,
         Headless = true,

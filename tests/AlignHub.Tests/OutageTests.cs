@@ -11,13 +11,15 @@ namespace AlignHub.Tests;
 /// </summary>
 public sealed class OwnPostgres : IAsyncDisposable
 {
-    readonly string bin, dir;
+    readonly string bin, dir, extra;
     public int Port { get; }
+    /// <summary>The server's log (with <c>log_statement=all</c> among the options: every statement and its parameters).</summary>
+    public string LogPath => Path.Combine(dir, "server.log");
     public string ConnectionString { get; }
 
-    OwnPostgres(string bin, string dir, int port, string user)
+    OwnPostgres(string bin, string dir, int port, string user, string extra)
     {
-        (this.bin, this.dir, Port) = (bin, dir, port);
+        (this.bin, this.dir, Port, this.extra) = (bin, dir, port, extra);
         ConnectionString = $"Host=127.0.0.1;Port={port};Username={user};Database=postgres;Timeout=5;Command Timeout=30";
     }
 
@@ -36,20 +38,21 @@ public sealed class OwnPostgres : IAsyncDisposable
         if (p.ExitCode != 0) throw new InvalidOperationException($"{Path.GetFileName(file)} failed: {await output}{await errors}");
     }
 
-    public static async Task<OwnPostgres> StartAsync()
+    /// <param name="extraOptions">More server options, for example <c>-c log_statement=all</c>.</param>
+    public static async Task<OwnPostgres> StartAsync(string extraOptions = "")
     {
         var dir = Directory.CreateTempSubdirectory("alignhub-own-pg-").FullName;
         if (Root) { Process.Start("chmod", ["755", dir])!.WaitForExit(); Process.Start("chown", ["-R", "postgres:postgres", dir])!.WaitForExit(); }
         int port = 30000 + Random.Shared.Next(20000);
         var user = Root ? "postgres" : Environment.UserName;
-        var pg = new OwnPostgres(Bin!, dir, port, user);
+        var pg = new OwnPostgres(Bin!, dir, port, user, extraOptions);
         await Run(Path.Combine(pg.bin, "initdb"), "-D", Path.Combine(dir, "data"), "-A", "trust", "-U", user, "-E", "UTF8", "--locale=C.UTF-8");
         await pg.StartServerAsync();
         return pg;
     }
 
     public Task StartServerAsync() => Run(Path.Combine(bin, "pg_ctl"), "-D", Path.Combine(dir, "data"), "-l", Path.Combine(dir, "server.log"), "-w",
-        "-o", $"-c listen_addresses=127.0.0.1 -p {Port} -k {dir} -c fsync=off -c max_connections=200", "start");
+        "-o", $"-c listen_addresses=127.0.0.1 -p {Port} -k {dir} -c fsync=off -c max_connections=200 {extra}", "start");
 
     public Task StopServerAsync() => Run(Path.Combine(bin, "pg_ctl"), "-D", Path.Combine(dir, "data"), "-m", "fast", "-w", "stop");
 
