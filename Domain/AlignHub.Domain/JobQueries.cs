@@ -52,6 +52,13 @@ public sealed class JobQueries(IDbContextFactory<AlignHubDb> dbs)
         return (page.Take(take).ToList(), page.Count > take);
     }
 
+    /// <summary>How many jobs have <paramref name="status"/>.</summary>
+    public async Task<int> CountAsync(string status, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await db.Jobs.CountAsync(j => j.Status == status, ct);
+    }
+
     public async Task<FineTuningJob?> GetAsync(string id, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);

@@ -17,18 +17,13 @@ public static class WorkersEndpoints
 
     public static async Task<IResult> List(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
     {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var rows = await db.Workers.AsNoTracking().OrderByDescending(w => w.HeartbeatAtMs).Take(1000).ToListAsync(ct);
-        long now = Ids.NowMs(), lease = options.LeaseSeconds * 1000L;
-        var data = rows.Select(w => WorkerObject.From(w, lease, now))
-            .OrderBy(w => w.Status switch { WorkerPresence.Online => 0, WorkerPresence.Lost => 1, _ => 2 }).ThenBy(w => w.Id).ToList();
+        long lease = options.LeaseSeconds * 1000L, now = Ids.NowMs();
+        var data = (await WorkerPresence.ListAsync(dbs, lease, ct)).Select(w => WorkerObject.From(w, lease, now)).ToList();
         return TypedResults.Ok(new ListObject<WorkerObject>(data, false));
     }
 
-    public static async Task<IResult> Get(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var w = await db.Workers.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
-        return w is null ? ProblemShape.NotFound("worker", id) : TypedResults.Ok(WorkerObject.From(w, options.LeaseSeconds * 1000L, Ids.NowMs()));
-    }
+    public static async Task<IResult> Get(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct) =>
+        await WorkerPresence.GetAsync(dbs, id, ct) is { } w
+            ? TypedResults.Ok(WorkerObject.From(w, options.LeaseSeconds * 1000L, Ids.NowMs()))
+            : ProblemShape.NotFound("worker", id);
 }
