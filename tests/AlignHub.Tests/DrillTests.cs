@@ -90,7 +90,11 @@ public class DrillTests(ITestOutputHelper output)
                 _ = holder.RestartAsync();
                 // Training again: the job's "Resumed from checkpoint" event, written when its new attempt has loaded the checkpoint.
                 await WaitUntil(async () => (await Postgres.QueryAsync(db,
-                    $"SELECT 1 FROM job_events WHERE \"JobId\" = '{jobId}' AND \"Message\" LIKE 'Resumed from checkpoint at step %'")).Count > 0, TimeSpan.FromMinutes(4));
+                    $"SELECT 1 FROM job_events WHERE \"JobId\" = '{jobId}' AND \"Message\" LIKE 'Resumed from checkpoint at step %'")).Count > 0, TimeSpan.FromMinutes(4),
+                    async () => $"{(term ? "SIGTERM" : "SIGKILL")} of {holder.Pid} holding {jobs[jobId].Kind} job {jobId}; its row: " +
+                        string.Join(", ", (await Postgres.QueryAsync(db, $"SELECT \"Status\", \"StepsCompleted\", \"LeaseOwner\", \"Attempts\" FROM fine_tuning_jobs WHERE \"Id\" = '{jobId}'")).Single()) +
+                        "; its events: " + string.Join(" | ", (await Postgres.QueryAsync(db, $"SELECT \"Message\" FROM job_events WHERE \"JobId\" = '{jobId}' AND \"Type\" = 'message' ORDER BY \"Id\"")).Select(r => r[0])) +
+                        "; workers: " + string.Join(", ", workers.Select(w => w.Pid)));
                 disrupted.Add((jobId, term ? "SIGTERM" : "SIGKILL", killedAt.Elapsed.TotalSeconds));
             }
 
@@ -284,7 +288,7 @@ public class DrillTests(ITestOutputHelper output)
         throw new Xunit.Sdk.XunitException("no running job reached the middle of its run in time");
     }
 
-    static async Task WaitUntil(Func<Task<bool>> done, TimeSpan timeout)
+    static async Task WaitUntil(Func<Task<bool>> done, TimeSpan timeout, Func<Task<string>>? explain = null)
     {
         var until = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < until)
@@ -292,7 +296,7 @@ public class DrillTests(ITestOutputHelper output)
             if (await done()) return;
             await Task.Delay(200);
         }
-        throw new Xunit.Sdk.XunitException("timed out");
+        throw new Xunit.Sdk.XunitException("timed out" + (explain is null ? "" : ": " + await explain()));
     }
 
     static async Task<string> UploadId(AlignHubProcess api, string content, string name)
