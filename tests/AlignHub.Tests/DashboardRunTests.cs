@@ -227,6 +227,41 @@ public class DashboardRunTests
         Assert.Contains("similar", await page.Locator("#samples table").InnerTextAsync());
     }
 
+    /// <summary>The Files page shows a file's first rows; the Models page shows a fine-tuned model's lineage; the Workers page its worker.</summary>
+    [ChromiumFact]
+    public async Task Files_models_and_workers_pages_show_rows_lineage_and_the_worker()
+    {
+        var data = TempDir();
+        await using var app = await AlignHubProcess.StartAsync(data);
+        var file = (await app.Upload(TestData.Jsonl(16), "greetings.jsonl")).Body.GetProperty("id").GetString()!;
+        var job = await app.CreateSftJob(file, new { n_epochs = 1, batch_size = 8 });
+        var done = await app.WaitForStatus(job, "succeeded", TimeSpan.FromMinutes(2));
+        var model = done.GetProperty("fine_tuned_model").GetString()!;
+
+        using var pw = await Playwright.CreateAsync();
+        await using var browser = await DashboardBrowserTests.LaunchAsync(pw);
+        var page = await browser.NewPageAsync();
+        await DashboardBrowserTests.SignInAsync(page, app, "files");
+        await InteractiveAsync(page);
+        await page.Locator($"tr[data-file-id='{file}'] button").ClickAsync();
+        var preview = page.Locator("tr.file-preview pre");
+        await preview.WaitForAsync(new() { Timeout = 30_000 });
+        var firstLine = File.ReadLines(Directory.GetFiles(Path.Combine(data, "files"), file + ".jsonl").Single()).First();
+        Assert.StartsWith(firstLine, await preview.InnerTextAsync());
+
+        await page.GotoAsync(app.Http.BaseAddress + "models");
+        await InteractiveAsync(page);
+        var lineage = page.Locator($"tr[data-model-id='{model}'] .lineage");
+        await lineage.WaitForAsync(new() { Timeout = 30_000 });
+        var text = await lineage.InnerTextAsync();
+        Assert.Contains(job, text);
+        Assert.Contains("alignhub/tiny", text);
+
+        await page.GotoAsync(app.Http.BaseAddress + "workers");
+        await InteractiveAsync(page);
+        await page.GetByText("1 online").WaitForAsync(new() { Timeout = 30_000 });
+    }
+
     /// <summary>Hangfire's own dashboard is mounted for admins only.</summary>
     [Fact]
     public async Task Hangfire_dashboard_is_for_admins_only()
