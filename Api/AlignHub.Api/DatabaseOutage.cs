@@ -14,7 +14,7 @@ public sealed class DatabaseOutageMiddleware(RequestDelegate next)
     public async Task InvokeAsync(HttpContext http)
     {
         try { await next(http); }
-        catch (Exception e) when (IsOutage(e) && !http.Response.HasStarted)
+        catch (Exception e) when (DatabaseErrors.IsOutage(e) && !http.Response.HasStarted)
         {
             http.Response.Clear();
             http.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
@@ -27,6 +27,4 @@ public sealed class DatabaseOutageMiddleware(RequestDelegate next)
             });
         }
     }
-
-    static bool IsOutage(Exception? e) => DatabaseErrors.IsOutage(e);
 }

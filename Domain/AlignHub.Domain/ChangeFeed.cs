@@ -41,10 +41,6 @@ public sealed class ChangeFeed
 
     readonly Lock gate = new();
     Action<Change>[] subscribers = [];
-    long published;
-
-    /// <summary>How many changes were published (tests and diagnostics).</summary>
-    public long Published => Interlocked.Read(ref published);
 
     /// <summary>Calls <paramref name="handler"/> for every change until the returned handle is disposed. Handlers must be quick.</summary>
     public IDisposable Subscribe(Action<Change> handler)
@@ -55,7 +51,6 @@ public sealed class ChangeFeed
 
     public void Publish(Change change)
     {
-        Interlocked.Increment(ref published);
         foreach (var s in Volatile.Read(ref subscribers))
             try { s(change); } catch (Exception) { /* a page's handler never breaks the writer */ }
     }

@@ -16,7 +16,6 @@ public sealed class JobQueries(IDbContextFactory<AlignHubDb> dbs)
         public string? Search { get; init; }
         /// <summary><c>created</c> (newest first, the default), <c>created_asc</c>, <c>status</c>, <c>method</c>, <c>duration</c> (longest first).</summary>
         public string Sort { get; init; } = "created";
-        public static readonly string[] Sorts = ["created", "created_asc", "status", "method", "duration"];
     }
 
     /// <summary>A page of jobs after the cursor job (null: the cursor does not exist), and whether more follow.</summary>
@@ -110,13 +109,6 @@ public sealed class JobQueries(IDbContextFactory<AlignHubDb> dbs)
         if (names is { Count: > 0 }) q = q.Where(m => names.Contains(m.Name));
         if (afterStep is int s) q = q.Where(m => m.Step > s);
         return await q.OrderBy(m => m.Step).ThenBy(m => m.Name).ToListAsync(ct);
-    }
-
-    /// <summary>The distinct metric names a job recorded.</summary>
-    public async Task<List<string>> MetricNamesAsync(string id, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        return await db.Metrics.AsNoTracking().Where(m => m.JobId == id).Select(m => m.Name).Distinct().OrderBy(n => n).ToListAsync(ct);
     }
 
     /// <summary>Sampled completions by id; one step, after a sample id, and a text search over prompt and completion when given.</summary>

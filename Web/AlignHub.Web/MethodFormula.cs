@@ -40,7 +40,7 @@ public static partial class MethodFormula
     static readonly (string From, string To)[] Words =
     [
         ("sigmoid", "σ"), ("beta", "β"), ("lambda", "λ"), ("gamma", "γ"), ("epsilon", "ε"), ("rho", "ρ"), ("sum", "Σ"),
-        ("pi_old", "π<sub>old</sub>"), ("ref", "π<sub>ref</sub>"), ("pi", "π"), ("mean", "mean"), ("std", "std"),
+        ("pi_old", "π<sub>old</sub>"), ("ref", "π<sub>ref</sub>"), ("pi", "π"),
     ];
 
     [GeneratedRegex(@"([A-Za-z]+)_([A-Za-z0-9<]+|\{[^}]*\})")]

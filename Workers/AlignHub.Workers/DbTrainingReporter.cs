@@ -135,7 +135,7 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
     void Save() => Durably(() =>
     {
         try { db.SaveChanges(); }
-        catch (DbUpdateException e) when (retrying && IsUniqueViolation(e)) { /* the attempt before the outage had committed */ }
+        catch (DbUpdateException e) when (retrying && DatabaseErrors.IsUniqueViolation(e)) { /* the attempt before the outage had committed */ }
         db.ChangeTracker.Clear();
         return 0;
     });
@@ -163,12 +163,12 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
                         JobId = job.Id, CreatedAt = Ids.Now(), Level = "warn", Type = "message",
                         Message = $"The database was unreachable; training waited {waited:F0} s and went on", DataJson = JsonSerializer.Serialize(new { waited_seconds = waited }),
                     });
-                    try { db.SaveChanges(); } catch (Exception e) when (Outage(e)) { } // the note is not worth another wait
+                    try { db.SaveChanges(); } catch (Exception e) when (DatabaseErrors.IsOutage(e)) { } // the note is not worth another wait
                     db.ChangeTracker.Clear();
                 }
                 return result;
             }
-            catch (Exception e) when (Outage(e) && DateTime.UtcNow - started < MaxOutage)
+            catch (Exception e) when (DatabaseErrors.IsOutage(e) && DateTime.UtcNow - started < MaxOutage)
             {
                 retrying = true;
                 Thread.Sleep(delay);
@@ -176,10 +176,6 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
             }
         }
     }
-
-    static bool Outage(Exception? e) => DatabaseErrors.IsOutage(e);
-
-    static bool IsUniqueViolation(DbUpdateException e) => DatabaseErrors.IsUniqueViolation(e);
 
     public void Dispose()
     {

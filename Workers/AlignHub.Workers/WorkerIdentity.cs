@@ -13,6 +13,8 @@ public sealed class WorkerIdentity
     public required string Device { get; init; }
     public required IReadOnlyList<string> Queues { get; init; }
     public required int Slots { get; init; }
+    /// <summary>When this process started serving: kept when its row is written again after being lost.</summary>
+    public long StartedAtMs { get; } = Ids.NowMs();
 
     public static WorkerIdentity Resolve(AlignHubOptions options)
     {
@@ -30,6 +32,6 @@ public sealed class WorkerIdentity
     public WorkerRecord ToRecord() => new()
     {
         Id = Id, Host = Environment.MachineName, Pid = Environment.ProcessId, Queues = string.Join(',', Queues), Device = Device,
-        Version = WorkerPresence.Version, Slots = Slots, StartedAtMs = Ids.NowMs(),
+        Version = WorkerPresence.Version, Slots = Slots, StartedAtMs = StartedAtMs,
     };
 }

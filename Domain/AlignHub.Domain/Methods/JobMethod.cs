@@ -47,6 +47,24 @@ public abstract class JobMethod
     public string HyperparametersSchema => string.Concat(Name.Split('_').Select(w => w.Length == 0 ? w : char.ToUpperInvariant(w[0]) + w[1..])) + "Hyperparameters";
     public IReadOnlyList<HyperparameterInfo> Hyperparameters => Domain.Hyperparameters.Describe(ConfigType);
     public MethodConfig ParseConfig(string json) => Domain.Hyperparameters.FromJson(ConfigType, json);
+
+    /// <summary>
+    /// Each hyperparameter as a job's stored config holds it: its value as text (a string unquoted, anything else as
+    /// JSON; empty when absent), its JSON kind (<c>Undefined</c> when absent), and whether it differs from the method's
+    /// default. The job page bolds the changed ones; a clone starts from them.
+    /// </summary>
+    public IReadOnlyList<(HyperparameterInfo Info, string Value, System.Text.Json.JsonValueKind Kind, bool Changed)> StoredHyperparameters(string configJson)
+    {
+        using var stored = System.Text.Json.JsonDocument.Parse(configJson);
+        using var defaults = System.Text.Json.JsonDocument.Parse(Defaults.ToJson());
+        return Hyperparameters.Select(h =>
+        {
+            bool has = stored.RootElement.TryGetProperty(h.Name, out var v);
+            string text = !has ? "" : v.ValueKind == System.Text.Json.JsonValueKind.String ? v.GetString()! : v.GetRawText();
+            bool changed = !defaults.RootElement.TryGetProperty(h.Name, out var d) || (has ? v.GetRawText() : d.GetRawText()) != d.GetRawText();
+            return (h, text, has ? v.ValueKind : System.Text.Json.JsonValueKind.Undefined, changed);
+        }).ToList();
+    }
     public MethodConfig Defaults => (MethodConfig)Activator.CreateInstance(ConfigType)!;
 }
 
