@@ -64,6 +64,7 @@ public static class JobResources
                 _ => false,
             };
             if (needsReference && !peft) copies++;
+            if (t is DistillConfig) copies++; // the teacher (assumed the student's size)
             long trained = peft ? LoraParameters(t, a) : p;
             long weights = p * weightBytes * copies + (peft ? trained * 4 : 0);
             if (t is PpoConfig) { weights += p * 4; trained += p; } // the value model: a trained copy with a scalar head

@@ -95,16 +95,117 @@ public class RlLossTests
         using var logps = tensor(new float[] { (float)Math.Log(1.5), (float)Math.Log(0.5), (float)Math.Log(0.7), (float)Math.Log(3) }, [2, 2]).requires_grad_();
         using var adv = tensor(new float[] { 1, -1 });
         using var mask = tensor(new float[] { 1, 1, 1, 0 }, [2, 2]);
-        var o = PolicyLosses.Clipped(logps, old, adv, mask, 0.2, 0.28, lossType, 4);
+        var o = PolicyLosses.Clipped(logps, old, adv, mask, 0.2, 0.28, lossType, LossNormalizer.Of(mask, 4));
         Assert.Equal(expected, o.Loss.item<float>(), 5);
         Near([-1.28, -0.5, 0.8, 0], V(o.PerToken));
-        Assert.Equal(1 / 3.0, o.ClipLow.item<float>(), 5);
-        Assert.Equal(1 / 3.0, o.ClipHigh.item<float>(), 5);
-        Assert.Equal(2 / 3.0, o.ClipRegion.item<float>(), 5);
+        Assert.Equal(1, o.ClipLow.item<float>(), 5);
+        Assert.Equal(1, o.ClipHigh.item<float>(), 5);
+        Assert.Equal(3, o.ClipUnits.item<float>(), 5);
         o.Loss.backward();
         // Clipped tokens carry no gradient; the unclipped one d(-A r)/d log p = -A r = -0.5, times its weight in the aggregate.
         double weight = lossType switch { "grpo" => 0.5 * 0.5, "dr_grpo" => 1 / 8.0, _ => 1 / 3.0 };
         Near([0, -0.5 * weight, 0, 0], V(logps.grad!));
+    }
+
+    /// <summary>
+    /// Whole-batch normalisation: the same two sequences split into two micro-batches of one each, every loss normalised
+    /// by the batch's counts, add up to the whole batch's loss for dapo, grpo and dr_grpo; bnpo is TRL's local variant
+    /// (each micro-batch's own token mean, averaged): (-1.78 / 2 + 0.8 / 1) / 2 = -0.045, not dapo's -0.98 / 3.
+    /// </summary>
+    [Theory]
+    [InlineData("dapo", -0.98 / 3)]
+    [InlineData("grpo", -0.045)]
+    [InlineData("dr_grpo", -0.98 / 8)]
+    [InlineData("bnpo", -0.045)]
+    public void Micro_batch_losses_add_up_to_the_whole_batch_loss(string lossType, double expected)
+    {
+        using var logps = tensor(new float[] { (float)Math.Log(1.5), (float)Math.Log(0.5), (float)Math.Log(0.7), (float)Math.Log(3) }, [2, 2]);
+        using var old = zeros(2, 2);
+        using var adv = tensor(new float[] { 1, -1 });
+        using var mask = tensor(new float[] { 1, 1, 1, 0 }, [2, 2]);
+        var norm = new LossNormalizer(2, 3, 4, MicroBatches: 2);
+        double sum = 0;
+        for (int i = 0; i < 2; i++)
+            sum += PolicyLosses.Clipped(logps[i..(i + 1)], old[i..(i + 1)], adv[i..(i + 1)], mask[i..(i + 1)], 0.2, 0.28, lossType, norm).Loss.item<float>();
+        Assert.Equal(expected, sum, 5);
+    }
+
+    /// <summary>
+    /// GSPO (importance_sampling_level sequence): sequence 1's log-ratios (ln 1.5, ln 0.5) average to ln sqrt(0.75), so
+    /// s_1 = 0.866 (inside 1 +- 0.2: unclipped, loss -0.866 on each of its 2 tokens); sequence 2's s_2 = 0.7 with A = -1
+    /// is clipped low (loss 0.8 on its token). dapo: (-0.866 * 2 + 0.8) / 3. One clipped sequence of two.
+    /// </summary>
+    [Fact]
+    public void GSPO_takes_one_clipped_ratio_per_sequence()
+    {
+        using var old = zeros(2, 2);
+        using var logps = tensor(new float[] { (float)Math.Log(1.5), (float)Math.Log(0.5), (float)Math.Log(0.7), (float)Math.Log(3) }, [2, 2]).requires_grad_();
+        using var adv = tensor(new float[] { 1, -1 });
+        using var mask = tensor(new float[] { 1, 1, 1, 0 }, [2, 2]);
+        var o = PolicyLosses.Clipped(logps, old, adv, mask, 0.2, 0.2, "dapo", LossNormalizer.Of(mask, 4), level: "sequence");
+        double s1 = Math.Sqrt(0.75);
+        Assert.Equal((-s1 * 2 + 0.8) / 3, o.Loss.item<float>(), 5);
+        Assert.Equal(1, o.ClipLow.item<float>(), 5);
+        Assert.Equal(2, o.ClipUnits.item<float>(), 5);
+        o.Loss.backward();
+        // d/d log p_t of -s_1 * 2 / 3, s_1 = exp(mean of the two log-ratios): -s_1 * 2 / 3 * 1/2 per token; the clipped sequence has none.
+        Near([-s1 / 3, -s1 / 3, 0, 0], V(logps.grad!));
+    }
+
+    /// <summary>CISPO: -sg(min(r, eps_max)) A log pi: with r = 1.5 and 0.5 (A = 1), eps_max 1.2: weights 1.2 and 0.5; the gradient is -w A / tokens.</summary>
+    [Fact]
+    public void CISPO_weighs_log_probs_by_the_capped_detached_ratio()
+    {
+        using var old = zeros(1, 2);
+        using var logps = tensor(new float[] { (float)Math.Log(1.5), (float)Math.Log(0.5) }, [1, 2]).requires_grad_();
+        using var mask = ones(1, 2);
+        var o = PolicyLosses.Clipped(logps, old, tensor(new float[] { 1 }), mask, 0.2, 1.2, "cispo", LossNormalizer.Of(mask, 4));
+        Assert.Equal(-(1.2 * Math.Log(1.5) + 0.5 * Math.Log(0.5)) / 2, o.Loss.item<float>(), 5);
+        Assert.Equal(1, o.ClipHigh.item<float>(), 5);
+        o.Loss.backward();
+        Near([-0.6, -0.25], V(logps.grad!));
+    }
+
+    /// <summary>RLOO's loss per sequence: ratios exp(sum of log-ratios) = 0.75 (A = 1, clipped low? no: A > 0, 0.75 &lt; 0.8 only matters for A &lt; 0) and 0.7 (A = -1: clipped at 0.8).</summary>
+    [Fact]
+    public void The_sequence_level_surrogate_takes_one_ratio_per_completion()
+    {
+        using var seq = tensor(new float[] { (float)Math.Log(0.75), (float)Math.Log(0.7) }).requires_grad_();
+        using var old = zeros(2);
+        using var w = ones(2);
+        var o = PolicyLosses.ClippedSequence(seq, old, tensor(new float[] { 1, -1 }), w, 0.2, 0.2, 2);
+        Assert.Equal((-0.75 + 0.8) / 2, o.Loss.item<float>(), 5);
+        Assert.Equal(1, o.ClipLow.item<float>(), 5);
+        o.Loss.backward();
+        Near([-0.375, 0], V(seq.grad!));
+    }
+
+    /// <summary>
+    /// Whitening as verl's masked_whiten: (x - mean) * rsqrt(var + 1e-8). 37 equal float32 rewards of 0.1 carry only
+    /// rounding noise: their whitened values stay about 1e-3 or less (verl: -0.0009), where (std + 1e-8) made them O(1).
+    /// </summary>
+    [Fact]
+    public void Whitening_equal_values_gives_near_zero_not_rounding_noise_amplified()
+    {
+        using var x = full(37, 0.1f);
+        using var m = ones(37);
+        var w = V(Advantages.Whiten(x, m));
+        Assert.All(w, v => Assert.True(Math.Abs(v) < 1e-2, $"whitened equal value {v}"));
+        using var y = tensor(new float[] { 1, 2, 3 });
+        Near([-1, 0, 1], V(Advantages.Whiten(y, ones(3))), 1e-6);
+    }
+
+    [Fact]
+    public void Overlong_shaping_and_distillation_advantages()
+    {
+        // max 20, buffer 4: no penalty up to 16, -0.5 at 18, -1 at 20 (factor 1); factor 2 doubles it.
+        Assert.Equal(0, Advantages.OverlongPenalty(16, 20, 4, 1.0));
+        Assert.Equal(-0.5, Advantages.OverlongPenalty(18, 20, 4, 1.0), 12);
+        Assert.Equal(-1.0, Advantages.OverlongPenalty(20, 20, 4, 1.0), 12);
+        Assert.Equal(-1.0, Advantages.OverlongPenalty(18, 20, 4, 2.0), 12);
+        using var student = tensor(new float[] { -1, -2, -3 }, [1, 3]);
+        using var teacher = tensor(new float[] { -0.5f, -2.5f, -9 }, [1, 3]);
+        Near([0.5, -0.5, 0], V(Advantages.Distillation(student, teacher, tensor(new float[] { 1, 1, 0 }, [1, 3]))));
     }
 
     [Fact]
@@ -114,7 +215,7 @@ public class RlLossTests
         using var logps = zeros(1, 2);
         using var reference = full(1, 2, (float)Math.Log(0.5)); // k3 = 0.5 - ln 0.5 - 1 per token
         using var mask = ones(1, 2);
-        var o = PolicyLosses.Clipped(logps, old, tensor(new float[] { 0 }), mask, 0.2, 0.2, "grpo", 2, reference, beta: 0.1);
+        var o = PolicyLosses.Clipped(logps, old, tensor(new float[] { 0 }), mask, 0.2, 0.2, "grpo", LossNormalizer.Of(mask, 2), reference, beta: 0.1);
         Assert.Equal(0.1 * (0.5 - Math.Log(0.5) - 1), o.Loss.item<float>(), 5);
     }
 
@@ -122,7 +223,7 @@ public class RlLossTests
     public void The_clipped_value_loss_takes_the_worse_of_clipped_and_unclipped()
     {
         // V = (1, 2), V_old = (0.5, 2), R = (0, 2.5), clip 0.2: (1 - 0)^2 = 1 beats (0.7 - 0)^2; (2 - 2.5)^2 = 0.25 twice.
-        var loss = PolicyLosses.ClippedValue(tensor(new float[] { 1, 2 }), tensor(new float[] { 0.5f, 2 }), tensor(new float[] { 0, 2.5f }), ones(2), 0.2);
+        var loss = PolicyLosses.ClippedValue(tensor(new float[] { 1, 2 }), tensor(new float[] { 0.5f, 2 }), tensor(new float[] { 0, 2.5f }), ones(2), 0.2, 2);
         Assert.Equal(0.5 * (1 + 0.25) / 2, loss.item<float>(), 6);
     }
 

@@ -130,6 +130,7 @@ public static class Methods
         new PpoMethod(),
         new BestOfNMethod(),
         new OnlineDpoMethod(),
+        new DistillMethod(),
         new FrontierMethod(),
     ];
 

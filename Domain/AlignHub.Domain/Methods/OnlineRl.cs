@@ -3,10 +3,12 @@ using System.Text.Json;
 namespace AlignHub.Domain;
 
 /// <summary>
-/// What the critic-free online RL methods share (GRPO, RLOO, REINFORCE++, ReMax): each step samples
-/// <c>num_generations</c> completions of each of <c>batch_size</c> prompts, scores them with the reward source (a
-/// grader in OpenAI's shape on the row's fields, or a reward model), and takes a clipped policy-gradient step on the
-/// method's advantages. Names follow TRL's GRPOConfig / RLOOConfig.
+/// What the online RL methods share (GRPO, RLOO, REINFORCE++, ReMax, PPO, best-of-N, online DPO, reinforcement,
+/// distillation): each batch of <c>batch_size</c> prompts gets <c>num_generations</c> completions each, scored by the
+/// reward source (a grader in OpenAI's shape on the row's fields, or a reward model); every batch-level statistic
+/// (advantage scaling, whitening, token counts) is taken over the whole batch, whatever
+/// <c>gradient_accumulation_steps</c> is; the batch then trains <see cref="UpdatesPerBatch"/> optimizer steps before
+/// the next batch of prompts is sampled. Names follow TRL's GRPOConfig / RLOOConfig / PPOConfig and verl's DAPO options.
 /// </summary>
 public abstract record OnlineRlConfig : TrainingConfig
 {
@@ -37,8 +39,11 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("Upper clipping range (DAPO's clip-higher): the ratio is clipped above at 1 + epsilon_high (none: epsilon).", Min = 0, Max = 10)]
     public double? EpsilonHigh { get; init; }
 
-    [Hyperparameter("How per-token losses aggregate: grpo (mean per sequence, then over sequences), bnpo / dapo (over all tokens of the batch), dr_grpo (sum / (sequences * max_completion_length)).",
-        OneOf = ["dapo", "grpo", "bnpo", "dr_grpo"])]
+    [Hyperparameter("How per-token losses aggregate (TRL's names): dapo (sum over the batch's tokens / its token count, whatever the accumulation), " +
+        "grpo (mean per sequence, then over the batch's sequences), dr_grpo (sum / (sequences x max_completion_length)), " +
+        "bnpo (TRL's local variant: each micro-batch's token mean, averaged over micro-batches; equal to dapo with gradient_accumulation_steps 1), " +
+        "cispo (CISPO, MiniMax 2025: -sg(min(rho, epsilon_high)) A log pi per token, normalised as dapo).",
+        OneOf = ["dapo", "grpo", "bnpo", "dr_grpo", "cispo"])]
     public string LossType { get; init; } = "dapo";
 
     [Hyperparameter("Completions cut by max_completion_length carry no loss.")]
@@ -50,11 +55,26 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("A reward model (or ensemble) scoring prompt + completion (used when no grader is given).")]
     public string? RewardModel { get; init; }
 
-    [Hyperparameter("Updates per batch of rollouts (TRL's num_iterations): the batch sampled at the first step of a block trains the next N steps, so the ratio to pi_old differs from 1 after the first and clipping acts.", Min = 1, Max = 64)]
+    [Hyperparameter("Updates per batch of rollouts (TRL's num_iterations): each batch of prompts is sampled once and trains N optimizer steps, so the ratio to pi_old differs from 1 after the first and clipping acts; an epoch is still one pass over the prompts (N steps per batch).", Min = 1, Max = 64)]
     public int NumIterations { get; init; } = 1;
 
     /// <summary>Optimizer steps each batch of rollouts is used for.</summary>
-    [System.Text.Json.Serialization.JsonIgnore] public virtual int UpdatesPerBatch => NumIterations;
+    [System.Text.Json.Serialization.JsonIgnore] public override int UpdatesPerBatch => NumIterations;
+
+    /// <summary>Shares of the batch's completions per pass over it (PPO's num_mini_batches): update u trains share u % this of pass u / this.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual int MiniBatchCount => 1;
+
+    [Hyperparameter("DAPO's dynamic sampling (Yu et al., 2025; verl's filter_groups): drop the groups whose rewards are all equal (no signal) and sample further prompts until the batch holds batch_size groups again, at most max_num_gen_batches sampling rounds per step; a step left with no group is skipped (an event).")]
+    public bool DynamicSampling { get; init; }
+
+    [Hyperparameter("With dynamic_sampling: sampling rounds per step at most, the first included (verl's max_num_gen_batches); after the last the step trains on the groups it has.", Min = 1, Max = 64)]
+    public int MaxNumGenBatches { get; init; } = 4;
+
+    [Hyperparameter("DAPO's overlong reward shaping (verl's overlong_buffer.len): a completion longer than max_completion_length - this many tokens gets the penalty -(length - (max_completion_length - len)) / len x overlong_penalty_factor added to its reward (none: off).", Min = 1, Max = 8192)]
+    public int? OverlongBufferLen { get; init; }
+
+    [Hyperparameter("The penalty of a completion that reaches max_completion_length under overlong shaping (verl's overlong_buffer.penalty_factor).", Min = 0, Max = 100)]
+    public double OverlongPenaltyFactor { get; init; } = 1.0;
 
     [Hyperparameter("Keep the sampled completions of every N-th step in the job's samples table (GET /v1/fine_tuning/jobs/{id}/samples).", Min = 1, Max = 10_000_000)]
     public int LogCompletionsSteps { get; init; } = 10;
@@ -83,37 +103,61 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("Fraction of the total steps spent in linear warmup from 0 to the peak rate.", Min = 0, Max = 1)]
     public override double WarmupRatio { get; init; }
 
+    /// <summary>False: the method trains without a reward source (distillation); a grader or reward model only adds reward metrics.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual bool RequiresRewardSource => true;
+
+    /// <summary>The loss_type values the method's loss reads (none: it has a loss of its own and loss_type must stay at its default).</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual bool UsesLossType => true;
+
     public override void Validate(string prefix, Action<string, string> err)
     {
         base.Validate(prefix, err);
-        if (UpdatesPerBatch > 1 && GradientAccumulationSteps > 1)
-            err(prefix + "gradient_accumulation_steps", "must be 1 when a batch of rollouts trains more than one update (num_iterations or num_ppo_epochs)");
         if (KlTarget is not null && Beta == 0)
             err(prefix + "kl_target", "adaptive KL control needs beta > 0 (its starting value; beta 0 loads no reference model)");
         if (Grader is { } g) Domain.Grader.Parse(g, prefix + "grader", err);
-        else if (RewardModel is null) err(prefix + "grader", "a reward source is required: a grader or a reward_model");
+        else if (RewardModel is null && RequiresRewardSource) err(prefix + "grader", "a reward source is required: a grader or a reward_model");
+        if (!UsesLossType && LossType != "dapo")
+            err(prefix + "loss_type", "this method has a loss of its own (see its summary); loss_type does not apply");
+        if (LossType == "cispo" && EpsilonHigh is null)
+            err(prefix + "epsilon_high", "cispo caps the ratio at epsilon_high itself (CISPO's epsilon_max; TRL suggests 5.0): set it");
+        if (DynamicSampling && NumGenerations < 2)
+            err(prefix + "dynamic_sampling", "needs num_generations >= 2 (a group of one always has equal rewards)");
+        if (OverlongBufferLen is int ob && ob >= MaxCompletionLength)
+            err(prefix + "overlong_buffer_len", $"must be below max_completion_length ({MaxCompletionLength})");
     }
 
     /// <summary>The parsed grader (the config was validated at creation).</summary>
     public Grader? ParsedGrader() => Grader is { } g ? Domain.Grader.Parse(g, "grader", (_, m) => throw new InvalidDataException(m)) : null;
 }
 
-/// <summary>A method whose advantages are group-relative (GRPO's): how they are scaled.</summary>
+/// <summary>A method that runs as GRPO (GRPO itself, OpenAI's reinforcement): how advantages are scaled and ratios taken.</summary>
 public interface IGroupAdvantages
 {
     string ScaleRewards { get; }
+    string ImportanceSamplingLevel { get; }
 }
 
 /// <summary>GRPO (<c>method.type = "grpo"</c>): group-relative advantages (r - mean) / std.</summary>
 public sealed record GrpoConfig : OnlineRlConfig, IGroupAdvantages
 {
-    [Hyperparameter("Advantages divided by the group's reward std (group), the batch's (batch) or not at all (none).", OneOf = ["group", "batch", "none"])]
+    [Hyperparameter(ScaleRewardsHelp, OneOf = ["group", "batch", "none"])]
     public string ScaleRewards { get; init; } = "group";
+
+    [Hyperparameter(ImportanceSamplingHelp, OneOf = ["token", "sequence"])]
+    public string ImportanceSamplingLevel { get; init; } = "token";
+
+    internal const string ScaleRewardsHelp =
+        "Advantages divided by the group's reward std (group, DeepSeekMath), the whole batch's std (batch, as PPO-Lite, Liu et al. 2025 \"Tricks or Traps\"), " +
+        "or not at all (none, as Dr. GRPO recommends); std unbiased, plus 1e-4.";
+    internal const string ImportanceSamplingHelp =
+        "token: a ratio per token (GRPO); sequence: GSPO (Zheng et al., 2025), one ratio per completion, exp(mean over its tokens of log pi - log pi_old), clipped per sequence.";
 }
 
-/// <summary>RLOO (<c>method.type = "rloo"</c>): leave-one-out baselines, the KL folded into the reward (TRL's RLOOTrainer).</summary>
+/// <summary>RLOO (<c>method.type = "rloo"</c>): leave-one-out baselines, the KL folded into the reward, a loss per sequence (TRL's RLOOTrainer).</summary>
 public sealed record RlooConfig : OnlineRlConfig
 {
+    [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
+
     [Hyperparameter("KL strength: each completion's reward becomes r - beta * sum_t k1_t against the starting model (0: no reference model).", Min = 0, Max = 100)]
     public override double Beta { get; init; } = 0.05;
 }
@@ -176,8 +220,8 @@ public sealed class GrpoMethod : OnlineRlMethod<GrpoConfig>
     public override string Name => "grpo";
     public override string Title => "Group relative policy optimisation";
     public override string Summary =>
-        "GRPO (Shao et al., 2024): for G samples y_i of each prompt, A_i = (r_i - mean(r)) / std(r); the loss is the clipped surrogate " +
-        "-min(rho_t A_i, clip(rho_t, 1 - eps, 1 + eps_high) A_i) + beta k3(pi, ref) per token, rho_t = pi(y_t) / pi_old(y_t), aggregated per loss_type. " +
+        "GRPO (Shao et al., 2024): L = agg_t[-min(rho_t A_i, clip(rho_t, 1 - eps, 1 + eps_high) A_i) + beta k3_t], A_i = (r_i - mean(r_group)) / (std + 1e-4), " +
+        "rho_t = pi(y_t) / pi_old(y_t) (importance_sampling_level sequence: GSPO's rho_i = exp(mean_t log pi/pi_old)), agg per loss_type over the whole batch. " +
         "No value model; the reward comes from a grader or a reward model.";
     public override object Example => ExampleWith(new
     {
@@ -191,8 +235,8 @@ public sealed class RlooMethod : OnlineRlMethod<RlooConfig>
     public override string Name => "rloo";
     public override string Title => "REINFORCE leave-one-out";
     public override string Summary =>
-        "RLOO (Ahmadian et al., 2024; Kool et al., 2019): the reward r_i - beta * KL_i (k1 summed over the completion) minus the mean of the " +
-        "prompt's other K - 1 samples is each completion's advantage, in the clipped policy loss. No value model.";
+        "RLOO (Ahmadian et al., 2024; Kool et al., 2019), per sequence as TRL's RLOOTrainer: L = mean_i[-min(rho_i A_i, clip(rho_i, 1 - eps, 1 + eps_high) A_i)], " +
+        "rho_i = pi(y_i) / pi_old(y_i) over the whole completion, A_i = R_i - mean of the prompt's other K - 1 R_j, R = r - beta sum_t k1_t. No value model.";
     public override object Example => ExampleWith(new
     {
         num_generations = 4, max_completion_length = 8, beta = 0.05,
@@ -205,8 +249,8 @@ public sealed class ReinforcePpMethod : OnlineRlMethod<ReinforcePpConfig>
     public override string Name => "reinforce_pp";
     public override string Title => "REINFORCE++";
     public override string Summary =>
-        "REINFORCE++ (Hu, 2025): per-token rewards -beta * k1_t with the sequence reward at the last token, returns-to-go, normalised over all " +
-        "completion tokens of the batch, in the clipped policy loss. No critic and no groups.";
+        "REINFORCE++ (Hu, 2025): L = agg_t[-min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps_high) A_t)], A = whiten(G) over every completion token of the batch, " +
+        "G_t = sum_{s>=t} (r [s = last] - beta k1_s), whiten(x) = (x - mean) / sqrt(var + 1e-8). No critic and no groups.";
     public override object Example => ExampleWith(new
     {
         num_generations = 4, max_completion_length = 8, beta = 0.01,
@@ -219,8 +263,8 @@ public sealed class RemaxMethod : OnlineRlMethod<RemaxConfig>
     public override string Name => "remax";
     public override string Title => "ReMax";
     public override string Summary =>
-        "ReMax (Li et al., 2023): A_i = r_i - r(greedy completion of the prompt), the greedy completion sampled and scored each step; " +
-        "the clipped policy loss with an optional beta k3 KL term. No value model.";
+        "ReMax (Li et al., 2023): L = agg_t[-min(rho_t A_i, clip(rho_t, 1 - eps, 1 + eps_high) A_i) + beta k3_t], A_i = r_i - r(greedy completion of the prompt), " +
+        "the greedy completion sampled and scored with each batch. No value model.";
     public override object Example => ExampleWith(new
     {
         num_generations = 4, max_completion_length = 8,
@@ -265,13 +309,16 @@ public sealed record PpoConfig : OnlineRlConfig
     [Hyperparameter("Whiten the advantages over the batch's completion tokens.")]
     public bool WhitenAdvantages { get; init; } = true;
 
-    public override int UpdatesPerBatch => NumPpoEpochs * NumMiniBatches;
+    [System.Text.Json.Serialization.JsonIgnore] public override int UpdatesPerBatch => NumPpoEpochs * NumMiniBatches;
+    [System.Text.Json.Serialization.JsonIgnore] public override int MiniBatchCount => NumMiniBatches;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
         base.Validate(prefix, err);
         if (NumMiniBatches > BatchSize * NumGenerations)
             err(prefix + "num_mini_batches", $"must be at most the completions per batch (batch_size x num_generations = {BatchSize * NumGenerations})");
+        else if (BatchSize * NumGenerations / NumMiniBatches < GradientAccumulationSteps)
+            err(prefix + "gradient_accumulation_steps", $"must be at most the completions per minibatch (batch_size x num_generations / num_mini_batches = {BatchSize * NumGenerations / NumMiniBatches})");
     }
 }
 
@@ -280,9 +327,9 @@ public sealed class PpoMethod : OnlineRlMethod<PpoConfig>
     public override string Name => "ppo";
     public override string Title => "Proximal policy optimisation";
     public override string Summary =>
-        "PPO (Schulman et al., 2017) as in InstructGPT (Ouyang et al., 2022): token rewards -beta * k1_t + r at the last token, GAE(gamma, lambda) " +
-        "advantages from a value head on the policy (Schulman et al., 2016), num_ppo_epochs updates of the clipped surrogate " +
-        "-min(rho A, clip(rho, 1 - eps, 1 + eps_high) A) plus vf_coef * the clipped value loss 0.5 max((V - R)^2, (V_clip - R)^2).";
+        "PPO (Schulman et al., 2017) as in InstructGPT (Ouyang et al., 2022): L = agg_t[-min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps_high) A_t)] + " +
+        "vf_coef mean_t 0.5 max((V_t - R_t)^2, (V_clip,t - R_t)^2), A = whiten(GAE(gamma, lambda)) of the token rewards -beta k1_t + r at the last token, " +
+        "R = GAE + V_old, values from a head on the policy; num_ppo_epochs x num_mini_batches updates per batch of rollouts.";
     public override object Example => ExampleWith(new
     {
         num_generations = 1, max_completion_length = 8, num_ppo_epochs = 4, num_mini_batches = 1, beta = 0.05, kl_target = 6.0, vf_coef = 0.1,
@@ -302,6 +349,8 @@ public sealed record BestOfNConfig : OnlineRlConfig
 
     [Hyperparameter("Keep a completion only when its reward reaches this (none: always keep the top).")]
     public double? MinReward { get; init; }
+
+    [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
@@ -323,6 +372,8 @@ public sealed record OnlineDpoConfig : OnlineRlConfig
     [Hyperparameter("DPO's beta: how far the policy may move from the starting model (its reference).", Min = 1e-6, Max = 100)]
     public override double Beta { get; init; } = 0.1;
 
+    [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
+
     public override void Validate(string prefix, Action<string, string> err)
     {
         base.Validate(prefix, err);
@@ -336,7 +387,7 @@ public sealed class BestOfNMethod : OnlineRlMethod<BestOfNConfig>
     public override string Title => "Best-of-N fine-tuning";
     public override string Summary =>
         "Rejection sampling (RAFT, Dong et al., 2023): of N samples per prompt keep the best keep_top by reward and minimise their negative " +
-        "log-likelihood, L = -(1/|K|) sum over kept tokens of log pi(y_t | y_<t).";
+        "log-likelihood, L = -(1/|K|) sum over the batch's kept tokens of log pi(y_t | y_<t) (the logged loss).";
     public override object Example => ExampleWith(new
     {
         num_generations = 8, keep_top = 1, max_completion_length = 8,
@@ -350,7 +401,8 @@ public sealed class OnlineDpoMethod : OnlineRlMethod<OnlineDpoConfig>
     public override string Title => "Online DPO";
     public override string Summary =>
         "Online DPO (Guo et al., 2024): two samples per prompt, the one the reward source scores higher is chosen; " +
-        "L = -log sigmoid(beta [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))]) with the starting model as ref.";
+        "L = mean over ranked pairs of -log sigmoid(beta [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))]), log-probs from the raw logits as TRL's " +
+        "OnlineDPOTrainer, the starting model as ref. A tie makes no pair (TRL would take the first sample as chosen).";
     public override object Example => ExampleWith(new
     {
         beta = 0.1, max_completion_length = 8,
@@ -379,8 +431,11 @@ public sealed record ReinforcementConfig : OnlineRlConfig, IGroupAdvantages
     [Hyperparameter("OpenAI's reasoning_effort: accepted for compatibility; no effect here.", OneOf = ["low", "medium", "high"], Auto = true)]
     public string? ReasoningEffort { get; init; }
 
-    [Hyperparameter("Advantages divided by the group's reward std (group), the batch's (batch) or not at all (none).", OneOf = ["group", "batch", "none"])]
+    [Hyperparameter(GrpoConfig.ScaleRewardsHelp, OneOf = ["group", "batch", "none"])]
     public string ScaleRewards { get; init; } = "group";
+
+    [Hyperparameter(GrpoConfig.ImportanceSamplingHelp, OneOf = ["token", "sequence"])]
+    public string ImportanceSamplingLevel { get; init; } = "token";
 
     public override MethodConfig Normalize() => this with
     {
@@ -396,7 +451,7 @@ public sealed class ReinforcementMethod : OnlineRlMethod<ReinforcementConfig>
     public override string Title => "Reinforcement fine-tuning (OpenAI's shape)";
     public override string Summary =>
         "OpenAI's reinforcement method, run as GRPO (Shao et al., 2024): each prompt's completions are graded by method.reinforcement.grader " +
-        "against the row ({{item.*}}), advantages are group-relative, the loss is the clipped policy surrogate.";
+        "against the row ({{item.*}}); L = agg_t[-min(rho_t A_i, clip(rho_t, 1 - eps, 1 + eps_high) A_i) + beta k3_t], A_i = (r_i - mean(r_group)) / (std + 1e-4).";
     public override IReadOnlyList<string> SettingsFields => ["grader"];
     public override object Example => new
     {
@@ -411,4 +466,61 @@ public sealed class ReinforcementMethod : OnlineRlMethod<ReinforcementConfig>
             },
         },
     };
+}
+
+/// <summary>
+/// On-policy distillation (<c>method.type = "distill"</c>; Agarwal et al., 2024, GKD; Lu et al., 2025, Thinking Machines'
+/// "On-Policy Distillation"): the student samples its own completions, a teacher model scores every sampled token,
+/// and each token's advantage is minus the per-token reverse KL, log pi_teacher(y_t) - log pi_old(y_t), in the clipped
+/// policy loss (no discounting: each token answers for itself). The teacher must share the student's tokenizer. A
+/// grader or reward model is optional: it only adds reward metrics and <c>eval/reward</c>.
+/// </summary>
+public sealed record DistillConfig : OnlineRlConfig
+{
+    [Hyperparameter("The teacher: a registered language model with the student's tokenizer (its log-probs of the student's tokens are the reward).")]
+    public string? TeacherModel { get; init; }
+
+    [Hyperparameter("Completions the student samples per prompt (distillation needs no groups).", Min = 1, Max = 64)]
+    public override int NumGenerations { get; init; } = 4;
+
+    [System.Text.Json.Serialization.JsonIgnore] public override bool RequiresRewardSource => false;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (string.IsNullOrWhiteSpace(TeacherModel)) err(prefix + "teacher_model", "a teacher model is required");
+    }
+}
+
+public sealed class DistillMethod : OnlineRlMethod<DistillConfig>
+{
+    public override string Name => "distill";
+    public override string Title => "On-policy distillation";
+    public override string Summary =>
+        "On-policy distillation (Agarwal et al., 2024; Lu et al., 2025): the student samples, the teacher scores each sampled token; " +
+        "L = agg_t[-min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps_high) A_t)] with A_t = log pi_teacher(y_t) - log pi_old(y_t), minus the per-token reverse KL " +
+        "(student sampling distribution against the teacher's raw distribution). Same tokenizer required.";
+    public override IReadOnlyList<MetricChart> Charts =>
+    [
+        new("Reverse KL to the teacher (per token)", "reverse-kl-chart", ["reverse_kl"]),
+        .. base.Charts,
+    ];
+    public override object Example => ExampleWith(new
+    {
+        teacher_model = "ft:alignhub/tiny:grpo:ftjob-def456", num_generations = 4, max_completion_length = 8,
+        grader = ArithmeticTask.ExactMatchGrader,
+    });
+
+    public override async Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        await base.ValidateAsync(check, ct);
+        var c = (DistillConfig)check.Config;
+        if (c.TeacherModel is null) return;
+        var teacher = await check.FindModelAsync(c.TeacherModel, ct);
+        if (teacher is null) { check.Error("teacher_model", $"model \"{c.TeacherModel}\" is not registered"); return; }
+        var a = ModelArchitecture.Parse(teacher.ConfigJson);
+        if (a.IsRewardModel) check.Error("teacher_model", $"model \"{c.TeacherModel}\" is a reward model, not a language model");
+        else if (check.Architecture is { } student && (a.VocabSize != student.VocabSize || (check.Model!.Tokenizer == ModelPresets.ByteTokenizer) != (teacher.Tokenizer == ModelPresets.ByteTokenizer)))
+            check.Error("teacher_model", $"the teacher's tokenizer differs from the student's (vocabulary {a.VocabSize} vs {student.VocabSize}): distillation compares log-probs of the same tokens");
+    }
 }

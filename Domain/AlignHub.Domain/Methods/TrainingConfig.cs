@@ -91,8 +91,15 @@ public abstract record TrainingConfig : MethodConfig
         if (SaveMergedModel && !UsePeft) err(prefix + "save_merged_model", "needs use_peft (a full fine-tune is already a complete model)");
     }
 
-    /// <summary>Optimizer steps for a training file of <paramref name="rows"/> rows: ceil(rows / batch) per epoch, at most max_steps.</summary>
+    /// <summary>
+    /// Optimizer steps each batch of rows trains (online RL: TRL's num_iterations, PPO's epochs x minibatches); the
+    /// engine takes a new batch every this many steps, so an epoch is still one pass over the file.
+    /// </summary>
+    [JsonIgnore] public virtual int UpdatesPerBatch => 1;
+
+    /// <summary>Optimizer steps for a training file of <paramref name="rows"/> rows: <see cref="StepsPerEpoch"/> per epoch, at most max_steps.</summary>
     public int TotalSteps(int rows) => (int)Math.Min((long)StepsPerEpoch(rows) * NEpochs, MaxSteps ?? int.MaxValue);
 
-    public int StepsPerEpoch(int rows) => Math.Max(1, (rows + BatchSize - 1) / BatchSize);
+    /// <summary>ceil(rows / batch) batches per epoch, each trained <see cref="UpdatesPerBatch"/> steps.</summary>
+    public int StepsPerEpoch(int rows) => Math.Max(1, (rows + BatchSize - 1) / BatchSize) * UpdatesPerBatch;
 }

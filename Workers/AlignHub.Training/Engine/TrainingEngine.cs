@@ -48,6 +48,22 @@ public interface ITrainingMethod
     long Tokens(IReadOnlyList<int> rows);
 
     /// <summary>
+    /// How a step's batch runs as micro-batches: the rows each <see cref="Forward"/> gets and the factor its loss is
+    /// scaled by before its backward. The default cuts the batch into micro-batches of <paramref name="microRows"/>
+    /// rows, each scaled by weight(part) / weight(batch). Online RL returns completions of its batch of rollouts, each
+    /// micro-batch's loss already its share of the batch's (factor 1). An empty list: the step takes no update (its
+    /// statistics still come from <see cref="StepStats"/>).
+    /// </summary>
+    IReadOnlyList<MicroBatch> MicroBatches(IReadOnlyList<int> batch, int accumulation, int microRows)
+    {
+        double total = Math.Max(1e-12, Weight(batch, false));
+        return batch.Chunk(microRows).Select(p => new MicroBatch(p, Weight(p, false) / total)).ToList();
+    }
+
+    /// <summary>Statistics of the whole step computed on the host (in <see cref="StatNames"/> order), added once to the micro-batches' sums; null: none.</summary>
+    double[]? StepStats() => null;
+
+    /// <summary>
     /// The mean loss of some rows (with its graph when training) and a detached vector of summed statistics in
     /// <see cref="StatNames"/> order, both on the model's device.
     /// </summary>
@@ -70,14 +86,18 @@ public interface ITrainingMethod
     void LoadState(JsonObject? state) { }
 }
 
+/// <summary>The rows one forward/backward gets and the factor its loss is scaled by.</summary>
+public sealed record MicroBatch(IReadOnlyList<int> Rows, double Share);
+
 /// <summary>What the engine needs besides the method: the shared config, where checkpoints go, and where to resume from.</summary>
 public sealed record EngineRun(ModelSource Source, TrainingConfig Config, string CheckpointRoot, string? ResumeFrom);
 
 /// <summary>
 /// The training loop every trainer runs on. Per step: read the control channel; take the epoch's next batch (the
-/// order is a pure function of (seed, epoch)); set the step's learning rate (<see cref="Schedules"/>, a pure
-/// function of the step); run the batch as gradient_accumulation_steps micro-batches, each in its own dispose
-/// scope, scaling each loss by its share of the batch; refuse a non-finite loss before the update; clip the
+/// order is a pure function of (seed, epoch); a batch trains <see cref="TrainingConfig.UpdatesPerBatch"/> consecutive
+/// steps, so an epoch is one pass over the rows whatever that is); set the step's learning rate (<see cref="Schedules"/>,
+/// a pure function of the step); run the batch as the method's micro-batches (<see cref="ITrainingMethod.MicroBatches"/>),
+/// each in its own dispose scope, scaling each loss by its share of the batch; refuse a non-finite loss before the update; clip the
 /// gradient (reporting the pre-clip norm); take the AdamW step; then report metrics, evaluate and save on their
 /// schedules. The only randomness inside a step (LoRA's dropout) draws from a generator seeded by (seed, step), so weights +
 /// optimizer state + step (+ the method's state) resume a run exactly.
@@ -165,7 +185,7 @@ public static class TrainingEngine
 
             int epoch = step / perEpoch, inEpoch = step % perEpoch;
             if (epoch != orderEpoch) { order = EpochOrder(rows, c.Seed, epoch); orderEpoch = epoch; }
-            var batch = order!.Skip(inEpoch * c.BatchSize).Take(c.BatchSize).ToList();
+            var batch = order!.Skip(inEpoch / c.UpdatesPerBatch * c.BatchSize).Take(c.BatchSize).ToList();
 
             var sw = Stopwatch.StartNew();
             torch.manual_seed(StepSeed(c.Seed, step)); // LoRA dropout draws the same masks in a resumed run
@@ -177,21 +197,18 @@ public static class TrainingEngine
             using (var scope = NewDisposeScope())
             {
                 optimizer.zero_grad();
-                double batchWeight = Math.Max(1e-12, m.Weight(batch, false));
-                foreach (var part in batch.Chunk(micro))
-                {
-                    using var inner = NewDisposeScope();
-                    var (loss, stats) = m.Forward(part, false);
-                    (loss * (m.Weight(part, false) / batchWeight)).backward();
-                    Add(sums, stats);
-                }
+                bool update = AccumulateGradients(m, batch, c.GradientAccumulationSteps, micro, sums);
                 stepMetrics = m.Metrics(sums);
                 // Refuse the update: the last checkpoint stays the state of a finite run.
                 if (!double.IsFinite(stepMetrics[MetricNames.Loss]))
                     throw new InvalidOperationException($"loss became {stepMetrics[MetricNames.Loss]} at step {step + 1}; lower the learning rate");
-                gradNorm = nn.utils.clip_grad_norm_(parameters, c.MaxGradNorm);
-                foreach (var (g, scale) in optimizer.ParamGroups.Zip(lrScales)) g.LearningRate = lr * scale;
-                optimizer.step();
+                gradNorm = 0;
+                if (update)
+                {
+                    gradNorm = nn.utils.clip_grad_norm_(parameters, c.MaxGradNorm);
+                    foreach (var (g, scale) in optimizer.ParamGroups.Zip(lrScales)) g.LearningRate = lr * scale;
+                    optimizer.step();
+                }
             }
             long batchTokens = m.Tokens(batch);
             step++;
@@ -226,6 +243,26 @@ public static class TrainingEngine
             if (step % c.SaveSteps == 0 || step == total) lastCheckpoint = Save(lastMetrics);
         }
         return new TrainingResult(TrainingOutcome.Completed, step, lastCheckpoint, tokens);
+    }
+
+    /// <summary>
+    /// One step's forward and backward passes: the method's micro-batches of <paramref name="batch"/>, each in its own
+    /// dispose scope, gradients added up in the parameters' <c>.grad</c>; their statistics (and the step's host
+    /// statistics) added to <paramref name="sums"/>. False: the method chose no update for this step (no micro-batch).
+    /// </summary>
+    public static bool AccumulateGradients(ITrainingMethod m, IReadOnlyList<int> batch, int accumulation, int microRows, double[] sums)
+    {
+        var parts = m.MicroBatches(batch, accumulation, microRows);
+        foreach (var part in parts)
+        {
+            using var inner = NewDisposeScope();
+            var (loss, stats) = m.Forward(part.Rows, false);
+            (part.Share == 1 ? loss : loss * part.Share).backward();
+            Add(sums, stats);
+        }
+        if (m.StepStats() is { } host)
+            for (int i = 0; i < sums.Length; i++) sums[i] += host[i];
+        return parts.Count > 0;
     }
 
     /// <summary>The method's metrics over its validation rows, prefixed <c>eval/</c>, under <c>no_grad</c> and <c>eval()</c>.</summary>

@@ -10,8 +10,9 @@ public static class Advantages
 {
     /// <summary>
     /// GRPO's group-relative advantages (Shao et al., 2024, "DeepSeekMath"): A_i = r_i - mean(group of i), divided by
-    /// the group's standard deviation (<c>scale_rewards = "group"</c>), by the whole batch's (<c>"batch"</c>, as Dr. GRPO
-    /// and TRL's option suggest), or not at all (<c>"none"</c>); standard deviations are unbiased (n - 1), plus 1e-4.
+    /// the group's standard deviation (<c>scale_rewards = "group"</c>), by the whole batch's (<c>"batch"</c>, PPO-Lite's
+    /// choice, Liu et al., 2025, "Tricks or Traps", as TRL credits it), or not at all (<c>"none"</c>, Dr. GRPO's
+    /// recommendation); standard deviations are unbiased (n - 1), plus 1e-4, as TRL's GRPOTrainer.
     /// </summary>
     public static Tensor Group(Tensor rewards, int k, string scaleRewards = "group")
     {
@@ -59,18 +60,17 @@ public static class Advantages
         return a.reshape(-1);
     }
 
-    /// <summary>REINFORCE++ (Hu, 2025): advantages normalised over the whole batch, (r - mean) / (std + 1e-8), no critic and no groups.</summary>
+    /// <summary>Rewards normalised over the whole batch, (r - mean) * rsqrt(var + 1e-8) with the unbiased variance (<see cref="Whiten"/> of a vector).</summary>
     public static Tensor BatchNormalized(Tensor rewards)
     {
-        using var centred = rewards - rewards.mean();
-        using var std = rewards.std();
-        return centred / (std + 1e-8);
+        using var mask = ones_like(rewards);
+        return Whiten(rewards, mask);
     }
 
     /// <summary>
     /// REINFORCE++'s token advantages (Hu, 2025): per-token rewards -beta * kl_t on the completion's tokens, plus the
     /// sequence reward at its last token; returns-to-go G_t = sum_{s &gt;= t} r_s (gamma 1); then normalised over every
-    /// masked token of the batch: (G - mean) / (std + 1e-8). Masked positions are 0. Shapes: rewards [B], kl and mask [B, T].
+    /// masked token of the batch (<see cref="Whiten"/>). Masked positions are 0. Shapes: rewards [B], kl and mask [B, T].
     /// </summary>
     public static Tensor ReinforcePlusPlus(Tensor rewards, Tensor kl, Tensor mask, double beta)
     {
@@ -91,15 +91,34 @@ public static class Advantages
         return (-beta * kl + rewards.unsqueeze(1) * atLast) * mask;
     }
 
-    /// <summary>(x - mean) / (std + 1e-8) over the masked entries (unbiased std); masked-out entries are 0.</summary>
+    /// <summary>
+    /// (x - mean) * rsqrt(var + 1e-8) over the masked entries, the variance unbiased (n / (n - 1)), as verl's and TRL's
+    /// <c>masked_whiten</c> and OpenRLHF compute it; masked-out entries are 0. When every entry is equal the result is
+    /// about (rounding noise) / 1e-4, not an O(1) value, as it would be with (std + eps) in the denominator.
+    /// </summary>
     public static Tensor Whiten(Tensor x, Tensor mask)
     {
         using var n = mask.sum().clamp_min(1);
         using var mean = (x * mask).sum() / n;
         using var centred = (x - mean) * mask;
-        using var std = (centred.pow(2).sum() / (n - 1).clamp_min(1)).sqrt();
-        return centred / (std + 1e-8) * mask;
+        using var variance = centred.pow(2).sum() / (n - 1).clamp_min(1);
+        using var scale = (variance + 1e-8).rsqrt();
+        return centred * scale * mask;
     }
+
+    /// <summary>
+    /// DAPO's overlong reward shaping (Yu et al., 2025, as verl's <c>overlong_buffer</c>): with L_max the completion
+    /// limit and a buffer of B tokens, a completion of length l gets min(0, -(l - (L_max - B)) / B * factor) added:
+    /// 0 up to L_max - B, falling linearly to -factor at L_max.
+    /// </summary>
+    public static double OverlongPenalty(int length, int maxCompletionLength, int buffer, double factor) =>
+        Math.Min(0, -(length - (maxCompletionLength - buffer)) / (double)buffer * factor);
+
+    /// <summary>
+    /// On-policy distillation's per-token advantages (Lu et al., 2025): minus the per-token reverse KL estimate,
+    /// A_t = log pi_teacher(y_t) - log pi_old(y_t), on the sampled tokens; masked positions are 0.
+    /// </summary>
+    public static Tensor Distillation(Tensor studentLogps, Tensor teacherLogps, Tensor mask) => (teacherLogps - studentLogps) * mask;
 
     /// <summary>
     /// Generalised advantage estimation (Schulman et al., 2016) over token sequences [B, T] with a mask of real tokens:

@@ -93,6 +93,7 @@ public static class MethodRunners
         new Rl.OnlineRlRunner("ppo"),
         new Rl.OnlineRlRunner("best_of_n"),
         new Rl.OnlineRlRunner("online_dpo"),
+        new Rl.OnlineRlRunner("distill"),
         new FrontierRunner(),
     ];
 
