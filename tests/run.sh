@@ -31,6 +31,15 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+if ! /usr/bin/python3 -c "import torch" >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "tests/run.sh: installing Debian's python3-torch for the RL step oracle (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch >/dev/null
+  else
+    echo "tests/run.sh: Debian's python3-torch is missing: the RL step oracle test will fail (apt-get install python3-torch)" >&2
+  fi
+fi
+
 pgdir=$(mktemp -d /tmp/alignhub-pg.XXXXXX)
 chmod 755 "$pgdir"
 port=$(( 20000 + RANDOM % 20000 ))
