@@ -378,6 +378,167 @@ public class GrpoTests
         Assert.Contains("kl", full.Metrics[^1].Metrics.Keys);
     }
 
+    /// <summary>
+    /// Every prompt trained: with num_ppo_epochs 4 and n_epochs 1, each batch of 8 prompts trains 4 steps, so 40 prompts
+    /// make 20 steps and the samples table holds every prompt exactly num_generations times (sampled once, at its
+    /// block's first step). With gradient accumulation the same run ends with the same weights (whole-batch semantics),
+    /// and stopped inside a block and resumed, it ends with the uninterrupted run's weights.
+    /// </summary>
+    [Fact]
+    public void PPO_with_four_epochs_samples_every_prompt_once_per_epoch_and_resumes_exactly()
+    {
+        var prompts = ArithmeticTask.Prompts(80, 17).DistinctBy(p => p.Text).Take(40).ToList();
+        var c = new PpoConfig { NEpochs = 1, BatchSize = 8, NumGenerations = 2, NumPpoEpochs = 4, MaxCompletionLength = 4, SaveSteps = 3, EvalSteps = 100,
+            LogCompletionsSteps = 1, NumCompletionsToLog = 4096, Seed = 4, Grader = Exact };
+        Assert.Equal(20, c.TotalSteps(prompts.Count));
+        var rep = new RecordingReporter();
+        var a = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, TempDir(), null, ExactSource()), rep, CancellationToken.None);
+        Assert.Equal(20, a.Step);
+        Assert.Equal(Enumerable.Range(1, 20), rep.Metrics.Select(m => m.Step));
+        var counts = rep.SampleLog.GroupBy(x => x.Sample.Prompt).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(prompts.Select(p => p.Text).Order(), counts.Keys.Order());
+        Assert.All(counts.Values, n => Assert.Equal(2, n));
+        Assert.Equal([1, 5, 9, 13, 17], rep.SampleLog.Select(x => x.Step).Distinct());
+        Assert.Contains("Epoch 1 of 1 completed", rep.Events);
+
+        static void SameWeights(string x, string y, double tol)
+        {
+            var wa = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(x, "model.safetensors"));
+            var wb = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(y, "model.safetensors"));
+            foreach (var (name, t) in wa)
+            {
+                var diff = (t - wb[name]).abs().max().item<float>();
+                Assert.True(diff <= tol, $"{name} differs by {diff}");
+            }
+        }
+        // Four micro-batches: the same rollouts and losses step by step (float rounding apart, which AdamW amplifies a little over 20 steps).
+        var split = new RecordingReporter();
+        var accumulated = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c with { GradientAccumulationSteps = 4 }, TempDir(), null, ExactSource()),
+            split, CancellationToken.None);
+        foreach (var ((_, x), (_, y)) in rep.Metrics.Zip(split.Metrics))
+        {
+            Assert.Equal(x["reward"], y["reward"], 12);
+            Assert.Equal(x["loss"], y["loss"], 1e-5);
+            Assert.Equal(x["value_loss"], y["value_loss"], 1e-5);
+        }
+        SameWeights(a.LastCheckpoint!, accumulated.LastCheckpoint!, 1e-3);
+
+        var root = TempDir();
+        var first = new RecordingReporter { CancelAtStep = 7 };
+        OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, root, null, ExactSource()), first, CancellationToken.None);
+        Assert.Equal(6, first.Saved[^1].Step); // inside the block of steps 5..8
+        var b = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, prompts, null, c, root, first.Saved[^1].Dir, ExactSource()), new RecordingReporter(), CancellationToken.None);
+        Assert.Equal(20, b.Step);
+        SameWeights(a.LastCheckpoint!, b.LastCheckpoint!, 1e-6);
+    }
+
+    /// <summary>
+    /// DAPO's dynamic sampling: from the SFT start many groups of 4 are all wrong (equal rewards); each step refills its
+    /// batch from other prompts, so no trained batch holds a zero-variance group, and extra rounds are counted.
+    /// </summary>
+    [Fact]
+    public void Dynamic_sampling_trains_only_groups_with_a_reward_signal()
+    {
+        var c = new GrpoConfig { NEpochs = 100, MaxSteps = 8, BatchSize = 8, NumGenerations = 4, MaxCompletionLength = 4, SaveSteps = 100, EvalSteps = 100,
+            DynamicSampling = true, MaxNumGenBatches = 6, Seed = 3, Grader = Exact };
+        var rep = new RecordingReporter();
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(400, 5), null, c, TempDir(), null, ExactSource()), rep, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+        Assert.All(rep.Metrics, m =>
+        {
+            Assert.Equal(0, m.Metrics["frac_reward_zero_std"]);
+            Assert.Equal(8, m.Metrics["dynamic_sampling/kept_groups"]);
+            Assert.True(m.Metrics["dynamic_sampling/sampled_completions"] >= 32);
+        });
+        Assert.Contains(rep.Metrics, m => m.Metrics["dynamic_sampling/extra_rounds"] > 0);
+        var plain = new RecordingReporter();
+        OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(400, 5), null, c with { DynamicSampling = false }, TempDir(), null, ExactSource()),
+            plain, CancellationToken.None);
+        Assert.Contains(plain.Metrics, m => m.Metrics["frac_reward_zero_std"] > 0); // the same start without it trains on such groups
+    }
+
+    /// <summary>
+    /// The bound: with a grader that never matches, every group is zero-variance; each step stops after
+    /// max_num_gen_batches rounds, takes no update (the weights stay the start's) and says so in an event.
+    /// </summary>
+    [Fact]
+    public void Dynamic_sampling_skips_a_step_with_no_signal_after_its_bounded_rounds()
+    {
+        var never = JsonSerializer.SerializeToElement(new { type = "string_check", name = "never", input = "{{sample.output_text}}", reference = "no such answer", operation = "eq" });
+        var c = new GrpoConfig { NEpochs = 100, MaxSteps = 3, BatchSize = 4, NumGenerations = 4, MaxCompletionLength = 4, SaveSteps = 100, EvalSteps = 100,
+            DynamicSampling = true, MaxNumGenBatches = 3, Seed = 3, Grader = never };
+        var rep = new RecordingReporter();
+        var source = new GraderSource(Grader.Parse(never, "grader", (f, m) => throw new Exception(m))!);
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(200, 5), null, c, TempDir(), null, source), rep, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, result.Outcome);
+        Assert.All(rep.Metrics, m =>
+        {
+            Assert.Equal(1, m.Metrics["dynamic_sampling/skipped"]);
+            Assert.Equal(2, m.Metrics["dynamic_sampling/extra_rounds"]);
+            Assert.Equal(48, m.Metrics["dynamic_sampling/sampled_completions"]); // 3 rounds of 4 prompts x 4
+            Assert.Equal(0, m.Metrics["grad_norm"]);
+        });
+        Assert.Equal(3, rep.Events.Count(e => e.Contains("skipped: dynamic sampling found no group")));
+        var start = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(SftStart.Value.Folder!, "model.safetensors"));
+        var end = AlignHub.Training.IO.SafeTensors.Read(Path.Combine(result.LastCheckpoint!, "model.safetensors"));
+        foreach (var (name, t) in start) Assert.Equal(0, (t - end[name]).abs().max().item<float>());
+    }
+
+    /// <summary>DAPO's overlong shaping lowers the trained reward of completions that run into the buffer; the grader's own reward is logged apart.</summary>
+    [Fact]
+    public void Overlong_shaping_penalises_completions_in_the_buffer()
+    {
+        var c = new GrpoConfig { NEpochs = 100, MaxSteps = 3, BatchSize = 8, NumGenerations = 4, MaxCompletionLength = 6, SaveSteps = 100, EvalSteps = 100,
+            OverlongBufferLen = 4, OverlongPenaltyFactor = 1, Seed = 3, Grader = Exact };
+        var rep = new RecordingReporter();
+        OnlineRlTrainer.Train(new OnlineRlRun(Tiny, ArithmeticTask.Prompts(100, 5), null, c, TempDir(), null, ExactSource()), rep, CancellationToken.None);
+        // A random-init model rarely stops early: most completions reach 6 tokens, the full penalty of -1.
+        Assert.All(rep.Metrics, m =>
+        {
+            Assert.InRange(m.Metrics["rewards/overlong_penalty/mean"], -1, -0.5);
+            Assert.Equal(m.Metrics["rewards/exact_match/mean"] + m.Metrics["rewards/overlong_penalty/mean"], m.Metrics["reward"], 9);
+        });
+    }
+
+    /// <summary>A teacher is another GRPO-trained policy of the same start, trained once for the class.</summary>
+    static readonly Lazy<ModelSource> GrpoTeacher = new(() =>
+    {
+        var c = new GrpoConfig { NEpochs = 100, MaxSteps = 200, BatchSize = 32, NumGenerations = 8, MaxCompletionLength = 4, LearningRate = 5e-4,
+            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, Grader = Exact };
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(2000, 5), null, c, TempDir(), null, ExactSource()),
+            new RecordingReporter(), CancellationToken.None);
+        return Tiny with { Folder = result.LastCheckpoint };
+    });
+
+    /// <summary>
+    /// On-policy distillation: the SFT start samples, the GRPO-trained teacher scores each token, the reward is minus
+    /// the per-token reverse KL; the student's held-out exact match rises toward the teacher's and its reverse KL falls.
+    /// No grader is needed; one given only adds eval/reward.
+    /// </summary>
+    [Fact]
+    public void On_policy_distillation_moves_the_student_toward_its_teacher()
+    {
+        var held = ArithmeticTask.Prompts(200, 99);
+        double before = Accuracy(SftStart.Value, held), teacher = Accuracy(GrpoTeacher.Value, held);
+        Assert.True(teacher >= before + 0.1, $"teacher {teacher:F3} vs start {before:F3}");
+        var c = new DistillConfig { NEpochs = 100, MaxSteps = 60, BatchSize = 32, NumGenerations = 4, MaxCompletionLength = 4, LearningRate = 1e-3,
+            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 2, TeacherModel = "teacher" };
+        var rep = new RecordingReporter();
+        var result = OnlineRlTrainer.Train(new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(2000, 6), null, c, TempDir(), null, null, Teacher: GrpoTeacher.Value),
+            rep, CancellationToken.None);
+        double after = Accuracy(Tiny with { Folder = result.LastCheckpoint }, held);
+        Assert.True(after >= before + 0.05, $"student {before:F3} -> {after:F3}, teacher {teacher:F3}");
+        double Kl(IEnumerable<(int Step, Dictionary<string, double> Metrics)> rows) => rows.Average(r => r.Metrics["reverse_kl"]);
+        Assert.True(Kl(rep.Metrics.TakeLast(10)) < 0.5 * Kl(rep.Metrics.Take(10)), "the reverse KL to the teacher falls");
+        Assert.DoesNotContain("reward", rep.Metrics[0].Metrics.Keys); // no reward source
+
+        // A teacher that reads text as other ids is refused before anything trains.
+        var other = new ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]).Replace("\"vocab_size\":259", "\"vocab_size\":300"), "byte", null);
+        var e = Assert.Throws<InvalidDataException>(() => OnlineRlTrainer.Train(
+            new OnlineRlRun(SftStart.Value, ArithmeticTask.Prompts(20, 6), null, c, TempDir(), null, null, Teacher: other), new RecordingReporter(), CancellationToken.None));
+        Assert.Contains("tokenizer differs", e.Message);
+    }
+
     [Fact]
     public void Early_warnings_fire_once_each_for_KL_entropy_collapse_and_sampler_mismatch()
     {

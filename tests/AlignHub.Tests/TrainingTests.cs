@@ -12,6 +12,7 @@ sealed class RecordingReporter : ITrainingReporter
     public readonly List<(int Step, Dictionary<string, double> Metrics)> Metrics = [];
     public readonly List<(int Step, string Dir)> Saved = [];
     public readonly List<string> Events = [];
+    public readonly List<(int Step, SampleRecord Sample)> SampleLog = [];
     public int? CancelAtStep, PauseAtStep;
     int lastStep;
     public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) => Events.Add(message);
@@ -21,6 +22,7 @@ sealed class RecordingReporter : ITrainingReporter
         if (m is not null) Metrics.Add((p.Step, new Dictionary<string, double>(m)));
     }
     public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) => Saved.Add((step, directory));
+    public void Samples(int step, IReadOnlyList<SampleRecord> samples) => SampleLog.AddRange(samples.Select(s => (step, s)));
     public ControlSignal Poll() =>
         CancelAtStep is int s && lastStep >= s ? ControlSignal.Cancel : PauseAtStep is int p && lastStep >= p ? ControlSignal.Pause : ControlSignal.Continue;
 }

@@ -276,10 +276,11 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
                 kept.Add((group, shaped, raw.Sum(), scored.GreedyRewards?[g]));
             }
             if (!c.DynamicSampling || kept.Count >= wanted || rounds >= c.MaxNumGenBatches) break;
-            // Refill from the other prompts of the file, in an order fixed by (seed, step), never one twice in a step.
+            // Another batch of prompts (verl samples a whole generation batch per round), from the other prompts of the file in
+            // an order fixed by (seed, step), never one twice in a step; the surplus is cut after the loop.
             fillers ??= TrainingEngine.EpochOrder(train.Count, unchecked(c.Seed * 31 + 7), step).Where(i => !used.Contains(i)).GetEnumerator();
             next = [];
-            while (next.Count < wanted - kept.Count && fillers.MoveNext()) next.Add(fillers.Current);
+            while (next.Count < wanted && fillers.MoveNext()) next.Add(fillers.Current);
         }
         if (kept.Count > wanted) kept.RemoveRange(wanted, kept.Count - wanted);
 
