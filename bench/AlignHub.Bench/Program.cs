@@ -3,7 +3,7 @@ using AlignHub.Domain;
 using AlignHub.Training;
 using AlignHub.Training.Sft;
 
-// dotnet run -c Release -- memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | grpo-arithmetic [steps] | rl-compare [steps] | ppo-sweep VARIANT... | frontier | annotation-latency BASE_URL [think-ms] [seconds] | job-creation BASE_URL [total] [clients] [interval-ms]
+// dotnet run -c Release -- memory [steps] | kvcache | flops | preference | dpo-step | peak-rss sft|dpo | grpo-arithmetic [steps] | rl-compare [steps] | ppo-sweep VARIANT... | frontier | rl-variants [steps] | distill [teacher-steps] [steps] [lr] | rl-step-cost [steps] | annotation-latency BASE_URL [think-ms] [seconds] | job-creation BASE_URL [total] [clients] [interval-ms]
 var command = args.Length > 0 ? args[0] : "memory";
 switch (command)
 {
@@ -17,6 +17,10 @@ switch (command)
     // ppo-sweep name:steps:epochs:minibatches:value_lr|-[:lr] ...
     case "ppo-sweep": RlBenchmarks.PpoSweep(args[1..]); return;
     case "frontier": RlBenchmarks.Frontier(); return;
+    case "rl-variants": Rl2026Benchmarks.Variants(args.Length > 1 ? int.Parse(args[1]) : 300); return;
+    case "distill": Rl2026Benchmarks.Distill(args.Length > 1 ? int.Parse(args[1]) : 300, args.Length > 2 ? int.Parse(args[2]) : 200,
+        args.Length > 3 ? double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : 1e-3); return;
+    case "rl-step-cost": RlStepCost.Run(args.Length > 1 ? int.Parse(args[1]) : 60); return;
     // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
     // smollm2-flops [batch] [seq]: SFT FLOP/s at SmolLM2-135M's shape vs a large matmul
     case "smollm2-flops": RealShapeBenchmarks.Flops(args.Length > 1 ? int.Parse(args[1]) : 4, args.Length > 2 ? int.Parse(args[2]) : 256); return;
