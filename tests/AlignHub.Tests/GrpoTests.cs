@@ -660,5 +660,37 @@ public class GrpoTests
         var rid = rft.GetProperty("id").GetString()!;
         await app.WaitForStatus(rid, "succeeded", TimeSpan.FromMinutes(2));
         Assert.Equal(2, (await app.GetJson($"/v1/fine_tuning/jobs/{rid}")).GetProperty("steps_completed").GetInt32()); // 64 rows / 32
+
+        // Checks of the 2026 options at creation, each naming its field.
+        async Task Refused(string type, object hyperparameters, string field)
+        {
+            var (status, body) = await app.PostJson("/v1/fine_tuning/jobs", new Dictionary<string, object>
+            {
+                ["model"] = "alignhub/tiny", ["training_file"] = file,
+                ["method"] = new Dictionary<string, object> { ["type"] = type, [type] = new { hyperparameters } },
+            });
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.True(body.GetProperty("errors").TryGetProperty($"method.{type}.hyperparameters.{field}", out _), body.ToString());
+        }
+        await Refused("grpo", new { loss_type = "cispo", grader = ArithmeticTask.ExactMatchGrader }, "epsilon_high");
+        await Refused("rloo", new { loss_type = "grpo", grader = ArithmeticTask.ExactMatchGrader }, "loss_type");
+        await Refused("grpo", new { importance_sampling_level = "word", grader = ArithmeticTask.ExactMatchGrader }, "importance_sampling_level");
+        await Refused("ppo", new { dynamic_sampling = true, grader = ArithmeticTask.ExactMatchGrader }, "dynamic_sampling");
+        await Refused("distill", new { max_steps = 2 }, "teacher_model");
+        await Refused("distill", new { teacher_model = "ft:nobody" }, "teacher_model");
+
+        // Distillation through the API: the GRPO job's model teaches the start; no grader needed.
+        var teacher = done.GetProperty("fine_tuned_model").GetString()!;
+        var (ds, distill) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = file, seed = 2,
+            method = new { type = "distill", distill = new { hyperparameters = new { teacher_model = teacher, max_steps = 3, batch_size = 4, num_generations = 2, max_completion_length = 4 } } },
+        });
+        Assert.True(ds == HttpStatusCode.OK, distill.ToString());
+        var did = distill.GetProperty("id").GetString()!;
+        await app.WaitForStatus(did, "succeeded", TimeSpan.FromMinutes(2));
+        var distillMetrics = (await app.GetJson($"/v1/fine_tuning/jobs/{did}/metrics")).GetProperty("data").EnumerateArray().Select(m => m.GetProperty("name").GetString()).ToHashSet();
+        Assert.Contains("reverse_kl", distillMetrics);
+        Assert.DoesNotContain("reward", distillMetrics);
     }
 }

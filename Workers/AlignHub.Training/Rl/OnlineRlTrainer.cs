@@ -276,11 +276,14 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
                 kept.Add((group, shaped, raw.Sum(), scored.GreedyRewards?[g]));
             }
             if (!c.DynamicSampling || kept.Count >= wanted || rounds >= c.MaxNumGenBatches) break;
-            // Another batch of prompts (verl samples a whole generation batch per round), from the other prompts of the file in
-            // an order fixed by (seed, step), never one twice in a step; the surplus is cut after the loop.
+            // More prompts, from the others of the file in an order fixed by (seed, step), never one twice in a step: as many as
+            // the share of groups kept so far says will fill the batch (a whole batch while none was kept; verl always samples
+            // a whole generation batch), so few completions are sampled only to be cut; any surplus is cut after the loop.
             fillers ??= TrainingEngine.EpochOrder(train.Count, unchecked(c.Seed * 31 + 7), step).Where(i => !used.Contains(i)).GetEnumerator();
+            int missing = wanted - kept.Count;
+            int ask = kept.Count == 0 ? wanted : Math.Min(wanted, (int)Math.Ceiling(missing * (double)used.Count / kept.Count));
             next = [];
-            while (next.Count < wanted && fillers.MoveNext()) next.Add(fillers.Current);
+            while (next.Count < ask && fillers.MoveNext()) next.Add(fillers.Current);
         }
         if (kept.Count > wanted) kept.RemoveRange(wanted, kept.Count - wanted);
 

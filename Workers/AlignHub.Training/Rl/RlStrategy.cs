@@ -175,6 +175,18 @@ public abstract class RlStrategy<TConfig>(TConfig config) : IRlStrategy where TC
     }
 }
 
+/// <summary>
+/// A strategy whose loss is a clipped surrogate: it reports TRL's clip ratios, and its KL to the reference, when it has
+/// one, is either in the loss (beta k3) or in the reward (beta k1 of pi_old, summed into the returns).
+/// </summary>
+public abstract class ClippedStrategy<TConfig>(TConfig config) : RlStrategy<TConfig>(config) where TConfig : OnlineRlConfig
+{
+    public override IReadOnlyList<string> StatNames => ClipStats.Names;
+    public override void Metrics(StatSums s, Dictionary<string, double> metrics) => ClipStats.Metrics(s, metrics);
+    /// <summary>Needs of a KL shaped into the reward: the reference and pi_old's log-probs, when beta &gt; 0.</summary>
+    protected RlNeeds KlInReward => new() { Reference = Config.Beta > 0, PolicyLogProbs = Config.Beta > 0 };
+}
+
 /// <summary>The clip statistics every clipped strategy reports (TRL's <c>clip_ratio/*</c>).</summary>
 public static class ClipStats
 {

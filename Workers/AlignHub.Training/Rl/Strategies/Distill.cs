@@ -10,7 +10,7 @@ namespace AlignHub.Training.Rl;
 /// (<see cref="Advantages.Distillation"/>), in the clipped token-level surrogate (plus beta k3 to the reference when
 /// beta &gt; 0). Logged: <c>reverse_kl</c>, the mean per-token k1 of pi_old against the teacher.
 /// </summary>
-public sealed class Distill(DistillConfig c) : RlStrategy<DistillConfig>(c)
+public sealed class Distill(DistillConfig c) : ClippedStrategy<DistillConfig>(c)
 {
     const string ReverseKl = "reverse_kl_sum", KlTokens = "reverse_kl_tokens";
     public override RlNeeds Needs => new() { Reference = Config.Beta > 0, PolicyLogProbs = true, Teacher = true };
@@ -27,7 +27,7 @@ public sealed class Distill(DistillConfig c) : RlStrategy<DistillConfig>(c)
 
     public override void Metrics(StatSums s, Dictionary<string, double> m)
     {
-        ClipStats.Metrics(s, m);
+        base.Metrics(s, m);
         m["reverse_kl"] = s.Mean(ReverseKl, KlTokens);
     }
 }

@@ -10,13 +10,11 @@ namespace AlignHub.Training.Rl;
 /// with <c>importance_sampling_level = "sequence"</c>, per sequence (GSPO, Zheng et al., 2025), plus beta k3 to the
 /// reference in the loss, aggregated per <c>loss_type</c> over the whole batch (<see cref="PolicyLosses"/>).
 /// </summary>
-public abstract class GroupRelative<TConfig>(TConfig c) : RlStrategy<TConfig>(c) where TConfig : OnlineRlConfig, IGroupAdvantages
+public abstract class GroupRelative<TConfig>(TConfig c) : ClippedStrategy<TConfig>(c) where TConfig : OnlineRlConfig, IGroupAdvantages
 {
     public override RlNeeds Needs => new() { Reference = Config.Beta > 0 };
-    public override IReadOnlyList<string> StatNames => ClipStats.Names;
     public override RlTargets Targets(RolloutTensors b) => new(Advantages.Group(b.Rewards, b.K, Config.ScaleRewards));
     public override Tensor Loss(RlMicroBatch m, StatSink stats) => ClippedLoss(m, stats, m.Beta, Config.ImportanceSamplingLevel);
-    public override void Metrics(StatSums s, Dictionary<string, double> m) => ClipStats.Metrics(s, m);
 }
 
 public sealed class Grpo(GrpoConfig c) : GroupRelative<GrpoConfig>(c);

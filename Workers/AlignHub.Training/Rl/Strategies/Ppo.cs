@@ -11,7 +11,7 @@ namespace AlignHub.Training.Rl;
 /// (<see cref="Advantages.Gae"/>), advantages whitened over the whole batch's tokens; per update the clipped
 /// token-level surrogate plus vf_coef times the clipped value loss, both normalised over the update's tokens.
 /// </summary>
-public sealed class Ppo(PpoConfig c) : RlStrategy<PpoConfig>(c)
+public sealed class Ppo(PpoConfig c) : ClippedStrategy<PpoConfig>(c)
 {
     const string PolicyLoss = "policy_loss", ValueLoss = "value_loss",
         ResidualSum = "ev_residual_sum", ResidualSquares = "ev_residual_squares", ReturnSum = "ev_return_sum", ReturnSquares = "ev_return_squares", Tokens = "ev_tokens";
@@ -53,7 +53,7 @@ public sealed class Ppo(PpoConfig c) : RlStrategy<PpoConfig>(c)
 
     public override void Metrics(StatSums s, Dictionary<string, double> m)
     {
-        ClipStats.Metrics(s, m);
+        base.Metrics(s, m);
         m[PolicyLoss] = s[PolicyLoss];
         m[ValueLoss] = s[ValueLoss];
         double n = Math.Max(2, s[Tokens]);

@@ -10,17 +10,12 @@ namespace AlignHub.Training.Rl;
 /// whitened over every completion token of the whole batch (<see cref="Advantages.ReinforcePlusPlus"/>), in the
 /// clipped token-level surrogate.
 /// </summary>
-public sealed class ReinforcePp(ReinforcePpConfig c) : RlStrategy<ReinforcePpConfig>(c)
+public sealed class ReinforcePp(ReinforcePpConfig c) : ClippedStrategy<ReinforcePpConfig>(c)
 {
-    public override RlNeeds Needs => new() { Reference = Config.Beta > 0, PolicyLogProbs = Config.Beta > 0 };
-    public override IReadOnlyList<string> StatNames => ClipStats.Names;
+    public override RlNeeds Needs => KlInReward;
 
-    public override RlTargets Targets(RolloutTensors b)
-    {
-        using var kl = b.TokenKl();
-        return new(Advantages.ReinforcePlusPlus(b.Rewards, kl, b.Mask, b.Beta));
-    }
+    /// <summary>(Tensors made here are freed by the dispose scope the trainer computes targets in.)</summary>
+    public override RlTargets Targets(RolloutTensors b) => new(Advantages.ReinforcePlusPlus(b.Rewards, b.TokenKl(), b.Mask, b.Beta));
 
     public override Tensor Loss(RlMicroBatch m, StatSink stats) => ClippedLoss(m, stats);
-    public override void Metrics(StatSums s, Dictionary<string, double> m) => ClipStats.Metrics(s, m);
 }

@@ -8,11 +8,9 @@ namespace AlignHub.Training.Rl;
 /// ReMax (Li et al., 2023): each prompt's greedy completion, sampled and scored with the batch, is the baseline of its
 /// samples (<see cref="Advantages.ReMax"/>); the clipped token-level surrogate plus beta k3 to the reference.
 /// </summary>
-public sealed class Remax(RemaxConfig c) : RlStrategy<RemaxConfig>(c)
+public sealed class Remax(RemaxConfig c) : ClippedStrategy<RemaxConfig>(c)
 {
     public override RlNeeds Needs => new() { Reference = Config.Beta > 0, GreedyBaseline = true };
-    public override IReadOnlyList<string> StatNames => ClipStats.Names;
     public override RlTargets Targets(RolloutTensors b) => new(Advantages.ReMax(b.Rewards, b.GreedyRewards!, b.K));
     public override Tensor Loss(RlMicroBatch m, StatSink stats) => ClippedLoss(m, stats, m.Beta);
-    public override void Metrics(StatSums s, Dictionary<string, double> m) => ClipStats.Metrics(s, m);
 }

@@ -10,10 +10,9 @@ namespace AlignHub.Training.Rl;
 /// (<see cref="Advantages.LeaveOneOut"/>), and the clipped surrogate per sequence (summed log-probs, one ratio per
 /// completion, mean over the batch's sequences: <see cref="PolicyLosses.ClippedSequence"/>).
 /// </summary>
-public sealed class Rloo(RlooConfig c) : RlStrategy<RlooConfig>(c)
+public sealed class Rloo(RlooConfig c) : ClippedStrategy<RlooConfig>(c)
 {
-    public override RlNeeds Needs => new() { Reference = Config.Beta > 0, PolicyLogProbs = Config.Beta > 0 };
-    public override IReadOnlyList<string> StatNames => ClipStats.Names;
+    public override RlNeeds Needs => KlInReward;
 
     public override RlTargets Targets(RolloutTensors b)
     {
@@ -31,6 +30,4 @@ public sealed class Rloo(RlooConfig c) : RlStrategy<RlooConfig>(c)
         o.PerToken.Dispose();
         return o.Loss;
     }
-
-    public override void Metrics(StatSums s, Dictionary<string, double> m) => ClipStats.Metrics(s, m);
 }
