@@ -23,6 +23,16 @@ public class MethodRegistryTests
         Assert.All(Methods.All, m => Assert.Equal(m.ProducesModel, MethodRunners.For(m.Name).Resumable));
     }
 
+    /// <summary>Each online method runs through a strategy found by its config type, and its summary (job page, OpenAPI) states its objective as a formula.</summary>
+    [Fact]
+    public void Every_online_method_has_a_strategy_and_states_its_objective()
+    {
+        var online = Methods.All.Where(m => typeof(OnlineRlConfig).IsAssignableFrom(m.ConfigType)).ToList();
+        Assert.Equal(online.Select(m => m.ConfigType.Name).Order(), AlignHub.Training.Rl.RlStrategies.ConfigTypes.Select(t => t.Name).Order());
+        Assert.All(online, m => Assert.Matches(@"(^|[ (:])L = ", m.Summary));
+        Assert.All(online, m => Assert.NotNull(AlignHub.Training.Rl.RlStrategies.For((OnlineRlConfig)m.Defaults)));
+    }
+
     [Fact]
     public void Every_hyperparameter_has_help_and_its_default_is_the_config_record_default()
     {
