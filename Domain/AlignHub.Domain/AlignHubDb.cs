@@ -40,7 +40,6 @@ public sealed class AlignHubDb(DbContextOptions<AlignHubDb> options) : DbContext
             e.ToTable("fine_tuning_jobs");
             e.Property(x => x.Id).HasMaxLength(64);
             e.Property(x => x.Status).HasMaxLength(32);
-            e.Property(x => x.RequestedAction).HasMaxLength(16);
             e.Property(x => x.Device).HasMaxLength(8).HasDefaultValue(JobResources.Any);
             e.HasIndex(x => new { x.CreatedAtMs, x.Id });
             e.HasIndex(x => x.Status);

@@ -1,6 +1,9 @@
 namespace AlignHub.Domain;
 
-/// <summary>Status names as OpenAI's fine-tuning API spells them.</summary>
+/// <summary>
+/// Job states as OpenAI's fine-tuning API spells them (and paused); <see cref="JobLifecycle"/> adds pausing and
+/// cancelling and holds every transition.
+/// </summary>
 public static class JobStatus
 {
     public const string ValidatingFiles = "validating_files";
@@ -13,13 +16,6 @@ public static class JobStatus
     public const string Paused = "paused";
 
     public static bool IsTerminal(string status) => status is Succeeded or Failed or Cancelled;
-}
-
-/// <summary>Actions the API asks of a job's worker (<see cref="FineTuningJob.RequestedAction"/>).</summary>
-public static class JobControl
-{
-    public const string Cancel = "cancel";
-    public const string Pause = "pause";
 }
 
 /// <summary>An uploaded file (JSONL rows), stored under the data folder, never in a served folder.</summary>
@@ -88,12 +84,6 @@ public sealed class FineTuningJob
     /// first, and <see cref="JobDispatcher"/> enqueues it, so a request never waits on the queue).
     /// </summary>
     public long? EnqueuedAtMs { get; set; }
-    /// <summary>
-    /// The control channel: an action asked of the worker that holds the job (<see cref="JobControl"/>: cancel or
-    /// pause), read by its training engine before every step and cleared when the worker lets go of the job.
-    /// Status says what the job is; this says what its worker has been asked to do.
-    /// </summary>
-    public string? RequestedAction { get; set; }
     /// <summary>How many times a worker has started (or resumed) this job.</summary>
     public int Attempts { get; set; }
     /// <summary>A file the job produced (a generate job's completions), listed in <c>result_files</c>.</summary>

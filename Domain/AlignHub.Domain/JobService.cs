@@ -118,99 +118,79 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
     public enum CancelOutcome { Cancelled, NotFound, AlreadyFinished }
 
     /// <summary>
-    /// Cancels a job that has not finished: it is cancelled at once for everyone who reads it, and a worker that
-    /// holds it is told through the control channel (<see cref="FineTuningJob.RequestedAction"/>), which its
-    /// training engine reads before every step.
+    /// Cancels a job that has not finished (<see cref="JobLifecycle"/>): one no worker holds is cancelled at once; one a
+    /// worker holds becomes <c>cancelling</c>, which its training engine reads before every step, and the worker
+    /// writes <c>cancelled</c> when it has stopped.
     /// </summary>
     public async Task<(CancelOutcome, FineTuningJob?)> CancelAsync(string id, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var now = Ids.Now();
-        var n = await db.Jobs
-            .Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobStatus.ValidatingFiles || j.Status == JobStatus.Paused))
-            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Cancelled).SetProperty(j => j.FinishedAt, now)
-                .SetProperty(j => j.RequestedAction, j => j.LeaseOwner == null ? null : JobControl.Cancel), ct);
-        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
-        if (job is null) return (CancelOutcome.NotFound, null);
-        if (n == 0) return (CancelOutcome.AlreadyFinished, job);
-        db.Events.Add(new JobEvent { JobId = id, CreatedAt = now, Level = "info", Type = "message", Message = "Job cancelled by request" });
-        await db.SaveChangesAsync(ct);
-        return (CancelOutcome.Cancelled, job);
+        var o = await JobLifecycle.RequestAsync(db, id, JobLifecycle.Request.Cancel, ct);
+        if (o.NotFound) return (CancelOutcome.NotFound, null);
+        if (o.Refused) return (CancelOutcome.AlreadyFinished, o.Job);
+        if (o.Moved)
+            await AddEventAsync(db, id, o.To == JobStatus.Cancelled ? "Job cancelled by request" : "Job cancel requested; its worker stops at its next step", ct);
+        return (CancelOutcome.Cancelled, o.Job);
     }
 
     public enum PauseOutcome { Done, NotFound, WrongState }
 
     /// <summary>
-    /// Pauses a queued or running job. A queued one simply waits; a running one's worker reads the request at its
-    /// next step, saves a checkpoint and lets go of the job.
+    /// Pauses a queued or running job. A queued one is paused at once; a running one becomes <c>pausing</c>: its
+    /// worker reads that at its next step, saves a checkpoint, lets go of the job and writes <c>paused</c>.
     /// </summary>
     public async Task<(PauseOutcome, FineTuningJob?)> PauseAsync(string id, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var n = await db.Jobs.Where(j => j.Id == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobStatus.ValidatingFiles))
-            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Paused)
-                .SetProperty(j => j.RequestedAction, j => j.LeaseOwner == null ? null : JobControl.Pause), ct);
-        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
-        if (job is null) return (PauseOutcome.NotFound, null);
-        if (n == 0) return (PauseOutcome.WrongState, job);
-        db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "info", Type = "message", Message = "Job paused by request" });
-        await db.SaveChangesAsync(ct);
-        return (PauseOutcome.Done, job);
+        var o = await JobLifecycle.RequestAsync(db, id, JobLifecycle.Request.Pause, ct);
+        if (o.NotFound) return (PauseOutcome.NotFound, null);
+        if (o.Refused) return (PauseOutcome.WrongState, o.Job);
+        await AddEventAsync(db, id, "Job paused by request", ct);
+        return (PauseOutcome.Done, o.Job);
     }
 
     /// <summary>
-    /// Resumes a paused job. Released by its worker (or never started): queued again, and a worker resumes it from
-    /// its last checkpoint. Still held by a worker that has not reached its next step: the pause request is
-    /// withdrawn and the job simply keeps training.
+    /// Resumes a paused job: queued again, and a worker resumes it from its last checkpoint. A pausing one (its worker
+    /// has not reached its next step) goes back to running: the request is withdrawn and it simply keeps training.
     /// </summary>
     public async Task<(PauseOutcome, FineTuningJob?)> ResumeAsync(string id, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
-        var n = await db.Jobs.Where(j => j.Id == id && j.Status == JobStatus.Paused && j.LeaseOwner == null)
-            .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.EnqueuedAtMs, (long?)null)
-                .SetProperty(j => j.RequestedAction, (string?)null), ct);
-        bool withdrawn = false;
-        if (n == 0)
-        {
-            n = await db.Jobs.Where(j => j.Id == id && j.Status == JobStatus.Paused && j.LeaseOwner != null && j.RequestedAction == JobControl.Pause)
-                .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Running).SetProperty(j => j.RequestedAction, (string?)null), ct);
-            withdrawn = n > 0;
-        }
-        var job = await db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
-        if (job is null) return (PauseOutcome.NotFound, null);
-        if (n == 0) return (PauseOutcome.WrongState, job);
-        db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "info", Type = "message",
-            Message = withdrawn ? "Job resumed by request before its worker stopped; it keeps training" : "Job resumed by request" });
-        await db.SaveChangesAsync(ct);
+        var o = await JobLifecycle.RequestAsync(db, id, JobLifecycle.Request.Resume, ct);
+        if (o.NotFound) return (PauseOutcome.NotFound, null);
+        if (o.Refused) return (PauseOutcome.WrongState, o.Job);
+        bool withdrawn = o.From == JobLifecycle.Pausing;
+        await AddEventAsync(db, id, withdrawn ? "Job resumed by request before its worker stopped; it keeps training" : "Job resumed by request", ct);
         if (!withdrawn) dispatcher.Signal();
-        return (PauseOutcome.Done, job);
+        return (PauseOutcome.Done, o.Job);
+    }
+
+    static async Task AddEventAsync(AlignHubDb db, string id, string message, CancellationToken ct)
+    {
+        db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "info", Type = "message", Message = message });
+        await db.SaveChangesAsync(ct);
     }
 
     /// <summary>
-    /// Puts jobs back on the queue that a dead process left behind. <paramref name="all"/> (the embedded default at
-    /// start-up, where no other process can hold a job): every queued or running job. Otherwise: running jobs whose
-    /// lease has expired. The conditional update makes exactly one process re-queue each job.
+    /// Moves on the jobs a dead process left behind (<see cref="JobLifecycle.ExpireLeasesAsync"/>): running ones back to
+    /// the queue, pausing ones to paused, cancelling ones to cancelled. <paramref name="all"/> (the embedded default at
+    /// start-up, where no other process can hold a job): every active job, and every queued one is handed to Hangfire
+    /// again. Otherwise: active jobs whose lease has expired. Each job is moved by exactly one process.
     /// </summary>
     public async Task<int> RequeueOrphansAsync(bool all, TimeSpan lease, CancellationToken ct)
     {
         await using var db = await dbs.CreateDbContextAsync(ct);
         var staleBefore = Ids.NowMs() - (long)lease.TotalMilliseconds;
-        System.Linq.Expressions.Expression<Func<FineTuningJob, bool>> orphan = all
-            ? j => j.Status == JobStatus.Queued || j.Status == JobStatus.Running
-            : j => j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore;
-        var candidates = await db.Jobs.Where(orphan).Select(j => j.Id).ToListAsync(ct);
-        int count = 0;
-        foreach (var id in candidates)
-        {
-            int n = await db.Jobs.Where(j => j.Id == id).Where(orphan)
-                .ExecuteUpdateAsync(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null)
-                    .SetProperty(j => j.EnqueuedAtMs, (long?)null).SetProperty(j => j.RequestedAction, (string?)null), ct);
-            if (n == 0) continue;
-            db.Events.Add(new JobEvent { JobId = id, CreatedAt = Ids.Now(), Level = "warn", Type = "message", Message = "Worker lost; job re-queued to resume from its last checkpoint" });
-            await db.SaveChangesAsync(ct);
-            count++;
-        }
-        if (count > 0) dispatcher.Signal();
-        return count;
+        if (all) await db.Jobs.Where(j => j.Status == JobStatus.Queued).ExecuteUpdateAsync(s => s.SetProperty(j => j.EnqueuedAtMs, (long?)null), ct);
+        var moved = await JobLifecycle.ExpireLeasesAsync(db, all, staleBefore, ct);
+        foreach (var (id, _, to) in moved)
+            db.Events.Add(new JobEvent
+            {
+                JobId = id, CreatedAt = Ids.Now(), Level = "warn", Type = "message",
+                Message = to == JobStatus.Queued ? "Worker lost; job re-queued to resume from its last checkpoint" : $"Worker lost; job {to} (as it had been asked)",
+            });
+        await db.SaveChangesAsync(ct);
+        if (all || moved.Any(m => m.To == JobStatus.Queued)) dispatcher.Signal();
+        return moved.Count;
     }
 }

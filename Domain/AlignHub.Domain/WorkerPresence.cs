@@ -44,7 +44,7 @@ public static class WorkerPresence
     public static async Task UpsertAsync(AlignHubDb db, WorkerRecord me, CancellationToken ct)
     {
         var now = Ids.NowMs();
-        var current = await db.Jobs.AsNoTracking().Where(j => j.LeaseOwner == me.Id && j.Status == JobStatus.Running)
+        var current = await db.Jobs.AsNoTracking().Where(j => j.LeaseOwner == me.Id && (j.Status == JobStatus.Running || j.Status == JobLifecycle.Pausing || j.Status == JobLifecycle.Cancelling))
             .Select(j => j.Id).FirstOrDefaultAsync(ct);
         int n = await db.Workers.Where(w => w.Id == me.Id)
             .ExecuteUpdateAsync(s => s.SetProperty(w => w.HeartbeatAtMs, now).SetProperty(w => w.CurrentJobId, current)

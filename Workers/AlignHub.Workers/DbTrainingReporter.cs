@@ -7,9 +7,9 @@ namespace AlignHub.Workers;
 
 /// <summary>
 /// Writes a trainer's progress, metrics, events and checkpoints to the database, and holds the job's lease: a timer
-/// renews the heartbeat while the job runs. <see cref="Poll"/> reads the control channel
-/// (<see cref="FineTuningJob.RequestedAction"/>) and the lease once per step, so a cancel or pause is honoured within
-/// one step and a worker that lost the job stops. Metrics are stored under their own names; OpenAI's aliases
+/// renews the heartbeat while the job runs. <see cref="Poll"/> reads the job's state (<see cref="JobLifecycle"/>:
+/// cancelling and pausing are requests waiting for this worker) and the lease once per step, so a cancel or pause is
+/// honoured within one step and a worker that lost the job stops. Metrics are stored under their own names; OpenAI's aliases
 /// (<see cref="MetricNames.OpenAiAliases"/>) are added to metrics events and checkpoints, which OpenAI's SDK reads.
 /// While the database is unreachable every write waits for it (the trainer stops at that step) and goes on when it is
 /// back, so no metric row is lost; a write that reached the database before the connection broke is not repeated (the
@@ -24,7 +24,14 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
     readonly string workerId;
     readonly AlignHubOptions options;
     readonly Timer heartbeat;
+    readonly CancellationTokenSource stopping = new();
     public bool LeaseLost { get; private set; }
+
+    /// <summary>
+    /// Fires when the job is cancelled (or taken from this worker), seen by the heartbeat: what slow calls inside a
+    /// step (a grader's judge, a score_model request) take, so a cancel need not wait for them to answer.
+    /// </summary>
+    public CancellationToken Stopping => stopping.Token;
 
     public DbTrainingReporter(IDbContextFactory<AlignHubDb> dbs, FineTuningJob job, string workerId, AlignHubOptions options)
     {
@@ -46,6 +53,8 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
             int n = hb.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == workerId)
                 .ExecuteUpdate(s => s.SetProperty(j => j.HeartbeatAtMs, now));
             if (n == 0) LeaseLost = true;
+            if (n == 0 || hb.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => j.Status).FirstOrDefault() == JobLifecycle.Cancelling)
+                stopping.Cancel();
         }
         catch { /* a missed beat is retried on the next tick */ }
     }
@@ -76,7 +85,8 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
             Save();
         }
         long? eta = p.SecondsRemaining is double s ? now + (long)Math.Ceiling(s) : null;
-        int n = Durably(() => db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == workerId).ExecuteUpdate(u => u
+        int n = Durably(() => db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == workerId
+                && (j.Status == JobStatus.Running || j.Status == JobLifecycle.Pausing || j.Status == JobLifecycle.Cancelling)).ExecuteUpdate(u => u
             .SetProperty(j => j.StepsCompleted, p.Step)
             .SetProperty(j => j.TotalSteps, p.TotalSteps)
             .SetProperty(j => j.EpochsCompleted, p.EpochsCompleted)
@@ -122,12 +132,12 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
     public ControlSignal Poll()
     {
         if (LeaseLost) return ControlSignal.LeaseLost;
-        var row = Durably(() => db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.RequestedAction, j.LeaseOwner }).Single());
-        if (row.LeaseOwner != workerId) { LeaseLost = true; return ControlSignal.LeaseLost; }
-        return row.RequestedAction switch
+        var row = Durably(() => db.Jobs.AsNoTracking().Where(j => j.Id == job.Id).Select(j => new { j.Status, j.LeaseOwner }).Single());
+        if (row.LeaseOwner != workerId || !JobLifecycle.IsActive(row.Status)) { LeaseLost = true; return ControlSignal.LeaseLost; }
+        return row.Status switch
         {
-            JobControl.Cancel => ControlSignal.Cancel,
-            JobControl.Pause => ControlSignal.Pause,
+            JobLifecycle.Cancelling => ControlSignal.Cancel,
+            JobLifecycle.Pausing => ControlSignal.Pause,
             _ => ControlSignal.Continue,
         };
     }
@@ -180,6 +190,7 @@ public sealed class DbTrainingReporter : ITrainingReporter, IDisposable
     public void Dispose()
     {
         heartbeat.Dispose();
+        stopping.Dispose();
         db.Dispose();
     }
 }

@@ -11,8 +11,9 @@ namespace AlignHub.Workers;
 /// <summary>
 /// Runs one job on the Hangfire worker thread (synchronously: TorchSharp dispose scopes are per thread), whatever
 /// its method: it claims the job, hands it to the method's runner (<see cref="MethodRunners"/>), and acts on the
-/// outcome the runner returns. Safe to run again: the claim is a conditional update (queued, or running with an
-/// expired lease), so a job runs in one place at a time, and a resumable method resumes from its last checkpoint.
+/// outcome the runner returns, through <see cref="JobLifecycle"/>'s transitions. Safe to run again: the claim is a
+/// conditional update (queued, or running with an expired lease), so a job runs in one place at a time, and a
+/// resumable method resumes from its last checkpoint.
 /// </summary>
 public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, JobDispatcher dispatcher, FileService files, ILogger<TrainingJob> log,
     IServiceProvider services) : ITrainingJob
@@ -25,23 +26,14 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
     {
         using var db = dbs.CreateDbContext();
         var now = Ids.NowMs();
-        var staleBefore = now - options.LeaseSeconds * 1000L;
-        int claimed = db.Jobs
-            .Where(j => j.Id == jobId && (j.Status == JobStatus.Queued || (j.Status == JobStatus.Running && j.HeartbeatAtMs < staleBefore)))
-            .ExecuteUpdate(s => s
-                .SetProperty(j => j.Status, JobStatus.Running)
-                .SetProperty(j => j.LeaseOwner, WorkerId)
-                .SetProperty(j => j.HeartbeatAtMs, now)
-                .SetProperty(j => j.RequestedAction, (string?)null)
-                .SetProperty(j => j.Attempts, j => j.Attempts + 1)
-                .SetProperty(j => j.StartedAt, j => j.StartedAt ?? now / 1000));
-        if (claimed == 0)
+        if (!JobLifecycle.Claim(db, jobId, WorkerId, now, now - options.LeaseSeconds * 1000L))
         {
             log.LogInformation("Job {JobId} is not claimable (finished, cancelled, paused or running elsewhere); nothing to do", jobId);
             return;
         }
         var job = db.Jobs.AsNoTracking().Single(j => j.Id == jobId);
         using var reporter = new DbTrainingReporter(dbs, job, WorkerId, options);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, reporter.Stopping);
         try
         {
             var method = Methods.Get(job.MethodType);
@@ -70,26 +62,32 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                 // Judges and score_model graders ask their models through this process's model server or a judge's endpoint.
                 Judges = judges,
                 FindJudge = findJudge,
-                GraderAsk = judges.GraderAsk(findJudge),
+                GraderAsk = judges.GraderAsk(findJudge, stop.Token),
             };
             var outcome = runner.Run(ctx, reporter, cancellationToken);
             Finish(db, job, method, outcome, reporter);
+        }
+        catch (Exception e) when (IsCancellation(e) && reporter.Stopping.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            // A slow call inside a step (a judge) was abandoned because the job was cancelled or taken from this worker.
+            if (JobLifecycle.Observe(db, jobId, WorkerId, JobLifecycle.Observation.StoppedForCancel) is not null)
+                reporter.Event("info", "Training stopped inside a step: job cancelled while a grader was waiting for its model");
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             log.LogError(e, "Job {JobId} failed", jobId);
             var message = e is InvalidDataException or InvalidOperationException or FileNotFoundException ? e.Message : $"{e.GetType().Name}: {e.Message}";
-            int n = db.Jobs.Where(j => j.Id == jobId && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
-                .ExecuteUpdate(s => s
-                    .SetProperty(j => j.Status, JobStatus.Failed)
-                    .SetProperty(j => j.FinishedAt, Ids.Now())
-                    .SetProperty(j => j.ErrorCode, "training_error")
-                    .SetProperty(j => j.ErrorMessage, message)
-                    .SetProperty(j => j.LeaseOwner, (string?)null));
-            if (n > 0) reporter.Event("error", $"Job failed: {message}");
-            Release(db, job);
+            var moved = JobLifecycle.Observe(db, jobId, WorkerId, JobLifecycle.Observation.Failed, s => s
+                .SetProperty(j => j.ErrorCode, "training_error")
+                .SetProperty(j => j.ErrorMessage, message));
+            if (moved is var (from, _))
+                reporter.Event("error", $"Job failed: {message}" + (from == JobLifecycle.Cancelling ? " (it failed before the cancel request was read)" : ""));
         }
     }
+
+    /// <summary>A cancellation, or several at once (graders of a batch ask in parallel, and PLINQ gathers their exceptions).</summary>
+    static bool IsCancellation(Exception e) =>
+        e is OperationCanceledException || e is AggregateException a && a.Flatten().InnerExceptions.All(x => x is OperationCanceledException);
 
     void ConfigureTorch()
     {
@@ -145,73 +143,70 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         return name;
     }
 
-    /// <summary>Acts on the outcome the run returned; every conditional update names this worker, so a job someone else holds is never touched.</summary>
+    /// <summary>
+    /// Acts on the outcome the run returned: the observation's transition from the state the job is in now (a request
+    /// may have moved it meanwhile), written only while this worker still holds the job, which it then lets go of.
+    /// </summary>
     void Finish(AlignHubDb db, FineTuningJob job, JobMethod method, MethodOutcome outcome, DbTrainingReporter reporter)
     {
         var result = outcome.Result;
+        (string From, string To)? Observe(JobLifecycle.Observation o, Action<Microsoft.EntityFrameworkCore.Query.UpdateSettersBuilder<FineTuningJob>>? extra = null) =>
+            JobLifecycle.Observe(db, job.Id, WorkerId, o, extra);
         switch (result.Outcome)
         {
             case TrainingOutcome.Completed:
             {
                 string? model = method.ProducesModel ? RegisterFineTunedModel(db, job, outcome.ModelFolder!) : null;
                 string? resultFile = outcome.File is { } f ? files.AddProduced(f.Path, f.Filename, FileService.ResultsPurpose, f.Format, f.Rows).Id : null;
-                int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
-                    .ExecuteUpdate(s => s
-                        .SetProperty(j => j.Status, JobStatus.Succeeded)
-                        .SetProperty(j => j.FinishedAt, Ids.Now())
+                if (Observe(JobLifecycle.Observation.Completed, s => s
                         .SetProperty(j => j.FineTunedModel, model)
                         .SetProperty(j => j.ResultFile, resultFile)
-                        .SetProperty(j => j.TrainedTokens, result.TrainedTokens)
-                        .SetProperty(j => j.EstimatedFinish, (long?)null)
-                        .SetProperty(j => j.LeaseOwner, (string?)null));
-                if (n > 0)
+                        .SetProperty(j => j.TrainedTokens, result.TrainedTokens)) is var (from, _))
                 {
                     var data = new Dictionary<string, object>(outcome.Data ?? new Dictionary<string, object>());
                     if (model is not null) data["fine_tuned_model"] = model;
                     if (resultFile is not null) data["result_file"] = resultFile;
-                    reporter.Event("info", (outcome.Message ?? $"Job succeeded: fine-tuned model {model}").Replace("{result_file}", resultFile), data);
+                    var note = from == JobLifecycle.Cancelling ? " (its last step was done before the cancel request was read)" : "";
+                    reporter.Event("info", (outcome.Message ?? $"Job succeeded: fine-tuned model {model}").Replace("{result_file}", resultFile) + note, data);
                 }
                 break;
             }
             case TrainingOutcome.Cancelled:
-                reporter.Event("info", $"Training stopped at step {result.Step}: job cancelled");
+                if (Observe(JobLifecycle.Observation.StoppedForCancel) is not null)
+                    reporter.Event("info", $"Training stopped at step {result.Step}: job cancelled");
                 break;
             case TrainingOutcome.Paused:
-            {
-                // Let go of the job, so resume can hand it to any worker; unless the pause was withdrawn meanwhile.
-                int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.RequestedAction == JobControl.Pause)
-                    .ExecuteUpdate(s => s.SetProperty(j => j.LeaseOwner, (string?)null).SetProperty(j => j.RequestedAction, (string?)null));
-                if (n > 0)
-                    reporter.Event("info", $"Job paused at step {result.Step}" + (result.LastCheckpoint is null ? "" : "; it resumes from the checkpoint of that step"));
-                else if (Requeue(db, job))
-                    reporter.Event("info", $"Pause withdrawn after the worker stopped at step {result.Step}; job re-queued to resume from its checkpoint");
+                switch (Observe(JobLifecycle.Observation.StoppedForPause))
+                {
+                    case (_, JobStatus.Paused):
+                        reporter.Event("info", $"Job paused at step {result.Step}" + (result.LastCheckpoint is null ? "" : "; it resumes from the checkpoint of that step"));
+                        break;
+                    case (_, JobStatus.Queued):
+                        dispatcher.Signal();
+                        reporter.Event("info", $"Pause withdrawn after the worker stopped at step {result.Step}; job re-queued to resume from its checkpoint");
+                        break;
+                    case (_, JobStatus.Cancelled):
+                        reporter.Event("info", $"Training stopped at step {result.Step}: job cancelled");
+                        break;
+                }
                 break;
-            }
             case TrainingOutcome.Interrupted:
-                if (Requeue(db, job))
-                    reporter.Event("warn", result.LastCheckpoint is null
-                        ? $"Worker shutting down at step {result.Step}; job re-queued"
-                        : $"Worker shutting down: checkpoint saved at step {result.Step}; job re-queued");
+                switch (Observe(JobLifecycle.Observation.ShutDown))
+                {
+                    case (_, JobStatus.Queued):
+                        dispatcher.Signal(); // this process's dispatcher, or any other's within seconds, or the next start's
+                        reporter.Event("warn", result.LastCheckpoint is null
+                            ? $"Worker shutting down at step {result.Step}; job re-queued"
+                            : $"Worker shutting down: checkpoint saved at step {result.Step}; job re-queued");
+                        break;
+                    case (_, var to):
+                        reporter.Event("info", $"Worker shutting down at step {result.Step}; job {to}, as it had been asked");
+                        break;
+                }
                 break;
             case TrainingOutcome.LeaseLost:
                 reporter.Event("warn", $"Worker {WorkerId} lost the job's lease at step {result.Step} and stopped");
-                return; // the job is someone else's now
+                break; // the job is someone else's now
         }
-        Release(db, job);
     }
-
-    /// <summary>Puts a job this worker holds, still running, back on the queue; the dispatcher hands it on.</summary>
-    bool Requeue(AlignHubDb db, FineTuningJob job)
-    {
-        int n = db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId && j.Status == JobStatus.Running)
-            .ExecuteUpdate(s => s.SetProperty(j => j.Status, JobStatus.Queued).SetProperty(j => j.LeaseOwner, (string?)null)
-                .SetProperty(j => j.EnqueuedAtMs, (long?)null).SetProperty(j => j.RequestedAction, (string?)null));
-        if (n > 0) dispatcher.Signal(); // this process's dispatcher, or any other's within seconds, or the next start's
-        return n > 0;
-    }
-
-    /// <summary>Lets go of a job this worker still holds (a cancelled, paused or finished one) and clears its control request.</summary>
-    void Release(AlignHubDb db, FineTuningJob job) =>
-        db.Jobs.Where(j => j.Id == job.Id && j.LeaseOwner == WorkerId)
-            .ExecuteUpdate(s => s.SetProperty(j => j.LeaseOwner, (string?)null).SetProperty(j => j.RequestedAction, (string?)null));
 }

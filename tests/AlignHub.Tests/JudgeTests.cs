@@ -176,4 +176,45 @@ public class JudgeTests
         Assert.Equal(HttpStatusCode.BadRequest, bad);
         Assert.Equal("model", badBody.GetProperty("error").GetProperty("param").GetString());
     }
+
+    /// <summary>
+    /// A cancel reaches a grader that waits on a judge that never answers: the job shows cancelling, its worker's
+    /// heartbeat sees it and abandons the call (the HTTP client would wait two minutes), and the job is cancelled
+    /// within seconds, saying why.
+    /// </summary>
+    [Fact]
+    public async Task A_cancel_interrupts_a_grader_waiting_on_a_silent_judge()
+    {
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        int port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        var held = new List<System.Net.Sockets.TcpClient>();
+        var accepting = Task.Run(async () => { while (true) held.Add(await silent.AcceptTcpClientAsync()); }); // accepts, never answers
+        await using var app = await AlignHubProcess.StartAsync(Directory.CreateTempSubdirectory("alignhub-silent-judge-").FullName, leaseSeconds: 8);
+        var (js, judge) = await app.PostJson("/v1/judges", new { name = "silent", mode = "pointwise", base_url = $"http://127.0.0.1:{port}/v1", remote_model = "m" });
+        Assert.True(js == HttpStatusCode.OK, judge.ToString());
+        var file = (await app.Upload(AlignHub.Domain.ArithmeticTask.Jsonl(16, 1), "problems.jsonl")).Body.GetProperty("id").GetString()!;
+        var (cs, job) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = file,
+            method = new { type = "grpo", grpo = new { hyperparameters = new { max_steps = 3, batch_size = 2, num_generations = 2, max_completion_length = 2,
+                grader = new { type = "score_model", name = "slow", model = judge.GetProperty("id").GetString(), input = new[] { new { role = "user", content = "Rate {{sample.output_text}}" } } } } } },
+        });
+        Assert.True(cs == HttpStatusCode.OK, job.ToString());
+        var id = job.GetProperty("id").GetString()!;
+        for (var until = DateTime.UtcNow.AddSeconds(60); held.Count == 0; await Task.Delay(100))
+            Assert.True(DateTime.UtcNow < until, "the grader never called the judge");
+        var (ks, cancel) = await app.PostJson($"/v1/fine_tuning/jobs/{id}/cancel", new { });
+        Assert.Equal(HttpStatusCode.OK, ks);
+        Assert.Equal("cancelled", cancel.GetProperty("status").GetString()); // OpenAI's vocabulary
+        Assert.Equal("cancelling", cancel.GetProperty("state").GetString()); // its worker has yet to act
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var done = await app.WaitForJob(id, j => j.GetProperty("state").GetString() == "cancelled", TimeSpan.FromSeconds(30));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"cancelled after {sw.Elapsed.TotalSeconds:F1} s");
+        Assert.True(done.GetProperty("finished_at").GetInt64() > 0);
+        var events = (await app.GetJson($"/v1/fine_tuning/jobs/{id}/events?limit=50")).GetProperty("data").EnumerateArray().Select(e => e.GetProperty("message").GetString()!).ToList();
+        Assert.Contains(events, e => e.Contains("job cancelled while a grader was waiting"));
+        Assert.DoesNotContain(events, e => e.StartsWith("Job failed"));
+        foreach (var c in held) c.Dispose();
+    }
 }

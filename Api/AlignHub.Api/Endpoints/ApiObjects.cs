@@ -17,10 +17,14 @@ public sealed record FileObject(string Id, long Bytes, long CreatedAt, string Fi
 
 public sealed record JobError(string Code, string Message, string? Param);
 
-/// <summary>OpenAI's <c>fine_tuning.job</c>, plus Together-style progress fields.</summary>
+/// <summary>
+/// OpenAI's <c>fine_tuning.job</c>, plus Together-style progress fields. <c>status</c> is in OpenAI's vocabulary
+/// (<see cref="JobLifecycle.OpenAiStatus"/>: a job whose worker has yet to act on a pause or cancel reads as paused or
+/// cancelled, as OpenAI's own cancel answers); <c>state</c> is AlignHub's exact lifecycle state (pausing, cancelling).
+/// </summary>
 public sealed record JobObject(
     string Id, long CreatedAt, long? FinishedAt, string Model, string? FineTunedModel, string OrganizationId,
-    string Status, string TrainingFile, string? ValidationFile, IReadOnlyList<string> ResultFiles, long? TrainedTokens,
+    string Status, string State, string TrainingFile, string? ValidationFile, IReadOnlyList<string> ResultFiles, long? TrainedTokens,
     JobError? Error, int Seed, long? EstimatedFinish, JsonElement Method, IReadOnlyDictionary<string, string>? Metadata,
     string? Suffix, int StepsCompleted, int TotalSteps, int EpochsCompleted, long? SecondsRemaining, JsonElement Config,
     string Device, long? EstimatedMemoryBytes)
@@ -45,8 +49,8 @@ public sealed record JobObject(
             ["type"] = j.MethodType,
             [j.MethodType] = settings,
         });
-        long? remaining = j.EstimatedFinish is long ef && j.Status == JobStatus.Running ? Math.Max(0, ef - Ids.Now()) : null;
-        return new JobObject(j.Id, j.CreatedAt, j.FinishedAt, j.Model, j.FineTunedModel, "org-alignhub", j.Status,
+        long? remaining = j.EstimatedFinish is long ef && JobLifecycle.IsActive(j.Status) ? Math.Max(0, ef - Ids.Now()) : null;
+        return new JobObject(j.Id, j.CreatedAt, j.FinishedAt, j.Model, j.FineTunedModel, "org-alignhub", JobLifecycle.OpenAiStatus(j.Status), j.Status,
             j.TrainingFile, j.ValidationFile, j.ResultFile is null ? [] : [j.ResultFile], j.TrainedTokens == 0 ? null : j.TrainedTokens,
             j.ErrorMessage is null ? null : new JobError(j.ErrorCode ?? "error", j.ErrorMessage, j.ErrorParam),
             j.Seed, j.EstimatedFinish, method,

@@ -57,7 +57,7 @@ public static class GradersEndpoints
         // score_model graders ask their model here: through this process's model server, or a judge's endpoint.
         var client = new Domain.Inference.JudgeClient(request.HttpContext.RequestServices.GetService<Domain.Inference.IInferenceService>(),
             id => { using var db = dbs.CreateDbContext(); return ModelService.Find(db, id); });
-        grader = grader.Bind(client.GraderAsk(id => { using var db = dbs.CreateDbContext(); return db.Judges.FirstOrDefault(j => j.Id == id); }));
+        grader = grader.Bind(client.GraderAsk(id => { using var db = dbs.CreateDbContext(); return db.Judges.FirstOrDefault(j => j.Id == id); }, ct)); // the request's token: a caller who leaves stops the wait
         double reward;
         try { reward = await Task.Run(() => grader.Grade(body!.Item is { ValueKind: JsonValueKind.Object } item ? item : null, body.ModelSample!), ct); }
         catch (Exception e) when (e is InvalidDataException or InvalidOperationException or Domain.Inference.InferenceException or AggregateException)

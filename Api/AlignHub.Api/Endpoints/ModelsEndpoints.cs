@@ -112,7 +112,7 @@ public static class ModelsEndpoints
         var m = await db.Models.FirstOrDefaultAsync(x => x.Id == id, ct);
         if (m is null) return ProblemShape.NotFound("model", id);
         if (m.OwnedBy == "alignhub") return ProblemShape.Conflict($"model \"{id}\" is built in and cannot be deleted");
-        if (await db.Jobs.AnyAsync(j => j.Model == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running), ct))
+        if (await db.Jobs.AnyAsync(j => j.Model == id && (j.Status == JobStatus.Queued || j.Status == JobStatus.Running || j.Status == JobLifecycle.Pausing || j.Status == JobLifecycle.Cancelling), ct))
             return ProblemShape.Conflict($"model \"{id}\" is used by a queued or running job");
         db.Models.Remove(m);
         await db.SaveChangesAsync(ct);

@@ -21,14 +21,15 @@ public sealed class JudgeClient(IInferenceService? inference, Func<string, Model
 
     /// <summary>
     /// How score_model graders ask their model (<see cref="Grader.Bind"/>): a judge's id names that judge's model or
-    /// endpoint; anything else is a registered model served here. Synchronous, for trainers' reward sources.
+    /// endpoint; anything else is a registered model served here. Synchronous, for trainers' reward sources; a slow
+    /// answer is abandoned when <paramref name="ct"/> fires (the job is cancelled, or its worker stops).
     /// </summary>
-    public Func<ScoreModel, IReadOnlyList<ChatMessage>, string> GraderAsk(Func<string, Judge?> findJudge) => (g, messages) =>
+    public Func<ScoreModel, IReadOnlyList<ChatMessage>, string> GraderAsk(Func<string, Judge?> findJudge, CancellationToken ct) => (g, messages) =>
     {
         var judge = g.Model.StartsWith("judge-", StringComparison.Ordinal)
             ? findJudge(g.Model) ?? throw new InvalidDataException($"score_model grader \"{g.Name}\": judge \"{g.Model}\" does not exist")
             : new Judge { Id = "", Name = g.Name, Mode = "pointwise", Model = g.Model, PromptTemplate = "" };
-        return AskAsync(judge, messages, g.MaxTokens, CancellationToken.None).GetAwaiter().GetResult();
+        return AskAsync(judge, messages, g.MaxTokens, ct).GetAwaiter().GetResult();
     };
 
     /// <summary>The judge's answer to a conversation, at most <paramref name="maxTokens"/> tokens, greedy.</summary>

@@ -340,10 +340,6 @@ namespace AlignHub.Migrations.Postgres.Migrations
                     b.Property<long?>("NoWorkerNoticeAtMs")
                         .HasColumnType("bigint");
 
-                    b.Property<string>("RequestedAction")
-                        .HasMaxLength(16)
-                        .HasColumnType("character varying(16)");
-
                     b.Property<string>("ResultFile")
                         .HasColumnType("text");
 

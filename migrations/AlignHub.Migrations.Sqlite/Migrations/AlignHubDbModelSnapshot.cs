@@ -331,10 +331,6 @@ namespace AlignHub.Migrations.Sqlite.Migrations
                     b.Property<long?>("NoWorkerNoticeAtMs")
                         .HasColumnType("INTEGER");
 
-                    b.Property<string>("RequestedAction")
-                        .HasMaxLength(16)
-                        .HasColumnType("TEXT");
-
                     b.Property<string>("ResultFile")
                         .HasColumnType("TEXT");
 
