@@ -57,17 +57,11 @@ public static class JobResources
             bool peft = t.UsePeft;
             int weightBytes = peft && t.TorchDtype is "bfloat16" or "float16" ? 2 : 4;
             int copies = 1;
-            bool needsReference = t switch
-            {
-                DpoConfig d => d.LossType is not ("simpo" or "orpo"),
-                OnlineRlConfig o => o.Beta > 0,
-                _ => false,
-            };
-            if (needsReference && !peft) copies++;
-            if (t is DistillConfig) copies++; // the teacher (assumed the student's size)
+            if (t.NeedsReference && !peft) copies++;
+            if (t.NeedsTeacher) copies++; // the teacher (assumed the student's size)
             long trained = peft ? LoraParameters(t, a) : p;
             long weights = p * weightBytes * copies + (peft ? trained * 4 : 0);
-            if (t is PpoConfig) { weights += p * 4; trained += p; } // the value model: a trained copy with a scalar head
+            if (t.NeedsValueModel) { weights += p * 4; trained += p; } // the value model: a trained copy with a scalar head
             long state = trained * 12;
             int micro = Math.Max(1, t.BatchSize / Math.Max(1, t.GradientAccumulationSteps));
             (long rows, int seq) = t switch

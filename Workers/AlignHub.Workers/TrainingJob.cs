@@ -37,7 +37,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         try
         {
             var method = Methods.Get(job.MethodType);
-            var runner = MethodRunners.For(job.MethodType);
+            var runner = MethodRunners.For(method.ConfigType);
             ConfigureTorch();
             var device = Devices.Resolve(options.Worker.Device);
             var judges = new Domain.Inference.JudgeClient((Domain.Inference.IInferenceService?)services.GetService(typeof(Domain.Inference.IInferenceService)),

@@ -18,9 +18,11 @@ public class MethodRegistryTests
     [Fact]
     public void Every_method_has_exactly_one_runner_and_every_runner_a_method()
     {
-        Assert.Equal(Methods.Names.Order(), MethodRunners.All.Select(r => r.Method).Order());
+        // Each method's config type finds its runner (the runner declares the type), and every runner serves a method.
         Assert.Equal(Methods.All.Count, Methods.Names.Distinct().Count());
-        Assert.All(Methods.All, m => Assert.Equal(m.ProducesModel, MethodRunners.For(m.Name).Resumable));
+        Assert.All(Methods.All, m => Assert.Equal(m.ProducesModel, MethodRunners.For(m.ConfigType).Resumable));
+        Assert.All(MethodRunners.All, r => Assert.Contains(Methods.All, m => r.ConfigType.IsAssignableFrom(m.ConfigType)));
+        Assert.Equal(MethodRunners.All.Count, MethodRunners.All.Select(r => r.ConfigType).Distinct().Count());
     }
 
     /// <summary>Each online method runs through a strategy found by its config type, and its summary (job page, OpenAPI) states its objective as a formula.</summary>

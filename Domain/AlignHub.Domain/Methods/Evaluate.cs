@@ -36,6 +36,7 @@ public sealed record EvaluateConfig : MethodConfig
 
 public sealed class EvaluateMethod : JobMethod
 {
+    public override int Order => 40;
     public override string Name => "evaluate";
     public override string Title => "Evaluation";
     public override string Summary =>

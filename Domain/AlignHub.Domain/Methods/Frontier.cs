@@ -54,6 +54,7 @@ public sealed record FrontierConfig : MethodConfig
 
 public sealed class FrontierMethod : JobMethod
 {
+    public override int Order => 70;
     public override string Name => "frontier";
     public override string Title => "KL-reward frontier";
     public override string Summary =>

@@ -52,6 +52,7 @@ public sealed record GenerationPrompt(string Text, JsonElement Prompt, bool Chat
 
 public sealed class GenerateMethod : JobMethod
 {
+    public override int Order => 30;
     public override string Name => "generate";
     public override string Title => "Generation";
     public override string Summary =>

@@ -42,6 +42,9 @@ public abstract class JobMethod
     /// <summary>Checks that need the database or the model (context lengths, referenced models); after the fields passed theirs.</summary>
     public virtual Task ValidateAsync(JobCheck check, CancellationToken ct) => Task.CompletedTask;
 
+    /// <summary>Where it is listed (the New job page, the OpenAPI examples): smaller first.</summary>
+    public virtual int Order => 100;
+
     public string Prefix => $"method.{Name}.hyperparameters.";
     /// <summary>The OpenAPI component that describes its hyperparameters: <c>DpoHyperparameters</c>, <c>RewardModelHyperparameters</c>, ...</summary>
     public string HyperparametersSchema => string.Concat(Name.Split('_').Select(w => w.Length == 0 ? w : char.ToUpperInvariant(w[0]) + w[1..])) + "Hyperparameters";
@@ -110,29 +113,17 @@ public sealed class JobCheck(AlignHubDb db, ModelRecord? model, MethodConfig con
     }
 }
 
-/// <summary>Every method, by name.</summary>
+/// <summary>
+/// Every method, by name: the <see cref="JobMethod"/> classes of this assembly (found by reflection, listed by
+/// <see cref="JobMethod.Order"/>), so a new method is its definition's file and nothing else here.
+/// </summary>
 public static class Methods
 {
-    public static readonly JobMethod Supervised = new SupervisedMethod();
+    public static readonly IReadOnlyList<JobMethod> All = typeof(JobMethod).Assembly.GetTypes()
+        .Where(t => !t.IsAbstract && typeof(JobMethod).IsAssignableFrom(t) && t.GetConstructor(Type.EmptyTypes) is not null)
+        .Select(t => (JobMethod)Activator.CreateInstance(t)!).OrderBy(m => m.Order).ThenBy(m => m.Name, StringComparer.Ordinal).ToList();
 
-    public static readonly IReadOnlyList<JobMethod> All =
-    [
-        Supervised,
-        new DpoMethod(),
-        new RewardModelMethod(),
-        new GenerateMethod(),
-        new EvaluateMethod(),
-        new GrpoMethod(),
-        new RlooMethod(),
-        new ReinforcePpMethod(),
-        new RemaxMethod(),
-        new ReinforcementMethod(),
-        new PpoMethod(),
-        new BestOfNMethod(),
-        new OnlineDpoMethod(),
-        new DistillMethod(),
-        new FrontierMethod(),
-    ];
+    public static readonly JobMethod Supervised = All.Single(m => m is SupervisedMethod);
 
     public static IEnumerable<string> Names => All.Select(m => m.Name);
 

@@ -103,6 +103,9 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("Fraction of the total steps spent in linear warmup from 0 to the peak rate.", Min = 0, Max = 1)]
     public override double WarmupRatio { get; init; }
 
+    /// <summary>A KL term or KL-shaped reward to the starting model: beta &gt; 0.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => Beta > 0;
+
     /// <summary>False: the method trains without a reward source (distillation); a grader or reward model only adds reward metrics.</summary>
     [System.Text.Json.Serialization.JsonIgnore] public virtual bool RequiresRewardSource => true;
 
@@ -217,6 +220,7 @@ public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : Online
 
 public sealed class GrpoMethod : OnlineRlMethod<GrpoConfig>
 {
+    public override int Order => 50;
     public override string Name => "grpo";
     public override string Title => "Group relative policy optimisation";
     public override string Summary =>
@@ -232,6 +236,7 @@ public sealed class GrpoMethod : OnlineRlMethod<GrpoConfig>
 
 public sealed class RlooMethod : OnlineRlMethod<RlooConfig>
 {
+    public override int Order => 51;
     public override string Name => "rloo";
     public override string Title => "REINFORCE leave-one-out";
     public override string Summary =>
@@ -246,6 +251,7 @@ public sealed class RlooMethod : OnlineRlMethod<RlooConfig>
 
 public sealed class ReinforcePpMethod : OnlineRlMethod<ReinforcePpConfig>
 {
+    public override int Order => 52;
     public override string Name => "reinforce_pp";
     public override string Title => "REINFORCE++";
     public override string Summary =>
@@ -260,6 +266,7 @@ public sealed class ReinforcePpMethod : OnlineRlMethod<ReinforcePpConfig>
 
 public sealed class RemaxMethod : OnlineRlMethod<RemaxConfig>
 {
+    public override int Order => 53;
     public override string Name => "remax";
     public override string Title => "ReMax";
     public override string Summary =>
@@ -311,6 +318,7 @@ public sealed record PpoConfig : OnlineRlConfig
 
     [System.Text.Json.Serialization.JsonIgnore] public override int UpdatesPerBatch => NumPpoEpochs * NumMiniBatches;
     [System.Text.Json.Serialization.JsonIgnore] public override int MiniBatchCount => NumMiniBatches;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsValueModel => true;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
@@ -324,6 +332,7 @@ public sealed record PpoConfig : OnlineRlConfig
 
 public sealed class PpoMethod : OnlineRlMethod<PpoConfig>
 {
+    public override int Order => 55;
     public override string Name => "ppo";
     public override string Title => "Proximal policy optimisation";
     public override string Summary =>
@@ -351,6 +360,8 @@ public sealed record BestOfNConfig : OnlineRlConfig
     public double? MinReward { get; init; }
 
     [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
+    /// <summary>A supervised step on the kept samples: beta has no term to weigh, so no reference is loaded.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => false;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
@@ -383,6 +394,7 @@ public sealed record OnlineDpoConfig : OnlineRlConfig
 
 public sealed class BestOfNMethod : OnlineRlMethod<BestOfNConfig>
 {
+    public override int Order => 56;
     public override string Name => "best_of_n";
     public override string Title => "Best-of-N fine-tuning";
     public override string Summary =>
@@ -397,6 +409,7 @@ public sealed class BestOfNMethod : OnlineRlMethod<BestOfNConfig>
 
 public sealed class OnlineDpoMethod : OnlineRlMethod<OnlineDpoConfig>
 {
+    public override int Order => 57;
     public override string Name => "online_dpo";
     public override string Title => "Online DPO";
     public override string Summary =>
@@ -447,6 +460,7 @@ public sealed record ReinforcementConfig : OnlineRlConfig, IGroupAdvantages
 
 public sealed class ReinforcementMethod : OnlineRlMethod<ReinforcementConfig>
 {
+    public override int Order => 54;
     public override string Name => "reinforcement";
     public override string Title => "Reinforcement fine-tuning (OpenAI's shape)";
     public override string Summary =>
@@ -484,6 +498,7 @@ public sealed record DistillConfig : OnlineRlConfig
     public override int NumGenerations { get; init; } = 4;
 
     [System.Text.Json.Serialization.JsonIgnore] public override bool RequiresRewardSource => false;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsTeacher => true;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
@@ -494,6 +509,7 @@ public sealed record DistillConfig : OnlineRlConfig
 
 public sealed class DistillMethod : OnlineRlMethod<DistillConfig>
 {
+    public override int Order => 58;
     public override string Name => "distill";
     public override string Title => "On-policy distillation";
     public override string Summary =>

@@ -56,6 +56,9 @@ public sealed record DpoConfig : PairConfig
 
     [Hyperparameter("KTO's weight on undesirable rows (w_u).", Min = 0, Max = 100)]
     public double UndesirableWeight { get; init; } = 1.0;
+
+    /// <summary>SimPO and ORPO are reference-free; every other loss compares with the reference's log-probs.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => LossType is not ("simpo" or "orpo");
 }
 
 /// <summary>A Bradley-Terry reward model (<c>method.type = "reward_model"</c>), optionally an ensemble; names follow TRL's RewardConfig.</summary>
@@ -77,6 +80,7 @@ public sealed record RewardModelConfig : PairConfig
 
 public sealed class DpoMethod : JobMethod
 {
+    public override int Order => 10;
     public override string Name => "dpo";
     public override string Title => "Direct preference optimisation";
     public override string Summary =>
@@ -111,6 +115,7 @@ public sealed class DpoMethod : JobMethod
 
 public sealed class RewardModelMethod : JobMethod
 {
+    public override int Order => 20;
     public override string Name => "reward_model";
     public override string Title => "Reward model";
     public override string Summary =>

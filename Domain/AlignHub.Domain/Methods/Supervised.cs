@@ -12,6 +12,7 @@ public sealed record SftConfig : TrainingConfig
 
 public sealed class SupervisedMethod : JobMethod
 {
+    public override int Order => 0;
     public override string Name => "supervised";
     public override string Title => "Supervised fine-tuning";
     public override string Summary =>

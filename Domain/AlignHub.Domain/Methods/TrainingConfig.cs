@@ -82,6 +82,15 @@ public abstract record TrainingConfig : MethodConfig
 
     [JsonIgnore] public double PeakLearningRate => LearningRate * LearningRateMultiplier;
 
+    // What the method needs besides the trained model, declared here once: the memory estimate (JobResources) and the
+    // trainers read the same properties.
+    /// <summary>A frozen reference model (the starting model; with LoRA, the base with its adapters off).</summary>
+    [JsonIgnore] public virtual bool NeedsReference => false;
+    /// <summary>A trained value model beside the policy (PPO's value head on a copy of the decoder's size, in the estimate).</summary>
+    [JsonIgnore] public virtual bool NeedsValueModel => false;
+    /// <summary>A frozen teacher model (on-policy distillation), counted at the trained model's size.</summary>
+    [JsonIgnore] public virtual bool NeedsTeacher => false;
+
     public override void Validate(string prefix, Action<string, string> err)
     {
         if (GradientAccumulationSteps > BatchSize) err(prefix + "gradient_accumulation_steps", $"must be at most batch_size ({BatchSize})");

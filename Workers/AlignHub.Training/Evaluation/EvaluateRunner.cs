@@ -27,7 +27,7 @@ public sealed record EvaluateRun(ModelSource Model, ModelSource? Reference, Mode
 /// </summary>
 public sealed class EvaluateRunner : IMethodRunner
 {
-    public string Method => "evaluate";
+    public Type ConfigType => typeof(EvaluateConfig);
     public bool Resumable => false;
 
     public MethodOutcome Run(MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)

@@ -30,7 +30,7 @@ public sealed record FrontierRun(ModelSource Reference, string ReferenceName, IR
 /// </summary>
 public sealed class FrontierRunner : IMethodRunner
 {
-    public string Method => "frontier";
+    public Type ConfigType => typeof(FrontierConfig);
     public bool Resumable => false;
 
     public MethodOutcome Run(MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)

@@ -22,7 +22,7 @@ public sealed record GenerateRun(ModelSource Model, string ModelId, IReadOnlyLis
 /// </summary>
 public sealed class GenerateRunner : IMethodRunner
 {
-    public string Method => "generate";
+    public Type ConfigType => typeof(GenerateConfig);
     public bool Resumable => false;
 
     public MethodOutcome Run(MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)

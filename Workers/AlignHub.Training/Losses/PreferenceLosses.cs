@@ -21,8 +21,6 @@ public sealed record PairLogps(
 /// </summary>
 public static class PreferenceLosses
 {
-    public static readonly string[] Types = ["sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto"];
-
     /// <summary>
     /// DPO (Rafailov et al., 2023, "Direct Preference Optimization"): L = -log sigmoid(beta d); with label smoothing e
     /// this is cDPO (Mitchell, 2023): L = -(1 - e) log sigmoid(beta d) - e log sigmoid(-beta d).
@@ -131,9 +129,6 @@ public static class PreferenceLosses
             "orpo" => Orpo(x, orpoLambda, beta),
             _ => throw new ArgumentException($"unknown loss_type \"{lossType}\""),
         };
-
-    /// <summary>Reference-free losses need no reference log-probs.</summary>
-    public static bool NeedsReference(string lossType) => lossType is not ("simpo" or "orpo");
 
     static (Tensor Lc, Tensor Lr, Tensor D) Ratios(PairLogps x)
     {

@@ -68,35 +68,28 @@ public sealed record MethodOutcome(TrainingResult Result, string? ModelFolder = 
 /// <summary>The worker's side of a method (<see cref="JobMethod"/> is the API's): prepares its inputs and runs its trainer.</summary>
 public interface IMethodRunner
 {
-    /// <summary>The <c>method.type</c> it runs.</summary>
-    string Method { get; }
+    /// <summary>The config type it runs: a method's config of this type, or derived from it (online RL's one runner).</summary>
+    Type ConfigType { get; }
     /// <summary>True: it resumes from checkpoints (steps after the last one are run again); false: a re-run starts over.</summary>
     bool Resumable { get; }
     MethodOutcome Run(MethodContext ctx, ITrainingReporter reporter, CancellationToken ct);
 }
 
-/// <summary>Every runner, by method name: the job runner dispatches through this and nothing else.</summary>
+/// <summary>
+/// The runners of this assembly, found by reflection (a class implementing <see cref="IMethodRunner"/> with a
+/// parameterless constructor), and looked up by a job's config type: the most specific runner whose
+/// <see cref="IMethodRunner.ConfigType"/> the config's type is or derives from. Adding a method adds no line here.
+/// </summary>
 public static class MethodRunners
 {
-    public static readonly IReadOnlyList<IMethodRunner> All =
-    [
-        new SftRunner(),
-        new DpoRunner(),
-        new RewardModelRunner(),
-        new GenerateRunner(),
-        new EvaluateRunner(),
-        new Rl.OnlineRlRunner("grpo"),
-        new Rl.OnlineRlRunner("rloo"),
-        new Rl.OnlineRlRunner("reinforce_pp"),
-        new Rl.OnlineRlRunner("remax"),
-        new Rl.OnlineRlRunner("reinforcement"),
-        new Rl.OnlineRlRunner("ppo"),
-        new Rl.OnlineRlRunner("best_of_n"),
-        new Rl.OnlineRlRunner("online_dpo"),
-        new Rl.OnlineRlRunner("distill"),
-        new FrontierRunner(),
-    ];
+    public static readonly IReadOnlyList<IMethodRunner> All = typeof(IMethodRunner).Assembly.GetTypes()
+        .Where(t => !t.IsAbstract && typeof(IMethodRunner).IsAssignableFrom(t) && t.GetConstructor(Type.EmptyTypes) is not null)
+        .Select(t => (IMethodRunner)Activator.CreateInstance(t)!).ToList();
 
-    public static IMethodRunner For(string method) =>
-        All.FirstOrDefault(r => r.Method == method) ?? throw new InvalidDataException($"this worker has no trainer for method \"{method}\"");
+    public static IMethodRunner For(Type configType)
+    {
+        for (var t = configType; t is not null && t != typeof(object); t = t.BaseType)
+            if (All.FirstOrDefault(r => r.ConfigType == t) is { } r) return r;
+        throw new InvalidDataException($"this worker has no trainer for {configType.Name}");
+    }
 }

@@ -55,7 +55,7 @@ public static class DpoTrainer
             // With LoRA the reference is the policy's base (its adapters switched off): one copy of the weights, built first.
             if (lora is not null) { torch.manual_seed(c.Seed); policy = run.Model.CreateModel(device, lora, c.Seed, Dtypes.Resolve(c.TorchDtype, device, run.Model, frozen: true)); }
             var adapted = policy;
-            (ReferenceLogps Train, ReferenceLogps? Valid)? reference = PreferenceLosses.NeedsReference(c.LossType)
+            (ReferenceLogps Train, ReferenceLogps? Valid)? reference = c.NeedsReference
                 ? ReferenceCache.LoadOrCompute(run.ReferenceCachePath, adapted is null ? ReferenceCache.Separate(run.Model, c.Seed, device) : ReferenceCache.BaseOf(adapted),
                     train, valid, tok.PadId, maxLen, c.BatchSize, reporter)
                 : null;
@@ -162,7 +162,7 @@ static class Kto
 /// <summary>Runs a <c>dpo</c> job; reference log-probs are cached under a fingerprint of (reference model, data, tokenisation).</summary>
 public sealed class DpoRunner : Methods.IMethodRunner
 {
-    public string Method => "dpo";
+    public Type ConfigType => typeof(DpoConfig);
     public bool Resumable => true;
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)

@@ -145,7 +145,7 @@ sealed class RewardModelMethod(RewardModel rm, ModelSource source, List<Tokenize
 /// <summary>Runs a <c>reward_model</c> job (one model or an ensemble folder).</summary>
 public sealed class RewardModelRunner : Methods.IMethodRunner
 {
-    public string Method => "reward_model";
+    public Type ConfigType => typeof(RewardModelConfig);
     public bool Resumable => true;
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)

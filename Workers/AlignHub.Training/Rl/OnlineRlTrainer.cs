@@ -635,10 +635,14 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     public void Dispose() { policy.Dispose(); valueHead?.Dispose(); }
 }
 
-/// <summary>Runs an online RL job: prompt rows, a grader on their fields or a reward model (and a teacher for distillation), and a fine-tuned model at the end.</summary>
-public sealed class OnlineRlRunner(string method) : Methods.IMethodRunner
+/// <summary>
+/// Runs every online RL job (each method's config derives from <see cref="OnlineRlConfig"/>; its strategy is found by
+/// the config's type): prompt rows, a grader on their fields or a reward model (and a teacher for distillation), and a
+/// fine-tuned model at the end.
+/// </summary>
+public sealed class OnlineRlRunner : Methods.IMethodRunner
 {
-    public string Method => method;
+    public Type ConfigType => typeof(OnlineRlConfig);
     public bool Resumable => true;
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
@@ -650,7 +654,7 @@ public sealed class OnlineRlRunner(string method) : Methods.IMethodRunner
         var chat = policy.ChatFormat();
         var validation = ctx.ValidationRows(p => JsonlRows.LoadPrompts(p, chat));
         if (c is ReinforcementConfig { EvalSamples: int n }) validation = validation?.Take(n).ToList();
-        var teacher = c is DistillConfig { TeacherModel: { } t } ? ctx.Model(t) : null;
+        var teacher = c.NeedsTeacher && c is DistillConfig { TeacherModel: { } t } ? ctx.Model(t) : null;
         var result = OnlineRlTrainer.Train(new OnlineRlRun(policy, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat)),
             validation, c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device, teacher), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);

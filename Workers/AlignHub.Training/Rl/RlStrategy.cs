@@ -184,7 +184,7 @@ public abstract class ClippedStrategy<TConfig>(TConfig config) : RlStrategy<TCon
     public override IReadOnlyList<string> StatNames => ClipStats.Names;
     public override void Metrics(StatSums s, Dictionary<string, double> metrics) => ClipStats.Metrics(s, metrics);
     /// <summary>Needs of a KL shaped into the reward: the reference and pi_old's log-probs, when beta &gt; 0.</summary>
-    protected RlNeeds KlInReward => new() { Reference = Config.Beta > 0, PolicyLogProbs = Config.Beta > 0 };
+    protected RlNeeds KlInReward => new() { Reference = Config.NeedsReference, PolicyLogProbs = Config.NeedsReference };
 }
 
 /// <summary>The clip statistics every clipped strategy reports (TRL's <c>clip_ratio/*</c>).</summary>

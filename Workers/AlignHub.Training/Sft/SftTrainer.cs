@@ -85,7 +85,7 @@ sealed class SftMethod(CausalLM model, List<TokenizedExample> train, List<Tokeni
 /// <summary>Runs a <c>supervised</c> job: its training and validation files, and a fine-tuned model at the end.</summary>
 public sealed class SftRunner : Methods.IMethodRunner
 {
-    public string Method => "supervised";
+    public Type ConfigType => typeof(SftConfig);
     public bool Resumable => true;
 
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)

@@ -12,7 +12,7 @@ namespace AlignHub.Training.Rl;
 public sealed class BestOfN(BestOfNConfig c) : RlStrategy<BestOfNConfig>(c)
 {
     const string Kept = "kept_completions";
-    public override RlNeeds Needs => new();
+    public override RlNeeds Needs => new() { Reference = Config.NeedsReference };
     public override IReadOnlyList<string> StatNames => [Kept];
 
     public override RlTargets Targets(RolloutTensors b)

@@ -13,7 +13,7 @@ namespace AlignHub.Training.Rl;
 public sealed class Distill(DistillConfig c) : ClippedStrategy<DistillConfig>(c)
 {
     const string ReverseKl = "reverse_kl_sum", KlTokens = "reverse_kl_tokens";
-    public override RlNeeds Needs => new() { Reference = Config.Beta > 0, PolicyLogProbs = true, Teacher = true };
+    public override RlNeeds Needs => new() { Reference = Config.NeedsReference, PolicyLogProbs = true, Teacher = Config.NeedsTeacher };
     public override IReadOnlyList<string> StatNames => [.. ClipStats.Names, ReverseKl, KlTokens];
 
     public override RlTargets Targets(RolloutTensors b) => new(Advantages.Distillation(b.OldLogps!, b.TeacherLogps!, b.Mask));

@@ -12,7 +12,7 @@ namespace AlignHub.Training.Rl;
 /// </summary>
 public abstract class GroupRelative<TConfig>(TConfig c) : ClippedStrategy<TConfig>(c) where TConfig : OnlineRlConfig, IGroupAdvantages
 {
-    public override RlNeeds Needs => new() { Reference = Config.Beta > 0 };
+    public override RlNeeds Needs => new() { Reference = Config.NeedsReference };
     public override RlTargets Targets(RolloutTensors b) => new(Advantages.Group(b.Rewards, b.K, Config.ScaleRewards));
     public override Tensor Loss(RlMicroBatch m, StatSink stats) => ClippedLoss(m, stats, m.Beta, Config.ImportanceSamplingLevel);
 }

@@ -13,7 +13,7 @@ namespace AlignHub.Training.Rl;
 public sealed class OnlineDpo(OnlineDpoConfig c) : RlStrategy<OnlineDpoConfig>(c)
 {
     const string Pairs = "ranked_pairs", Margin = "margin_sum", Correct = "correct_pairs";
-    public override RlNeeds Needs => new() { Reference = true, WholeGroups = true, TemperatureScaledLogProbs = false };
+    public override RlNeeds Needs => new() { Reference = Config.NeedsReference, WholeGroups = true, TemperatureScaledLogProbs = false };
     public override IReadOnlyList<string> StatNames => [Pairs, Margin, Correct];
 
     /// <summary>Sides per completion: +1 chosen, -1 rejected, 0 for both of a tie; a tie's completions carry no loss.</summary>

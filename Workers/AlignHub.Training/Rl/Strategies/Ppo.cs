@@ -18,7 +18,7 @@ public sealed class Ppo(PpoConfig c) : ClippedStrategy<PpoConfig>(c)
 
     public override RlNeeds Needs => new()
     {
-        Reference = Config.Beta > 0, PolicyLogProbs = true, ValueHead = true, ValueLearningRate = Config.ValueLearningRate,
+        Reference = Config.NeedsReference, PolicyLogProbs = true, ValueHead = Config.NeedsValueModel, ValueLearningRate = Config.ValueLearningRate,
     };
     public override IReadOnlyList<string> StatNames => [.. ClipStats.Names, PolicyLoss, ValueLoss, ResidualSum, ResidualSquares, ReturnSum, ReturnSquares, Tokens];
 

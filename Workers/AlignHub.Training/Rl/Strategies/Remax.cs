@@ -10,7 +10,7 @@ namespace AlignHub.Training.Rl;
 /// </summary>
 public sealed class Remax(RemaxConfig c) : ClippedStrategy<RemaxConfig>(c)
 {
-    public override RlNeeds Needs => new() { Reference = Config.Beta > 0, GreedyBaseline = true };
+    public override RlNeeds Needs => new() { Reference = Config.NeedsReference, GreedyBaseline = true };
     public override RlTargets Targets(RolloutTensors b) => new(Advantages.ReMax(b.Rewards, b.GreedyRewards!, b.K));
     public override Tensor Loss(RlMicroBatch m, StatSink stats) => ClippedLoss(m, stats, m.Beta);
 }
