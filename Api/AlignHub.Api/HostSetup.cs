@@ -104,6 +104,7 @@ public static class HostSetup
         services.AddSingleton<ModelService>();
         services.AddSingleton<AnnotationService>();
         services.AddSingleton<JudgeService>();
+        services.AddSingleton<WorkerQueries>();
         services.AddAlignHubAuth(options);
 
         services.ConfigureHttpJsonOptions(o => ApiJson.Configure(o.SerializerOptions));

@@ -38,6 +38,30 @@ public sealed class AnnotationService(IDbContextFactory<AlignHubDb> dbs, FileSer
     /// </summary>
     public sealed record Waiting(int RetryAfterSeconds) : Result;
 
+    /// <summary>A campaign by id (null: none).</summary>
+    public async Task<AnnotationCampaign?> CampaignAsync(string id, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await db.Campaigns.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, ct);
+    }
+
+    /// <summary>The newest campaigns (at most <paramref name="limit"/>) with how many labels each holds (skips not counted).</summary>
+    public async Task<List<(AnnotationCampaign Campaign, int Labels)>> CampaignsAsync(int limit, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var campaigns = await db.Campaigns.AsNoTracking().OrderByDescending(c => c.CreatedAt).Take(limit).ToListAsync(ct);
+        var counts = await db.Assignments.AsNoTracking().Where(a => a.Label != null && a.Label != "skip")
+            .GroupBy(a => a.CampaignId).Select(g => new { g.Key, Count = g.Count() }).ToDictionaryAsync(x => x.Key, x => x.Count, ct);
+        return campaigns.Select(c => (c, counts.GetValueOrDefault(c.Id))).ToList();
+    }
+
+    /// <summary>The AI judge's verdict on an item, in the item's terms (null: not judged).</summary>
+    public async Task<string?> JudgeLabelAsync(long itemId, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await db.AnnotationItems.AsNoTracking().Where(i => i.Id == itemId).Select(i => i.JudgeLabel).FirstOrDefaultAsync(ct);
+    }
+
     public async Task<Result> CreateAsync(CreateCampaignRequest req, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(req.Name) || req.Name.Length > 200) return new Invalid("name", "name is required (at most 200 characters)");

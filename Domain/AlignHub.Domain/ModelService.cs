@@ -27,6 +27,13 @@ public sealed partial class ModelService(IDbContextFactory<AlignHubDb> dbs, Alig
         return await db.Models.AsNoTracking().OrderBy(m => m.CreatedAt).ThenBy(m => m.Id).ToListAsync(ct);
     }
 
+    /// <summary>A model by name or checkpoint name (<see cref="FindAsync(AlignHubDb, string, CancellationToken, int)"/>), for pages and endpoints.</summary>
+    public async Task<ModelRecord?> FindAsync(string name, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await FindAsync(db, name, ct);
+    }
+
     [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)?$")]
     private static partial Regex IdPattern();
 

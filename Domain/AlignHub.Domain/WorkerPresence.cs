@@ -18,20 +18,6 @@ public static class WorkerPresence
     public static bool Serves(WorkerRecord w, string queue) =>
         w.Queues.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Contains(queue);
 
-    /// <summary>Worker rows, online first, then lost, then stopped (the API's list and the dashboard's Workers page).</summary>
-    public static async Task<List<WorkerRecord>> ListAsync(IDbContextFactory<AlignHubDb> dbs, long leaseMs, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        var rows = await db.Workers.AsNoTracking().OrderByDescending(w => w.HeartbeatAtMs).Take(1000).ToListAsync(ct);
-        long now = Ids.NowMs();
-        return rows.OrderBy(w => Status(w, leaseMs, now) switch { Online => 0, Lost => 1, _ => 2 }).ThenBy(w => w.Id).ToList();
-    }
-
-    public static async Task<WorkerRecord?> GetAsync(IDbContextFactory<AlignHubDb> dbs, string id, CancellationToken ct)
-    {
-        await using var db = await dbs.CreateDbContextAsync(ct);
-        return await db.Workers.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
-    }
 
     /// <summary>Workers whose heartbeat is within the lease and that have not stopped.</summary>
     public static Task<List<WorkerRecord>> AliveAsync(AlignHubDb db, long leaseMs, CancellationToken ct)
@@ -67,5 +53,24 @@ public static class WorkerPresence
     {
         var before = Ids.NowMs() - (long)olderThan.TotalMilliseconds;
         return db.Workers.Where(w => w.HeartbeatAtMs < before).ExecuteDeleteAsync(ct);
+    }
+}
+
+/// <summary>Reads workers' rows for the API and the dashboard (the same queries for both).</summary>
+public sealed class WorkerQueries(IDbContextFactory<AlignHubDb> dbs)
+{
+    /// <summary>Worker rows, online first, then lost, then stopped.</summary>
+    public async Task<List<WorkerRecord>> ListAsync(long leaseMs, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        var rows = await db.Workers.AsNoTracking().OrderByDescending(w => w.HeartbeatAtMs).Take(1000).ToListAsync(ct);
+        long now = Ids.NowMs();
+        return rows.OrderBy(w => WorkerPresence.Status(w, leaseMs, now) switch { WorkerPresence.Online => 0, WorkerPresence.Lost => 1, _ => 2 }).ThenBy(w => w.Id).ToList();
+    }
+
+    public async Task<WorkerRecord?> GetAsync(string id, CancellationToken ct)
+    {
+        await using var db = await dbs.CreateDbContextAsync(ct);
+        return await db.Workers.AsNoTracking().FirstOrDefaultAsync(x => x.Id == id, ct);
     }
 }

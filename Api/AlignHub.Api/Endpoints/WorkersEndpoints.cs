@@ -1,5 +1,4 @@
 using AlignHub.Domain;
-using Microsoft.EntityFrameworkCore;
 
 namespace AlignHub.Api.Endpoints;
 
@@ -15,15 +14,15 @@ public static class WorkersEndpoints
         g.MapGet("/{id}", Get).WithSummary("Retrieve one worker process. Role: viewer").RequireAuthorization(Auth.Read);
     }
 
-    public static async Task<IResult> List(IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct)
+    public static async Task<IResult> List(WorkerQueries workers, AlignHubOptions options, CancellationToken ct)
     {
         long lease = options.LeaseSeconds * 1000L, now = Ids.NowMs();
-        var data = (await WorkerPresence.ListAsync(dbs, lease, ct)).Select(w => WorkerObject.From(w, lease, now)).ToList();
+        var data = (await workers.ListAsync(lease, ct)).Select(w => WorkerObject.From(w, lease, now)).ToList();
         return TypedResults.Ok(new ListObject<WorkerObject>(data, false));
     }
 
-    public static async Task<IResult> Get(string id, IDbContextFactory<AlignHubDb> dbs, AlignHubOptions options, CancellationToken ct) =>
-        await WorkerPresence.GetAsync(dbs, id, ct) is { } w
+    public static async Task<IResult> Get(string id, WorkerQueries workers, AlignHubOptions options, CancellationToken ct) =>
+        await workers.GetAsync(id, ct) is { } w
             ? TypedResults.Ok(WorkerObject.From(w, options.LeaseSeconds * 1000L, Ids.NowMs()))
             : ProblemShape.NotFound("worker", id);
 }
