@@ -9,7 +9,7 @@ namespace AlignHub.Domain;
 /// </summary>
 public interface ITrainingJob
 {
-    public const string Queue = "training";
+    public const string Queue = JobResources.TrainingQueue;
 
     [AutomaticRetry(Attempts = 0, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
     [JobDisplayName("fine-tuning job {0}")]

@@ -58,7 +58,7 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
         }
         if (model is not null && !method.AcceptsRewardModel && ModelArchitecture.Parse(model.ConfigJson).IsRewardModel)
             Err("model", $"model \"{model.Id}\" is a reward model; {methodType} needs a language model");
-        if (configValid) await method.ValidateAsync(new JobCheck(db, model, config, method.Prefix, ConfigErr), ct);
+        if (configValid) await method.ValidateAsync(new JobCheck(new DbJobLookup(db), model, config, method.Prefix, ConfigErr), ct);
         if (configValid && model is not null && config is TrainingConfig { UsePeft: true } tc)
         {
             if (model.WeightsPath is null)
@@ -105,6 +105,15 @@ public sealed class JobService(IDbContextFactory<AlignHubDb> dbs, JobDispatcher 
         await db.SaveChangesAsync(ct);
         dispatcher.Signal(); // hands the id to Hangfire off the request path
         return new Created(job);
+    }
+
+    /// <summary>A creation-time check's lookups, over the request's database context.</summary>
+    sealed class DbJobLookup(AlignHubDb db) : IJobLookup
+    {
+        public Task<ModelRecord?> FindModelAsync(string id, CancellationToken ct) => ModelService.FindAsync(db, id, ct);
+        public Task<Judge?> FindJudgeAsync(string id, CancellationToken ct) => db.Judges.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        public Task<FineTuningJob?> FindJobAsync(string id, CancellationToken ct) => db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == id, ct);
+        public Task<bool> HasCheckpointsAsync(string jobId, CancellationToken ct) => db.Checkpoints.AnyAsync(x => x.JobId == jobId, ct);
     }
 
     static async Task CheckFile(AlignHubDb db, string id, string field, JobMethod method, IReadOnlyList<string> formats, Action<string, string> err, CancellationToken ct)

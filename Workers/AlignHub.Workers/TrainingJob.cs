@@ -45,7 +45,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
             Judge? findJudge(string id) { using var d = dbs.CreateDbContext(); return d.Judges.AsNoTracking().FirstOrDefault(j => j.Id == id); }
             var ctx = new MethodContext
             {
-                Job = job,
+                Job = JobSpec.Of(job),
                 Config = method.ParseConfig(job.ConfigJson),
                 Device = device,
                 FindModel = id => ModelService.Find(db, id) ?? throw new InvalidDataException($"model \"{id}\" is no longer registered"),

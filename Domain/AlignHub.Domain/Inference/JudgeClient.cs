@@ -11,7 +11,7 @@ namespace AlignHub.Domain.Inference;
 /// OpenAI-compatible <c>/chat/completions</c> (greedy, the judge's <c>max_tokens</c>). Errors name the judge and the
 /// status, never its key.
 /// </summary>
-public sealed class JudgeClient(IInferenceService? inference, Func<string, ModelRecord?> findModel, HttpClient? http = null)
+public sealed class JudgeClient(IInferenceService? inference, Func<string, ModelRecord?> findModel, HttpClient? http = null) : IPairwiseJudging
 {
     static readonly HttpClient Shared = new() { Timeout = TimeSpan.FromMinutes(2) };
     readonly HttpClient client = http ?? Shared;

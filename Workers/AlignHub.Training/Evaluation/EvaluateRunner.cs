@@ -14,7 +14,7 @@ namespace AlignHub.Training.Evaluation;
 
 /// <summary>What an evaluation needs: the evaluated model, optional reference and judge, held-out pairs, where to write details.</summary>
 public sealed record EvaluateRun(ModelSource Model, ModelSource? Reference, ModelSource? Judge, IReadOnlyList<PreferencePair> Pairs,
-    EvaluateConfig Config, string OutputPath, Device? Device = null, Judge? AiJudge = null, Domain.Inference.JudgeClient? Judges = null);
+    EvaluateConfig Config, string OutputPath, Device? Device = null, Judge? AiJudge = null, IPairwiseJudging? Judges = null);
 
 /// <summary>
 /// The evaluation job. A reward model: accuracy = share of pairs with r(chosen) &gt; r(rejected). A policy:

@@ -14,7 +14,7 @@ namespace AlignHub.Training.Methods;
 /// </summary>
 public sealed class MethodContext
 {
-    public required FineTuningJob Job { get; init; }
+    public required JobSpec Job { get; init; }
     public required MethodConfig Config { get; init; }
     public required Device Device { get; init; }
     /// <summary>A registered model by id (an <see cref="InvalidDataException"/> when it is gone).</summary>
@@ -40,7 +40,7 @@ public sealed class MethodContext
     public Func<string, int?> CheckpointStepOf { get; init; } = _ => null;
 
     /// <summary>Asks AI judges (local ones through this process's model server); null where none can be asked.</summary>
-    public Domain.Inference.JudgeClient? Judges { get; init; }
+    public IPairwiseJudging? Judges { get; init; }
     /// <summary>A judge by id (null: no such judge).</summary>
     public Func<string, Judge?> FindJudge { get; init; } = _ => null;
     /// <summary>How score_model graders ask their model (null: no model server; such a grader fails when it grades).</summary>

@@ -1,5 +1,3 @@
-using Microsoft.EntityFrameworkCore;
-
 namespace AlignHub.Domain;
 
 /// <summary>A chart on the job page: metric names plotted together (the first one drawn the most).</summary>
@@ -71,10 +69,20 @@ public abstract class JobMethod
     public MethodConfig Defaults => (MethodConfig)Activator.CreateInstance(ConfigType)!;
 }
 
-/// <summary>What a method's creation-time check can see: the database, the job's model (when it exists) and its config.</summary>
-public sealed class JobCheck(AlignHubDb db, ModelRecord? model, MethodConfig config, string prefix, Action<string, string> err)
+/// <summary>What a creation-time check may look up (the API implements it over its database).</summary>
+public interface IJobLookup
 {
-    public AlignHubDb Db => db;
+    /// <summary>A registered model or a checkpoint's model name (null: none).</summary>
+    Task<ModelRecord?> FindModelAsync(string id, CancellationToken ct);
+    Task<Judge?> FindJudgeAsync(string id, CancellationToken ct);
+    Task<FineTuningJob?> FindJobAsync(string id, CancellationToken ct);
+    Task<bool> HasCheckpointsAsync(string jobId, CancellationToken ct);
+}
+
+/// <summary>What a method's creation-time check can see: lookups of models, judges and jobs, the job's model (when it exists) and its config.</summary>
+public sealed class JobCheck(IJobLookup lookup, ModelRecord? model, MethodConfig config, string prefix, Action<string, string> err)
+{
+    public IJobLookup Lookup => lookup;
     public ModelRecord? Model => model;
     public ModelArchitecture? Architecture { get; } = model is null ? null : ModelArchitecture.Parse(model.ConfigJson);
     public MethodConfig Config => config;
@@ -89,7 +97,7 @@ public sealed class JobCheck(AlignHubDb db, ModelRecord? model, MethodConfig con
             Error(hyperparameter, $"must be {(below ? "below" : "at most")} the model's context length {positions}");
     }
 
-    public Task<ModelRecord?> FindModelAsync(string id, CancellationToken ct) => ModelService.FindAsync(db, id, ct);
+    public Task<ModelRecord?> FindModelAsync(string id, CancellationToken ct) => lookup.FindModelAsync(id, ct);
 
     /// <summary>Every score_model grader's model names a registered model or a judge.</summary>
     public async Task GraderModelsAsync(Grader? grader, string field, CancellationToken ct)
@@ -97,7 +105,7 @@ public sealed class JobCheck(AlignHubDb db, ModelRecord? model, MethodConfig con
         foreach (var g in grader?.ScoreModels() ?? [])
         {
             bool known = g.Model.StartsWith("judge-", StringComparison.Ordinal)
-                ? await db.Judges.AnyAsync(j => j.Id == g.Model, ct)
+                ? await lookup.FindJudgeAsync(g.Model, ct) is not null
                 : await FindModelAsync(g.Model, ct) is not null;
             if (!known) Error(field, $"score_model grader \"{g.Name}\": model \"{g.Model}\" is neither a registered model nor a judge");
         }

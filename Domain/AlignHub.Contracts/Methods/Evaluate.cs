@@ -1,4 +1,3 @@
-using Microsoft.EntityFrameworkCore;
 namespace AlignHub.Domain;
 
 /// <summary>
@@ -65,7 +64,7 @@ public sealed class EvaluateMethod : JobMethod
             check.Error("reference_model", "a policy's implicit reward needs a reference model: name one (the model was not trained here)");
         if (c.Judge is { } judgeId)
         {
-            var j = await check.Db.Judges.AsNoTracking().FirstOrDefaultAsync(x => x.Id == judgeId, ct);
+            var j = await check.Lookup.FindJudgeAsync(judgeId, ct);
             if (j is null) check.Error("judge", $"judge \"{judgeId}\" does not exist");
             else if (j.Mode != "pairwise") check.Error("judge", "a win rate needs a pairwise judge");
             if (c.RewardModel is not null) check.Error("judge", "name reward_model or judge, not both");

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Microsoft.EntityFrameworkCore;
 
 namespace AlignHub.Domain;
 
@@ -84,9 +83,9 @@ public sealed class FrontierMethod : JobMethod
         check.FitsContext(c.MaxNewTokens, "max_new_tokens", below: true);
         if (c.Run is { } run)
         {
-            var job = await check.Db.Jobs.AsNoTracking().FirstOrDefaultAsync(j => j.Id == run, ct);
+            var job = await check.Lookup.FindJobAsync(run, ct);
             if (job is null) check.Error("run", $"job \"{run}\" does not exist");
-            else if (!await check.Db.Checkpoints.AnyAsync(x => x.JobId == run, ct) && job.Status is "succeeded" or "failed" or "cancelled")
+            else if (!await check.Lookup.HasCheckpointsAsync(run, ct) && JobStatus.IsTerminal(job.Status))
                 check.Error("run", $"job \"{run}\" ended without checkpoints");
         }
         foreach (var (id, i) in c.Models.Select((m, i) => (m, i)))

@@ -8,14 +8,16 @@ namespace AlignHub.Domain;
 public static class JobResources
 {
     public const string Any = "any", Cpu = "cpu", Gpu = "gpu";
+    /// <summary>The queue every training worker serves (Hangfire's <c>ITrainingJob</c> is enqueued on it or its device variants).</summary>
+    public const string TrainingQueue = "training";
     public static readonly IReadOnlyList<string> Devices = [Any, Cpu, Gpu];
 
     /// <summary>The Hangfire queue of a job that needs <paramref name="device"/>: <c>training</c> (any worker), <c>training_cpu</c> or <c>training_gpu</c>.</summary>
     public static string QueueFor(string? device) => device switch
     {
-        Cpu => ITrainingJob.Queue + "_cpu",
-        Gpu => ITrainingJob.Queue + "_gpu",
-        _ => ITrainingJob.Queue,
+        Cpu => TrainingQueue + "_cpu",
+        Gpu => TrainingQueue + "_gpu",
+        _ => TrainingQueue,
     };
 
     /// <summary>
@@ -25,7 +27,7 @@ public static class JobResources
     public static IReadOnlyList<string> WorkerQueues(string? configured, bool cuda)
     {
         var list = (configured ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(q => q.ToLowerInvariant()).ToList();
-        if (list.Count == 0) list = [QueueFor(cuda ? Gpu : Cpu), ITrainingJob.Queue];
+        if (list.Count == 0) list = [QueueFor(cuda ? Gpu : Cpu), TrainingQueue];
         if (!list.Contains("default")) list.Add("default");
         return list.Distinct().ToList();
     }
