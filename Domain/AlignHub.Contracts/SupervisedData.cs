@@ -152,6 +152,18 @@ public static class JsonlRows
         catch (JsonException) { return false; }
     }
 
+    /// <summary>A line as a JSON object, or an error naming the line: invalid JSON, or another kind of value.</summary>
+    static JsonDocument ParseObject(string line, int no)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 }); }
+        catch (JsonException e) { throw new JsonlFormatException(no, $"invalid JSON ({Short(e.Message)})"); }
+        if (doc.RootElement.ValueKind == JsonValueKind.Object) return doc;
+        var kind = Kind(doc.RootElement);
+        doc.Dispose();
+        throw new JsonlFormatException(no, $"expected a JSON object, found {kind}");
+    }
+
     /// <summary>
     /// A generation prompt: <c>{"prompt": str}</c> (fed as it is), or <c>{"messages": [...]}</c> rendered with the
     /// chat template plus the assistant's role marker. Supervised rows also serve: their prompt, or their messages
@@ -161,14 +173,9 @@ public static class JsonlRows
 
     public static GenerationPrompt ParsePrompt(string line, int no, IChatFormat? chat)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 }); }
-        catch (JsonException e) { throw new JsonlFormatException(no, $"invalid JSON ({Short(e.Message)})"); }
-        using (doc)
+        using var doc = ParseObject(line, no);
         {
             var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new JsonlFormatException(no, $"expected a JSON object, found {Kind(root)}");
             if (root.TryGetProperty("messages", out var messages))
             {
                 if (messages.ValueKind != JsonValueKind.Array)
@@ -220,14 +227,9 @@ public static class JsonlRows
 
     public static SupervisedExample ParseSupervised(string line, int no, IChatFormat? chat)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 16 }); }
-        catch (JsonException e) { throw new JsonlFormatException(no, $"invalid JSON ({Short(e.Message)})"); }
-        using (doc)
+        using var doc = ParseObject(line, no);
         {
             var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new JsonlFormatException(no, $"expected a JSON object, found {Kind(root)}");
             if (root.TryGetProperty("messages", out var messages))
                 return ParseMessages(messages, no, chat);
             if (root.TryGetProperty("prompt", out var prompt))
