@@ -61,6 +61,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
                 OutputFolder = options.Resolve(Path.Combine("jobs", job.Id)),
                 // Judges and score_model graders ask their models through this process's model server or a judge's endpoint.
                 Judges = judges,
+                Stopping = stop.Token,
                 FindJudge = findJudge,
                 GraderAsk = judges.GraderAsk(findJudge, stop.Token),
             };
@@ -71,7 +72,7 @@ public sealed class TrainingJob(IDbContextFactory<AlignHubDb> dbs, AlignHubOptio
         {
             // A slow call inside a step (a judge) was abandoned because the job was cancelled or taken from this worker.
             if (JobLifecycle.Observe(db, jobId, WorkerId, JobLifecycle.Observation.StoppedForCancel) is not null)
-                reporter.Event("info", "Training stopped inside a step: job cancelled while a grader was waiting for its model");
+                reporter.Event("info", "Training stopped inside a step: job cancelled while a grader or judge was waiting for its model");
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {

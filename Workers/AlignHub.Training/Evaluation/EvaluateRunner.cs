@@ -44,13 +44,15 @@ public sealed class EvaluateRunner : IMethodRunner
         var aiJudge = c.Judge is { } judgeId ? ctx.FindJudge(judgeId) ?? throw new InvalidDataException($"judge \"{judgeId}\" no longer exists") : null;
         var run = new EvaluateRun(ctx.Source(model), referenceId is null ? null : ctx.Model(referenceId), c.RewardModel is null ? null : ctx.Model(c.RewardModel),
             pairs, c, ctx.Output("evaluation.jsonl"), ctx.Device, aiJudge, ctx.Judges);
-        var (result, metrics) = Evaluate(run, reporter, ct);
+        var (result, metrics) = Evaluate(run, reporter, ct, ctx.Stopping);
         var summary = string.Join(", ", metrics.Select(kv => $"{kv.Key} {kv.Value:0.###}"));
         return new MethodOutcome(result, File: new ProducedFile(run.OutputPath, $"{job.Id}-evaluation.jsonl", "evaluation", File.ReadLines(run.OutputPath).Count()),
             Message: $"Evaluation finished: {summary}", Data: metrics.ToDictionary(kv => kv.Key, kv => (object)kv.Value));
     }
 
-    public static (TrainingResult Result, Dictionary<string, double> Metrics) Evaluate(EvaluateRun run, ITrainingReporter reporter, CancellationToken ct)
+    /// <param name="stopping">Fires on a cancel between the engine's checks: the AI judge's calls take it with <paramref name="ct"/>.</param>
+    public static (TrainingResult Result, Dictionary<string, double> Metrics) Evaluate(EvaluateRun run, ITrainingReporter reporter, CancellationToken ct,
+        CancellationToken stopping = default)
     {
         var c = run.Config;
         var tok = run.Model.CreateTokenizer();
@@ -106,11 +108,12 @@ public sealed class EvaluateRunner : IMethodRunner
             {
                 // Policy as A, reference as B, then swapped (JudgeClient.CompareAsync); a few prompts at a time, which the model server batches.
                 var client = run.Judges ?? throw new InvalidDataException("an AI judge needs a model server or an endpoint here");
+                using var asking = CancellationTokenSource.CreateLinkedTokenSource(ct, stopping);
                 verdicts = new PairVerdict[prompts.Count];
                 foreach (var chunk in Enumerable.Range(0, prompts.Count).Chunk(8))
                 {
                     if (ct.IsCancellationRequested) break;
-                    var done = Task.WhenAll(chunk.Select(async i => verdicts[i] = await client.CompareAsync(ai, prompts[i], policySamples[i].Text, referenceSamples[i].Text, ct)));
+                    var done = Task.WhenAll(chunk.Select(async i => verdicts[i] = await client.CompareAsync(ai, prompts[i], policySamples[i].Text, referenceSamples[i].Text, asking.Token)));
                     done.GetAwaiter().GetResult();
                 }
                 outcome = verdicts.Select(v => v.Verdict switch { "a" => 1.0, "b" => 0.0, _ => 0.5 }).ToArray();

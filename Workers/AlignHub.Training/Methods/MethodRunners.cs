@@ -39,6 +39,11 @@ public sealed class MethodContext
     /// <summary>The step of a checkpoint's model name (null: not a checkpoint).</summary>
     public Func<string, int?> CheckpointStepOf { get; init; } = _ => null;
 
+    /// <summary>
+    /// Fires when the job is cancelled while its worker runs it (seen between steps by the heartbeat): what slow calls
+    /// inside a step (judges, score_model graders) take, so a cancel does not wait for their answers.
+    /// </summary>
+    public CancellationToken Stopping { get; init; }
     /// <summary>Asks AI judges (local ones through this process's model server); null where none can be asked.</summary>
     public IPairwiseJudging? Judges { get; init; }
     /// <summary>A judge by id (null: no such judge).</summary>
