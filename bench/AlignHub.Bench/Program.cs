@@ -20,6 +20,9 @@ switch (command)
     case "rl-variants": Rl2026Benchmarks.Variants(args.Length > 1 ? int.Parse(args[1]) : 300); return;
     case "distill": Rl2026Benchmarks.Distill(args.Length > 1 ? int.Parse(args[1]) : 300, args.Length > 2 ? int.Parse(args[2]) : 200,
         args.Length > 3 ? double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : 1e-3); return;
+    case "rebel": Rl2026Benchmarks.Rebel(int.Parse(args[1]), int.Parse(args[2]), double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture),
+        double.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture)); return;
+    case "rto": Rl2026Benchmarks.Rto(int.Parse(args[1]), int.Parse(args[2]), double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Length > 4 && args[4] == "grader"); return;
     case "rl-step-cost": RlStepCost.Run(args.Length > 1 ? int.Parse(args[1]) : 60); return;
     // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
     // smollm2-flops [batch] [seq]: SFT FLOP/s at SmolLM2-135M's shape vs a large matmul

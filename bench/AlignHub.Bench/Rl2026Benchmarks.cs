@@ -77,4 +77,60 @@ static class Rl2026Benchmarks
         Console.WriteLine("step\tcompletions_sampled\tstudent_held_out_exact_match\twall_s");
         foreach (var (step, sampled, acc, s) in curve) Console.WriteLine($"{step}\t{sampled}\t{acc:F3}\t{s:F1}");
     }
+
+    /// <summary>REBEL from the SFT start: held-out exact match every 25 steps (pairs of samples, eta, learning rate).</summary>
+    public static void Rebel(int steps, int k, double eta, double lr)
+    {
+        var (_, start) = Start();
+        var c = new RebelConfig { NEpochs = 100, MaxSteps = steps, BatchSize = 32, NumGenerations = k, Eta = eta, MaxCompletionLength = 4, LearningRate = lr,
+            SaveSteps = 100_000, EvalSteps = 25, Seed = 1, Grader = Grader };
+        var (curve, _) = Curve(start, c);
+        Console.WriteLine($"rebel k={k} eta={eta} lr={lr}\nstep\tcompletions_sampled\theld_out_exact_match\twall_s");
+        foreach (var (step, sampled, acc, sec) in curve) Console.WriteLine($"{step}\t{sampled}\t{acc:F3}\t{sec:F1}");
+    }
+
+    /// <summary>Arithmetic preference pairs: the exact answer chosen over a wrong one (off by 1 to 9, or two digits swapped).</summary>
+    public static List<PreferencePair> ArithmeticPairs(int n, int seed)
+    {
+        var rng = new Random(seed);
+        return ArithmeticTask.Problems(n, seed).Select(p =>
+        {
+            int answer = int.Parse(p.Answer), off = rng.Next(1, 10) * (rng.Next(2) == 0 ? -1 : 1);
+            return new PreferencePair(p.Prompt, p.Answer, Math.Max(0, answer + off).ToString() is var w && w != p.Answer ? w : (answer + 10).ToString());
+        }).ToList();
+    }
+
+    /// <summary>A DPO model from the SFT start on arithmetic pairs, then RTO (PPO on its token rewards) from the same start: held-out exact match every 25 batches.</summary>
+    public static void Rto(int dpoSteps, int batches, double dpoBeta, bool withGrader)
+    {
+        var (tiny, start) = Start();
+        var sw = Stopwatch.StartNew();
+        var dpo = AlignHub.Training.Preference.DpoTrainer.Train(new AlignHub.Training.Preference.DpoRun(start, ArithmeticPairs(4000, 3), null,
+            new DpoConfig { NEpochs = 100, MaxSteps = dpoSteps, BatchSize = 32, LearningRate = 1e-3, Beta = 0.1, SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1 },
+            Temp(), null, Path.Combine(Temp(), "ref.json")), new BenchReporter(), CancellationToken.None);
+        var dpoModel = tiny with { Folder = dpo.LastCheckpoint };
+        Console.WriteLine($"dpo model: {dpoSteps} steps, {sw.Elapsed.TotalSeconds:F1} s, its own held-out exact match {ExactMatch(dpoModel):F3} (start {ExactMatch(start):F3})");
+        var c = new RtoConfig { NEpochs = 100, MaxSteps = batches * 4, BatchSize = 32, NumGenerations = 8, NumPpoEpochs = 4, MaxCompletionLength = 4, DpoModel = "dpo", DpoBeta = dpoBeta,
+            SaveSteps = 100_000, EvalSteps = 25 * 4, Seed = 1, Grader = Grader };
+        var held = ArithmeticTask.Prompts(200, 99);
+        var log = new BenchReporter();
+        // The grader scores only eval (and, with withGrader, adds its reward at the last token); without it, the DPO model's token rewards alone train.
+        IRewardSource? source = withGrader ? new GraderSource(c.ParsedGrader()!) : null;
+        OnlineRlTrainer.Train(new OnlineRlRun(start, ArithmeticTask.Prompts(2000, 5), held, c with { Grader = withGrader ? Grader : null }, Temp(), null,
+            source ?? new GraderSource(c.ParsedGrader()!), Teacher: dpoModel), log, CancellationToken.None);
+        Console.WriteLine($"rto dpo_beta={dpoBeta} grader_reward={withGrader}\nbatch\theld_out_exact_match\twall_s");
+        for (int i = 0; i < log.Rows.Count; i++)
+            if (log.Rows[i].Metrics.TryGetValue("eval/reward", out var acc)) Console.WriteLine($"{log.Rows[i].Step / 4}\t{acc:F3}\t{log.RowTimes[i]:F1}");
+    }
+
+    /// <summary>Greedy exact match of a model on the 200 held-out problems (seed 99).</summary>
+    static double ExactMatch(ModelSource source)
+    {
+        var held = ArithmeticTask.Prompts(200, 99);
+        using var model = source.CreateModel();
+        var tok = source.CreateTokenizer();
+        var outs = AlignHub.Training.Generation.TextGenerator.Generate(model, tok, held.Select(h => new[] { tok.BosId }.Concat(tok.Encode(h.Text)).ToArray()).ToList(),
+            new AlignHub.Training.Generation.GenerationOptions { MaxNewTokens = 4, Temperature = 0 });
+        return held.Zip(outs).Count(x => x.Second.Text == x.First.Row!.Value.GetProperty("answer").GetString()) / (double)held.Count;
+    }
 }

@@ -78,6 +78,9 @@ public class RlStepOracleTests
         var ppo = new PpoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.05, Gamma = 0.99, Lam = 0.9, VfCoef = 0.3, Grader = grader };
         yield return new("ppo", "ppo", ppo);
         yield return new("ppo grpo unwhitened", "ppo", ppo with { LossType = "grpo", WhitenAdvantages = false });
+        yield return new("rebel", "rebel", new RebelConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Eta = 0.5, Temperature = 0.9, Grader = grader });
+        yield return new("rto", "rto", new RtoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.05, DpoBeta = 0.2, DpoModel = "d",
+            Gamma = 0.99, Lam = 0.9, VfCoef = 0.3, Grader = grader });
         yield return new("distill", "distill", new DistillConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, TeacherModel = "t" });
         yield return new("distill with beta", "distill", new DistillConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, TeacherModel = "t", Beta = 0.1, Temperature = 0.8 });
     }
@@ -85,9 +88,10 @@ public class RlStepOracleTests
     sealed record Ours(double Loss, Dictionary<string, float[]> Grads);
 
     /// <summary>One step of the shared trainer on the fixed rollouts: the engine's accumulation, then the summed loss and every gradient (HF layout).</summary>
-    static Ours Step(OnlineRlConfig c, int accumulation, string referencePath, float[][] valueHead)
+    static Ours Step(OnlineRlConfig c, int accumulation, string referencePath, float[][] valueHead, double rewardShift = 0)
     {
         var (prompts, rollouts, rewards, greedy) = Data();
+        rewards = rewards.Select(r => r + rewardShift).ToArray();
         using var policy = Model(1);
         using var reference = Model(2);
         using var teacher = Model(3);
@@ -172,6 +176,20 @@ public class RlStepOracleTests
             var (a, b) = (group.First().Result, group.Last().Result);
             Assert.True(Math.Abs(a.Loss - b.Loss) < 1e-6, $"{group.Key}: loss {a.Loss} with 1 micro-batch, {b.Loss} with 4");
         }
+    }
+
+    /// <summary>REBEL regresses reward differences: adding a constant to every reward leaves its loss and gradient unchanged (1e-6).</summary>
+    [Fact]
+    public void REBEL_ignores_a_constant_added_to_every_reward()
+    {
+        var c = new RebelConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Eta = 0.5,
+            Grader = JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader) };
+        float[][] head = [new float[32], [0f]];
+        var (a, b) = (Step(c, 1, "", head), Step(c, 1, "", head, rewardShift: 5));
+        Assert.Equal(a.Loss, b.Loss, 1e-6);
+        foreach (var (name, g) in a.Grads)
+            Assert.True(g.Zip(b.Grads[name]).All(x => Math.Abs(x.First - x.Second) <= 1e-6), name);
+        Assert.Contains(a.Grads.Values, g => g.Any(x => x != 0));
     }
 
     /// <summary>Runs a tests/oracles script with Debian's python3 (python3-torch), stdin to stdout.</summary>

@@ -170,12 +170,22 @@ def step(req):
     elif method == "remax":
         greedy = torch.tensor(req["greedy_rewards"]).repeat_interleave(k)
         loss = clipped(rewards - greedy, kl_beta=beta)
-    elif method == "ppo":
+    elif method == "rebel":
+        # REBEL (Gao et al., 2024): regress (1/eta) x the pair's log-ratio difference onto its reward difference.
+        log_ratio = ((logps - old) * mask).sum(-1).view(-1, 2)
+        r = rewards.view(-1, 2)
+        loss = (((log_ratio[:, 0] - log_ratio[:, 1]) / c["eta"] - (r[:, 0] - r[:, 1])) ** 2).mean()
+    elif method in ("ppo", "rto"):
         vh = req["value_head"]
         vw, vb = torch.tensor(vh["weight"]).requires_grad_(True), torch.tensor(vh["bias"]).requires_grad_(True)
         values = (hidden[:, :-1] @ vw.t() + vb).squeeze(-1) * mask
         old_values = values.detach()
         tr = (-beta * tok_kl() + last_token_rewards(rewards, mask)) * mask
+        if method == "rto":
+            # RTO (Zhong et al., 2024): the DPO model's log-ratio to the reference on every sampled token.
+            with torch.no_grad():
+                dpo = token_logps(gpt2(read_safetensors(req["teacher"]), ids, cfg)[1], ids, 1.0)
+            tr = tr + c["dpo_beta"] * (dpo - ref) * mask
         # GAE (Schulman et al., 2016), V past the last token 0.
         adv = torch.zeros_like(tr)
         running = torch.zeros(N)

@@ -103,6 +103,9 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("Fraction of the total steps spent in linear warmup from 0 to the peak rate.", Min = 0, Max = 1)]
     public override double WarmupRatio { get; init; }
 
+    /// <summary>The registered model whose log-probs of the sampled tokens the method reads besides the policy's (distillation's teacher, RTO's DPO model); null: none.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual string? ScoringModel => null;
+
     /// <summary>A KL term or KL-shaped reward to the starting model: beta &gt; 0.</summary>
     [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => Beta > 0;
 
@@ -215,6 +218,21 @@ public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : Online
         check.FitsContext(c.MaxCompletionLength, "max_completion_length", below: true);
         if (c.Grader is null) await check.RewardModelAsync(c.RewardModel, ct);
         else await check.GraderModelsAsync(c.ParsedGrader(), "grader", ct);
+        if (c.ScoringModel is { } scorer) await ScoringModelAsync(check, scorer, ScoringModelField, ct);
+    }
+
+    /// <summary>The hyperparameter that names <see cref="OnlineRlConfig.ScoringModel"/> (errors are reported at it).</summary>
+    protected virtual string ScoringModelField => "teacher_model";
+
+    /// <summary>A model whose log-probs are compared token by token with the policy's: registered, a language model, with the policy's tokenizer.</summary>
+    static async Task ScoringModelAsync(JobCheck check, string id, string field, CancellationToken ct)
+    {
+        var scorer = await check.FindModelAsync(id, ct);
+        if (scorer is null) { check.Error(field, $"model \"{id}\" is not registered"); return; }
+        var a = ModelArchitecture.Parse(scorer.ConfigJson);
+        if (a.IsRewardModel) check.Error(field, $"model \"{id}\" is a reward model, not a language model");
+        else if (check.Architecture is { } policy && (a.VocabSize != policy.VocabSize || (check.Model!.Tokenizer == ModelPresets.ByteTokenizer) != (scorer.Tokenizer == ModelPresets.ByteTokenizer)))
+            check.Error(field, $"its tokenizer differs from the policy's (vocabulary {a.VocabSize} vs {policy.VocabSize}): its log-probs are compared with the policy's token by token");
     }
 }
 
@@ -284,7 +302,7 @@ public sealed class RemaxMethod : OnlineRlMethod<RemaxConfig>
 /// on the policy's last hidden states, per-token rewards -beta * k1 plus the score at the last token, GAE advantages
 /// (whitened), <c>num_ppo_epochs</c> clipped updates per batch of rollouts, and a clipped value loss.
 /// </summary>
-public sealed record PpoConfig : OnlineRlConfig
+public record PpoConfig : OnlineRlConfig
 {
     [Hyperparameter("Completions sampled per prompt (PPO needs no groups).", Min = 1, Max = 64)]
     public override int NumGenerations { get; init; } = 1;
@@ -499,6 +517,7 @@ public sealed record DistillConfig : OnlineRlConfig
 
     [System.Text.Json.Serialization.JsonIgnore] public override bool RequiresRewardSource => false;
     [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsTeacher => true;
+    [System.Text.Json.Serialization.JsonIgnore] public override string? ScoringModel => TeacherModel;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
@@ -526,17 +545,87 @@ public sealed class DistillMethod : OnlineRlMethod<DistillConfig>
         teacher_model = "ft:alignhub/tiny:grpo:ftjob-def456", num_generations = 4, max_completion_length = 8,
         grader = ArithmeticTask.ExactMatchGrader,
     });
+}
 
-    public override async Task ValidateAsync(JobCheck check, CancellationToken ct)
+/// <summary>
+/// RTO (<c>method.type = "rto"</c>; Zhong et al., 2024, "DPO Meets PPO: Reinforced Token Optimization"): PPO whose
+/// token rewards are read off a DPO-trained model, dpo_beta x (log pi_dpo(y_t) - log pi_ref(y_t)) on every sampled
+/// token, plus the grader's or reward model's score at the last token when one is given, minus beta x k1 to the
+/// reference (the starting model, which should be the DPO model's reference). Everything else is PPO's.
+/// </summary>
+public sealed record RtoConfig : PpoConfig
+{
+    [Hyperparameter("The DPO-trained model (registered, the policy's tokenizer) whose log-ratio to the reference is each token's reward.")]
+    public string? DpoModel { get; init; }
+
+    [Hyperparameter("Scale of the DPO token reward (RTO's beta_1; the DPO run's beta recovers its implicit reward).", Min = 0, Max = 100)]
+    public double DpoBeta { get; init; } = 0.1;
+
+    [System.Text.Json.Serialization.JsonIgnore] public override bool RequiresRewardSource => false;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => true;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsTeacher => true;
+    [System.Text.Json.Serialization.JsonIgnore] public override string? ScoringModel => DpoModel;
+
+    public override void Validate(string prefix, Action<string, string> err)
     {
-        await base.ValidateAsync(check, ct);
-        var c = (DistillConfig)check.Config;
-        if (c.TeacherModel is null) return;
-        var teacher = await check.FindModelAsync(c.TeacherModel, ct);
-        if (teacher is null) { check.Error("teacher_model", $"model \"{c.TeacherModel}\" is not registered"); return; }
-        var a = ModelArchitecture.Parse(teacher.ConfigJson);
-        if (a.IsRewardModel) check.Error("teacher_model", $"model \"{c.TeacherModel}\" is a reward model, not a language model");
-        else if (check.Architecture is { } student && (a.VocabSize != student.VocabSize || (check.Model!.Tokenizer == ModelPresets.ByteTokenizer) != (teacher.Tokenizer == ModelPresets.ByteTokenizer)))
-            check.Error("teacher_model", $"the teacher's tokenizer differs from the student's (vocabulary {a.VocabSize} vs {student.VocabSize}): distillation compares log-probs of the same tokens");
+        base.Validate(prefix, err);
+        if (string.IsNullOrWhiteSpace(DpoModel)) err(prefix + "dpo_model", "a DPO-trained model is required");
+        if (Temperature != 1) err(prefix + "temperature", "must be 1: the DPO reward compares the two models' own distributions");
     }
+}
+
+public sealed class RtoMethod : OnlineRlMethod<RtoConfig>
+{
+    public override int Order => 59;
+    public override string Name => "rto";
+    public override string Title => "Reinforced token optimisation (DPO rewards in PPO)";
+    protected override string ScoringModelField => "dpo_model";
+    public override string Summary =>
+        "RTO (Zhong et al., 2024): PPO on token rewards r_t = dpo_beta (log pi_dpo(y_t) - log pi_ref(y_t)) - beta k1_t, plus the sequence score at the last token " +
+        "when a grader or reward model is given; L = agg_t[-min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps_high) A_t)] + vf_coef x PPO's clipped value loss, " +
+        "A = whiten(GAE(gamma, lambda)).";
+    public override object Example => ExampleWith(new
+    {
+        dpo_model = "ft:alignhub/tiny:dpo:ftjob-ghi789", dpo_beta = 0.1, num_generations = 4, max_completion_length = 8, num_ppo_epochs = 4,
+    });
+}
+
+/// <summary>
+/// REBEL (<c>method.type = "rebel"</c>; Gao et al., 2024, "REBEL: Reinforcement Learning via Regressing Relative
+/// Rewards"): completions come in pairs (samples 2i and 2i + 1 of a prompt), and the update regresses the difference
+/// of their log-ratios to the sampling policy, scaled by 1/eta, onto the difference of their rewards with a squared
+/// loss. Only reward differences enter, so adding a constant to every reward changes nothing. No reference, no critic.
+/// </summary>
+public sealed record RebelConfig : OnlineRlConfig
+{
+    [Hyperparameter("Completions per prompt, taken as consecutive pairs (an even number).", Min = 2, Max = 64)]
+    public override int NumGenerations { get; init; } = 2;
+
+    [Hyperparameter("REBEL's eta: the log-ratio difference is divided by it before it is regressed onto the reward difference (larger: larger steps).", Min = 1e-6, Max = 1e6)]
+    public double Eta { get; init; } = 1.0;
+
+    [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => false;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (NumGenerations % 2 != 0) err(prefix + "num_generations", "must be even: REBEL compares completions in pairs");
+        if (Beta != 0) err(prefix + "beta", "REBEL has no KL term (its regression to the sampling policy keeps steps small); leave beta at 0");
+    }
+}
+
+public sealed class RebelMethod : OnlineRlMethod<RebelConfig>
+{
+    public override int Order => 60;
+    public override string Name => "rebel";
+    public override string Title => "REBEL (regressing relative rewards)";
+    public override string Summary =>
+        "REBEL (Gao et al., 2024): for each pair (y, y') of a prompt's samples, L = mean over pairs of ((1/eta) [log pi(y)/pi_old(y) - log pi(y')/pi_old(y')] - (r(y) - r(y')))^2, " +
+        "log-probs summed over each completion, pi_old the sampling policy. Invariant to a constant added to every reward.";
+    public override object Example => ExampleWith(new
+    {
+        num_generations = 4, eta = 1.0, max_completion_length = 8,
+        grader = ArithmeticTask.ExactMatchGrader,
+    });
 }

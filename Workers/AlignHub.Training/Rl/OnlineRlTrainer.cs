@@ -375,7 +375,7 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         var refAll = Cat(refs);
         var view = new RolloutTensors
         {
-            Rewards = tensor(b.Rewards, device: device).to_type(ScalarType.Float32), Mask = mask, K = c.NumGenerations, Beta = b.Beta,
+            Rewards = tensor(b.Rewards, device: device).to_type(ScalarType.Float32), RewardValues = b.Rewards, Mask = mask, K = c.NumGenerations, Beta = b.Beta,
             OldLogps = oldAll, RefLogps = refAll, OldValues = valuesAll, TeacherLogps = Cat(teach),
             GreedyRewards = b.GreedyRewards is null ? null : tensor(b.GreedyRewards, device: device).to_type(ScalarType.Float32),
         };
@@ -654,7 +654,7 @@ public sealed class OnlineRlRunner : Methods.IMethodRunner
         var chat = policy.ChatFormat();
         var validation = ctx.ValidationRows(p => JsonlRows.LoadPrompts(p, chat));
         if (c is ReinforcementConfig { EvalSamples: int n }) validation = validation?.Take(n).ToList();
-        var teacher = c.NeedsTeacher && c is DistillConfig { TeacherModel: { } t } ? ctx.Model(t) : null;
+        var teacher = c.NeedsTeacher && c.ScoringModel is { } t ? ctx.Model(t) : null;
         var result = OnlineRlTrainer.Train(new OnlineRlRun(policy, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat)),
             validation, c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device, teacher), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);

@@ -86,6 +86,8 @@ public sealed class RolloutTensors
 {
     /// <summary>[N] float32 rewards (overlong shaping applied); samples of prompt p at p*K .. p*K + K - 1.</summary>
     public required Tensor Rewards { get; init; }
+    /// <summary>The same rewards in double precision, on the host (for targets that must be exact, as differences).</summary>
+    public required IReadOnlyList<double> RewardValues { get; init; }
     /// <summary>[N, T-1] the sampled completion tokens (truncated completions masked out when mask_truncated_completions).</summary>
     public required Tensor Mask { get; init; }
     public required int K { get; init; }

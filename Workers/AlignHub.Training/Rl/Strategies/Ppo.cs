@@ -11,7 +11,19 @@ namespace AlignHub.Training.Rl;
 /// (<see cref="Advantages.Gae"/>), advantages whitened over the whole batch's tokens; per update the clipped
 /// token-level surrogate plus vf_coef times the clipped value loss, both normalised over the update's tokens.
 /// </summary>
-public sealed class Ppo(PpoConfig c) : ClippedStrategy<PpoConfig>(c)
+public sealed class Ppo(PpoConfig c) : PpoFamily<PpoConfig>(c);
+
+/// <summary>
+/// RTO (Zhong et al., 2024): PPO whose token rewards add dpo_beta x (log pi_dpo - log pi_ref) of each sampled token, the
+/// DPO model's log-probs read in the trainer's scoring-model slot (<see cref="RolloutTensors.TeacherLogps"/>).
+/// </summary>
+public sealed class Rto(RtoConfig c) : PpoFamily<RtoConfig>(c)
+{
+    protected override Tensor DenseRewards(RolloutTensors b) => Config.DpoBeta * (b.TeacherLogps! - b.RefLogps!) * b.Mask;
+}
+
+/// <summary>PPO's step; a member of the family adds token rewards of its own (<see cref="DenseRewards"/>).</summary>
+public abstract class PpoFamily<TConfig>(TConfig c) : ClippedStrategy<TConfig>(c) where TConfig : PpoConfig
 {
     const string PolicyLoss = "policy_loss", ValueLoss = "value_loss",
         ResidualSum = "ev_residual_sum", ResidualSquares = "ev_residual_squares", ReturnSum = "ev_return_sum", ReturnSquares = "ev_return_squares", Tokens = "ev_tokens";
@@ -19,13 +31,18 @@ public sealed class Ppo(PpoConfig c) : ClippedStrategy<PpoConfig>(c)
     public override RlNeeds Needs => new()
     {
         Reference = Config.NeedsReference, PolicyLogProbs = true, ValueHead = Config.NeedsValueModel, ValueLearningRate = Config.ValueLearningRate,
+        Teacher = Config.NeedsTeacher,
     };
+
+    /// <summary>Token rewards [N, T-1] added to the KL-penalised score (none for PPO itself).</summary>
+    protected virtual Tensor? DenseRewards(RolloutTensors b) => null;
     public override IReadOnlyList<string> StatNames => [.. ClipStats.Names, PolicyLoss, ValueLoss, ResidualSum, ResidualSquares, ReturnSum, ReturnSquares, Tokens];
 
     public override RlTargets Targets(RolloutTensors b)
     {
         using var kl = b.TokenKl();
-        using var tokenRewards = Advantages.TokenRewards(b.Rewards, kl, b.Mask, b.Beta);
+        var sparse = Advantages.TokenRewards(b.Rewards, kl, b.Mask, b.Beta); // freed with the trainer's scope for targets
+        var tokenRewards = DenseRewards(b) is { } dense ? sparse + dense : sparse;
         var (adv, returns) = Advantages.Gae(tokenRewards, b.OldValues!, b.Mask, Config.Gamma, Config.Lam);
         if (!Config.WhitenAdvantages) return new(adv, returns);
         using (adv) return new(Advantages.Whiten(adv, b.Mask), returns);
