@@ -32,9 +32,16 @@ public sealed record ModelArchitecture
     public bool AttentionBias { get; init; }
     /// <summary>A reward model: HF's <c>*ForSequenceClassification</c> with a scalar <c>score</c> head.</summary>
     public bool IsRewardModel { get; init; }
+    /// <summary>Outputs of a sequence classifier's head (config.json's <c>num_labels</c>): 1 for a reward model, 2k for a general preference model's embedding.</summary>
+    public int NumLabels { get; init; } = 1;
+    /// <summary>A general preference model (AlignHub's <c>alignhub_preference_model</c> marker): its head's outputs are a preference embedding, not a reward.</summary>
+    public bool IsPreferenceModel { get; init; }
     public int? BosTokenId { get; init; }
     public int? EosTokenId { get; init; }
     public int? PadTokenId { get; init; }
+
+    /// <summary>The config.json key that marks a general preference model's folder.</summary>
+    public const string PreferenceModelMarker = "alignhub_preference_model";
 
     public static readonly string[] SupportedModelTypes = ["gpt2", "llama", "qwen2", "mistral", "smollm"];
 
@@ -94,6 +101,8 @@ public sealed record ModelArchitecture
         {
             IsRewardModel = r.TryGetProperty("architectures", out var archs) && archs.ValueKind == JsonValueKind.Array && archs.GetArrayLength() > 0
                             && archs[0].ValueKind == JsonValueKind.String && archs[0].GetString()!.EndsWith("ForSequenceClassification"),
+            NumLabels = r.TryGetProperty("num_labels", out var nl) && nl.ValueKind == JsonValueKind.Number ? Math.Max(1, nl.GetInt32()) : 1,
+            IsPreferenceModel = r.TryGetProperty(PreferenceModelMarker, out var pm) && pm.ValueKind == JsonValueKind.True,
         };
         a.Check();
         return a;

@@ -101,26 +101,52 @@ static class Rl2026Benchmarks
     }
 
     /// <summary>A DPO model from the SFT start on arithmetic pairs, then RTO (PPO on its token rewards) from the same start: held-out exact match every 25 batches.</summary>
-    public static void Rto(int dpoSteps, int batches, double dpoBeta, bool withGrader)
+    public static void Rto(int dpoSteps, int batches, double dpoBeta, bool withGrader, double dpoLr = 1e-3, double dpoTrainBeta = 0.1)
     {
         var (tiny, start) = Start();
         var sw = Stopwatch.StartNew();
-        var dpo = AlignHub.Training.Preference.DpoTrainer.Train(new AlignHub.Training.Preference.DpoRun(start, ArithmeticPairs(4000, 3), null,
-            new DpoConfig { NEpochs = 100, MaxSteps = dpoSteps, BatchSize = 32, LearningRate = 1e-3, Beta = 0.1, SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1 },
+        var dpo = AlignHub.Training.Preference.DpoTrainer.Train(new AlignHub.Training.Preference.DpoRun(start, OnPolicyPairs(start, 4000, 3), null,
+            new DpoConfig { NEpochs = 100, MaxSteps = dpoSteps, BatchSize = 32, LearningRate = dpoLr, Beta = dpoTrainBeta, SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1 },
             Temp(), null, Path.Combine(Temp(), "ref.json")), new BenchReporter(), CancellationToken.None);
         var dpoModel = tiny with { Folder = dpo.LastCheckpoint };
         Console.WriteLine($"dpo model: {dpoSteps} steps, {sw.Elapsed.TotalSeconds:F1} s, its own held-out exact match {ExactMatch(dpoModel):F3} (start {ExactMatch(start):F3})");
         var c = new RtoConfig { NEpochs = 100, MaxSteps = batches * 4, BatchSize = 32, NumGenerations = 8, NumPpoEpochs = 4, MaxCompletionLength = 4, DpoModel = "dpo", DpoBeta = dpoBeta,
             SaveSteps = 100_000, EvalSteps = 25 * 4, Seed = 1, Grader = Grader };
+        // With withGrader the exact-match grader's reward is added at each completion's last token (and scores eval/reward);
+        // without it the DPO model's token rewards alone train, and each checkpoint is scored after the run.
         var held = ArithmeticTask.Prompts(200, 99);
         var log = new BenchReporter();
-        // The grader scores only eval (and, with withGrader, adds its reward at the last token); without it, the DPO model's token rewards alone train.
-        IRewardSource? source = withGrader ? new GraderSource(c.ParsedGrader()!) : null;
-        OnlineRlTrainer.Train(new OnlineRlRun(start, ArithmeticTask.Prompts(2000, 5), held, c with { Grader = withGrader ? Grader : null }, Temp(), null,
-            source ?? new GraderSource(c.ParsedGrader()!), Teacher: dpoModel), log, CancellationToken.None);
+        var saved = new List<(int Step, string Dir)>();
+        var run = new OnlineRlRun(start, ArithmeticTask.Prompts(2000, 5), withGrader ? held : null, c with { Grader = withGrader ? Grader : null, SaveSteps = 25 * 4 },
+            Temp(), null, withGrader ? new GraderSource(c.ParsedGrader()!) : null, Teacher: dpoModel);
+        OnlineRlTrainer.Train(run, new SavingReporter(log, saved), CancellationToken.None);
         Console.WriteLine($"rto dpo_beta={dpoBeta} grader_reward={withGrader}\nbatch\theld_out_exact_match\twall_s");
-        for (int i = 0; i < log.Rows.Count; i++)
-            if (log.Rows[i].Metrics.TryGetValue("eval/reward", out var acc)) Console.WriteLine($"{log.Rows[i].Step / 4}\t{acc:F3}\t{log.RowTimes[i]:F1}");
+        foreach (var (step, dir) in saved) Console.WriteLine($"{step / 4}\t{ExactMatch(tiny with { Folder = dir }):F3}\t{log.RowTimes[Math.Min(log.RowTimes.Count - 1, step - 1)]:F1}");
+    }
+
+    /// <summary>Keeps the checkpoints' folders and hands everything else to the bench reporter.</summary>
+    sealed class SavingReporter(BenchReporter inner, List<(int Step, string Dir)> saved) : ITrainingReporter
+    {
+        public void Event(string level, string message, IReadOnlyDictionary<string, object>? data = null) => inner.Event(level, message, data);
+        public void Step(TrainingProgress p, IReadOnlyDictionary<string, double>? m) => inner.Step(p, m);
+        public void Checkpoint(int step, string directory, IReadOnlyDictionary<string, double> metrics) => saved.Add((step, directory));
+        public ControlSignal Poll() => ControlSignal.Continue;
+    }
+
+    /// <summary>
+    /// Pairs on the start's own distribution: for each problem four samples of the start (temperature 1); the exact
+    /// answer is chosen over one of its wrong samples (problems it never gets wrong are skipped).
+    /// </summary>
+    public static List<PreferencePair> OnPolicyPairs(ModelSource start, int n, int seed)
+    {
+        var problems = ArithmeticTask.Problems(n, seed);
+        using var model = start.CreateModel();
+        var tok = start.CreateTokenizer();
+        var ids = problems.Select(p => new[] { tok.BosId }.Concat(tok.Encode(p.Prompt)).ToArray()).ToList();
+        var rollouts = AlignHub.Training.Generation.Rollouts.Sample(model, tok, ids, Enumerable.Range(0, n).ToList(), 4,
+            new AlignHub.Training.Generation.GenerationOptions { MaxNewTokens = 4, Temperature = 1 }, seed, 0, 256);
+        return rollouts.GroupBy(r => r.PromptIndex).Select(g => (P: problems[g.Key], Wrong: g.FirstOrDefault(r => r.Completion.Text != problems[g.Key].Answer)))
+            .Where(x => x.Wrong is not null).Select(x => new PreferencePair(x.P.Prompt, x.P.Answer, x.Wrong!.Completion.Text)).ToList();
     }
 
     /// <summary>Greedy exact match of a model on the 200 held-out problems (seed 99).</summary>

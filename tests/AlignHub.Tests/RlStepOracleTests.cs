@@ -81,6 +81,7 @@ public class RlStepOracleTests
         yield return new("rebel", "rebel", new RebelConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Eta = 0.5, Temperature = 0.9, Grader = grader });
         yield return new("rto", "rto", new RtoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.05, DpoBeta = 0.2, DpoModel = "d",
             Gamma = 0.99, Lam = 0.9, VfCoef = 0.3, Grader = grader });
+        yield return new("sppo", "sppo", new SppoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Eta = 2.0, Temperature = 0.9, Grader = grader });
         yield return new("distill", "distill", new DistillConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, TeacherModel = "t" });
         yield return new("distill with beta", "distill", new DistillConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, TeacherModel = "t", Beta = 0.1, Temperature = 0.8 });
     }

@@ -175,6 +175,10 @@ def step(req):
         log_ratio = ((logps - old) * mask).sum(-1).view(-1, 2)
         r = rewards.view(-1, 2)
         loss = (((log_ratio[:, 0] - log_ratio[:, 1]) / c["eta"] - (r[:, 0] - r[:, 1])) ** 2).mean()
+    elif method == "sppo":
+        # SPPO (Wu et al., 2024): the rewards are win rates within the group; regress each log-ratio onto eta (P - 1/2).
+        log_ratio = ((logps - old) * mask).sum(-1)
+        loss = ((log_ratio - c["eta"] * (rewards - 0.5)) ** 2).mean()
     elif method in ("ppo", "rto"):
         vh = req["value_head"]
         vw, vb = torch.tensor(vh["weight"]).requires_grad_(True), torch.tensor(vh["bias"]).requires_grad_(True)

@@ -109,6 +109,15 @@ public abstract record OnlineRlConfig : TrainingConfig
     /// <summary>A KL term or KL-shaped reward to the starting model: beta &gt; 0.</summary>
     [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => Beta > 0;
 
+    /// <summary>
+    /// True: each completion's reward is its estimated win rate against the rest of its group, from a pairwise oracle
+    /// (a general preference model, or the reward source through Bradley-Terry): the self-play methods' targets.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual bool RewardsAreGroupWinRates => false;
+
+    /// <summary>A general preference model that is the pairwise oracle (self-play methods); null: none.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual string? PairwiseOracle => null;
+
     /// <summary>False: the method trains without a reward source (distillation); a grader or reward model only adds reward metrics.</summary>
     [System.Text.Json.Serialization.JsonIgnore] public virtual bool RequiresRewardSource => true;
 
@@ -601,7 +610,7 @@ public sealed record RebelConfig : OnlineRlConfig
     [Hyperparameter("Completions per prompt, taken as consecutive pairs (an even number).", Min = 2, Max = 64)]
     public override int NumGenerations { get; init; } = 2;
 
-    [Hyperparameter("REBEL's eta: the log-ratio difference is divided by it before it is regressed onto the reward difference (larger: larger steps).", Min = 1e-6, Max = 1e6)]
+    [Hyperparameter("REBEL's eta: the log-ratio difference is regressed onto eta x the reward difference (its fixed point); one update's size grows as 1/eta.", Min = 1e-6, Max = 1e6)]
     public double Eta { get; init; } = 1.0;
 
     [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
@@ -628,4 +637,58 @@ public sealed class RebelMethod : OnlineRlMethod<RebelConfig>
         num_generations = 4, eta = 1.0, max_completion_length = 8,
         grader = ArithmeticTask.ExactMatchGrader,
     });
+}
+
+/// <summary>
+/// SPPO (<c>method.type = "sppo"</c>; Wu et al., 2024, "Self-Play Preference Optimization for Language Model
+/// Alignment"): each prompt's K samples play against each other; a pairwise oracle (a general preference model, or
+/// the reward source through Bradley-Terry) estimates each sample's win rate against the rest of its group, P(y &gt; pi),
+/// and each sample's log-ratio to the sampling policy is regressed onto eta (P(y &gt; pi) - 1/2). Iterated, this
+/// approaches the Nash equilibrium of the preference, which need not be any reward's maximiser.
+/// </summary>
+public sealed record SppoConfig : OnlineRlConfig
+{
+    [Hyperparameter("Samples per prompt that play against each other (the group whose win rates are estimated).", Min = 2, Max = 64)]
+    public override int NumGenerations { get; init; } = 4;
+
+    [Hyperparameter("SPPO's eta: the target of a sample's log-ratio is eta x (its win rate - 1/2); one update's size grows with it.", Min = 1e-6, Max = 1e6)]
+    public double Eta { get; init; } = 1.0;
+
+    [Hyperparameter("A general preference model (a preference_model job's model) as the pairwise oracle; none: the grader or reward model through Bradley-Terry, sigmoid(r_a - r_b).")]
+    public string? PreferenceModel { get; init; }
+
+    [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => false;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool RewardsAreGroupWinRates => true;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool RequiresRewardSource => PreferenceModel is null;
+    [System.Text.Json.Serialization.JsonIgnore] public override string? PairwiseOracle => PreferenceModel;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (Beta != 0) err(prefix + "beta", "SPPO has no KL term (its regression to the sampling policy keeps steps small); leave beta at 0");
+    }
+}
+
+public sealed class SppoMethod : OnlineRlMethod<SppoConfig>
+{
+    public override int Order => 61;
+    public override string Name => "sppo";
+    public override string Title => "Self-play preference optimisation";
+    public override string Summary =>
+        "SPPO (Wu et al., 2024): K samples of a prompt play each other; with P_i = mean_{j != i} P(y_i > y_j) from the pairwise oracle, " +
+        "L = mean_i (log pi(y_i)/pi_old(y_i) - eta (P_i - 1/2))^2, log-probs summed over each completion, pi_old the sampling policy.";
+    public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Prompts, JsonlRows.Supervised];
+    public override object Example => ExampleWith(new { num_generations = 4, eta = 1.0, preference_model = "ft:alignhub/tiny:pm:ftjob-jkl012", max_completion_length = 8 });
+
+    public override async Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        await base.ValidateAsync(check, ct);
+        if (((SppoConfig)check.Config).PreferenceModel is { } id)
+        {
+            var m = await check.FindModelAsync(id, ct);
+            if (m is null) check.Error("preference_model", $"model \"{id}\" is not registered");
+            else if (!ModelArchitecture.Parse(m.ConfigJson).IsPreferenceModel) check.Error("preference_model", $"model \"{id}\" is not a general preference model (train one with method preference_model)");
+        }
+    }
 }

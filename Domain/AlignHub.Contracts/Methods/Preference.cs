@@ -144,3 +144,55 @@ public sealed class RewardModelMethod : JobMethod
         return Task.CompletedTask;
     }
 }
+
+/// <summary>
+/// A general preference model (<c>method.type = "preference_model"</c>; Zhang et al., 2024, "General Preference
+/// Modeling with Preference Representations"): each response gets an embedding v(x, y) of <c>preference_dim</c> (2k)
+/// values from the decoder's last hidden state, and P(y1 &gt; y2 | x) = sigmoid(v1' R v2) with R block-diagonal of
+/// [[0, 1], [-1, 0]] blocks, skew-symmetric, so P(y1 &gt; y2) = 1 - P(y2 &gt; y1) by construction and cycles are
+/// representable (no single reward can order rock, paper and scissors).
+/// </summary>
+public sealed record PreferenceModelConfig : PairConfig
+{
+    [Hyperparameter("Size of the preference embedding, 2k (an even number); k = 1 already holds a cycle of three.", Min = 2, Max = 256)]
+    public int PreferenceDim { get; init; } = 8;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (PreferenceDim % 2 != 0) err(prefix + "preference_dim", "must be even: the embedding pairs up into skew-symmetric blocks");
+    }
+}
+
+public sealed class PreferenceModelMethod : JobMethod
+{
+    public override int Order => 25;
+    public override string Name => "preference_model";
+    public override string Title => "General preference model";
+    public override string Summary =>
+        "A general preference model (Zhang et al., 2024): embeddings v = W h(x, y) of 2k values and L = -log sigmoid(s(y_w, y_l)), " +
+        "s(a, b) = sum_j (v_a[2j] v_b[2j+1] - v_a[2j+1] v_b[2j]), skew-symmetric, so P(a > b) = 1 - P(b > a) and intransitive (cyclic) preferences can be learned. " +
+        "Evaluation: held-out accuracy and the share of held-out triples of responses it orders in a cycle.";
+    public override Type ConfigType => typeof(PreferenceModelConfig);
+    public override bool AcceptsRewardModel => false;
+    public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Preference];
+    public override string FileHint => JsonlRows.PreferenceHint;
+    public override IReadOnlyList<MetricChart> Charts =>
+    [
+        new("Loss", "loss-chart", [MetricNames.Loss, MetricNames.Eval(MetricNames.Loss)]),
+        new("Accuracy", "accuracy-chart", ["accuracy", "eval/accuracy"]),
+        new("Cyclic triples (held out)", "cyclic-chart", ["eval/cyclic_triples"]),
+        .. Methods.OptimizerCharts,
+    ];
+    public override object Example => new
+    {
+        model = "alignhub/tiny", training_file = "file-prefs",
+        method = new { type = Name, preference_model = new { hyperparameters = new { n_epochs = 3, preference_dim = 8 } } },
+    };
+
+    public override Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        check.FitsContext(((PairConfig)check.Config).MaxLength, "max_length");
+        return Task.CompletedTask;
+    }
+}

@@ -42,12 +42,13 @@ public sealed record ModelSource(string ConfigJson, string Tokenizer, string? Fo
     /// A reward model: the decoder plus a scalar head, read from the folder when it holds one (else freshly initialised), on
     /// <paramref name="device"/>; with <paramref name="lora"/>, adapters on the decoder and the head trainable beside them.
     /// </summary>
-    public RewardModel CreateRewardModel(Device? device = null, LoraSettings? lora = null, int seed = 0, ScalarType dtype = ScalarType.Float32)
+    /// <param name="labels">Outputs of the head (null: the folder's <c>num_labels</c>); a preference model's embedding size on a fresh head.</param>
+    public RewardModel CreateRewardModel(Device? device = null, LoraSettings? lora = null, int seed = 0, ScalarType dtype = ScalarType.Float32, int? labels = null)
     {
         NeedsWeights(lora);
         // A sequence classifier has no LM head: a causal base's lm_head.weight is skipped when it loads.
         var model = CausalLM.Create(Architecture with { IsRewardModel = true });
-        var rm = new RewardModel(model);
+        var rm = new RewardModel(model, labels ?? Architecture.NumLabels);
         try
         {
             LoadInto(model, rm.Extra);

@@ -648,11 +648,16 @@ public sealed class OnlineRlRunner : Methods.IMethodRunner
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
         var c = ctx.ConfigAs<OnlineRlConfig>();
-        using IRewardSource? source = c.ParsedGrader() is { } g ? new GraderSource(ctx.Bind(g))
+        IRewardSource? pointwise = c.ParsedGrader() is { } g ? new GraderSource(ctx.Bind(g))
             : c.RewardModel is { } rm ? RewardEnsembleSource.Load(ctx.Model(rm), 0, 64, ctx.Device) : null;
+        // Self-play methods' rewards are win rates within each group, from a general preference model or the pointwise source through Bradley-Terry.
+        using IRewardSource? source = !c.RewardsAreGroupWinRates ? pointwise
+            : new GroupWinRateSource(c.PairwiseOracle is { } pm ? PreferenceModelSource.Load(ctx.Model(pm), ctx.Device)
+                : new BradleyTerryPreference(pointwise ?? throw new InvalidDataException("a pairwise oracle is required: a preference_model, a grader or a reward_model")), c.NumGenerations);
         var policy = ctx.Model(ctx.Job.Model);
         var chat = policy.ChatFormat();
-        var validation = ctx.ValidationRows(p => JsonlRows.LoadPrompts(p, chat));
+        // Win rates need a group; the greedy evaluation has one completion per prompt, so self-play methods evaluate outside the run.
+        var validation = c.RewardsAreGroupWinRates ? null : ctx.ValidationRows(p => JsonlRows.LoadPrompts(p, chat));
         if (c is ReinforcementConfig { EvalSamples: int n }) validation = validation?.Take(n).ToList();
         var teacher = c.NeedsTeacher && c.ScoringModel is { } t ? ctx.Model(t) : null;
         var result = OnlineRlTrainer.Train(new OnlineRlRun(policy, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat)),

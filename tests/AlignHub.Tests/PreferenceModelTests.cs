@@ -1,0 +1,112 @@
+using System.Text.Json;
+using AlignHub.Domain;
+using AlignHub.Training;
+using AlignHub.Training.Losses;
+using AlignHub.Training.Models;
+using AlignHub.Training.Preference;
+using AlignHub.Training.Rewards;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace AlignHub.Tests;
+
+/// <summary>The general preference model: its score against an independent computation, antisymmetry, group win rates, and a cycle learned from the intransitive task.</summary>
+public class PreferenceModelTests
+{
+    static readonly ModelSource Tiny = new(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
+    static string TempDir() => Directory.CreateTempSubdirectory("alignhub-pm-").FullName;
+
+    [Fact]
+    public async Task The_skew_symmetric_score_its_loss_and_gradients_equal_an_independent_computation()
+    {
+        var rng = new Random(3);
+        float[][] Rows(int n) => Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, 6).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()).ToArray();
+        var (c, r) = (Rows(5), Rows(5));
+        using var vc = tensor(c.SelectMany(x => x).ToArray(), [5, 6]).requires_grad_();
+        using var vr = tensor(r.SelectMany(x => x).ToArray(), [5, 6]).requires_grad_();
+        using var score = GeneralPreference.Score(vc, vr);
+        using var loss = GeneralPreference.Loss(vc, vr).mean();
+        loss.backward();
+        var answer = JsonDocument.Parse(await RlStepOracleTests.Python("gpm.py", JsonSerializer.Serialize(new { chosen = c, rejected = r }))).RootElement;
+        static double[] Flat(JsonElement e) => e.EnumerateArray().SelectMany(x => x.ValueKind == JsonValueKind.Array ? x.EnumerateArray().Select(y => y.GetDouble()) : [x.GetDouble()]).ToArray();
+        void Near(double[] want, float[] got) { Assert.Equal(want.Length, got.Length); for (int i = 0; i < got.Length; i++) Assert.True(Math.Abs(want[i] - got[i]) < 1e-5, $"[{i}] {got[i]} vs {want[i]}"); }
+        Near(Flat(answer.GetProperty("score")), score.data<float>().ToArray());
+        Assert.Equal(answer.GetProperty("loss").GetDouble(), loss.item<float>(), 1e-5);
+        Near(Flat(answer.GetProperty("grad_chosen")), vc.grad!.data<float>().ToArray());
+        Near(Flat(answer.GetProperty("grad_rejected")), vr.grad!.data<float>().ToArray());
+        using var m = GeneralPreference.Matrix(vc.detach());
+        Near(Flat(answer.GetProperty("matrix")), m.data<float>().ToArray());
+        // Antisymmetry by construction: s(a, b) = -s(b, a), so P(a > b) + P(b > a) = 1 and P(a > a) = 1/2.
+        using var back = GeneralPreference.Score(vr.detach(), vc.detach());
+        Near(score.data<float>().Select(x => -(double)x).ToArray(), back.data<float>().ToArray());
+        var p = m.data<float>().ToArray();
+        for (int i = 0; i < 5; i++) for (int j = 0; j < 5; j++) Assert.Equal(1.0, p[i * 5 + j] + p[j * 5 + i], 5);
+    }
+
+    /// <summary>
+    /// Win rates within a group, worked by hand: an exact-match grader through Bradley-Terry scores ("7", "3", "7")
+    /// against the answer 7 as (1, 0, 1); each right answer wins (sigmoid(1) + 1/2) / 2 = 0.61553 against the other two,
+    /// the wrong one sigmoid(-1) = 0.26894 against both. SPPO's targets are eta (P - 1/2).
+    /// </summary>
+    [Fact]
+    public void Group_win_rates_and_SPPO_targets_on_a_hand_worked_group()
+    {
+        var exact = new GraderSource(Grader.Parse(JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader), "g", (_, m) => throw new Exception(m))!);
+        using var rates = new GroupWinRateSource(new BradleyTerryPreference(exact), 3);
+        var row = JsonSerializer.SerializeToElement(new { answer = "7" });
+        var r = rates.Score([new RewardInput("3+4=", "7", row), new RewardInput("3+4=", "3", row), new RewardInput("3+4=", "7", row)]);
+        double right = (1 / (1 + Math.Exp(-1)) + 0.5) / 2, wrong = 1 / (1 + Math.Exp(1));
+        Assert.Equal(right, r[0], 12);
+        Assert.Equal(wrong, r[1], 12);
+        Assert.Equal(right, r[2], 12);
+        Assert.Equal(0.61553, right, 5);
+        var sppo = new AlignHub.Training.Rl.Sppo(new SppoConfig { Eta = 2 });
+        using var targets = sppo.Targets(new AlignHub.Training.Rl.RolloutTensors
+        {
+            Rewards = tensor(r.Select(x => (float)x).ToArray()), RewardValues = r, Mask = ones(3, 1), K = 3, Beta = 0,
+        }).Advantages;
+        Assert.Equal(r.Select(x => 2 * (x - 0.5)), targets.data<float>().Select(x => (double)x), new ToleranceComparer(1e-6));
+        Assert.Throws<InvalidDataException>(() => rates.Score([new RewardInput("p", "x", row)])); // not a whole group
+    }
+
+    sealed class ToleranceComparer(double tol) : IEqualityComparer<double>
+    {
+        public bool Equals(double a, double b) => Math.Abs(a - b) <= tol;
+        public int GetHashCode(double x) => 0;
+    }
+
+    /// <summary>
+    /// On the intransitive task (formal beats warm beats playful beats formal), a general preference model learns all
+    /// three relations and orders held-out triples in a cycle, where a Bradley-Terry reward model trained on the same
+    /// pairs cannot agree with more than two of them.
+    /// </summary>
+    [Fact]
+    public void A_preference_model_learns_the_cycle_a_reward_model_cannot()
+    {
+        var train = CyclicPreferenceTask.Pairs(480, 1);
+        var held = CyclicPreferenceTask.Pairs(240, 2);
+        var pmRep = new RecordingReporter();
+        var pm = PreferenceModelTrainer.Train(new PreferenceModelRun(Tiny, train, held,
+            new PreferenceModelConfig { NEpochs = 20, BatchSize = 16, LearningRate = 2e-3, PreferenceDim = 4, WarmupRatio = 0.05, EvalSteps = 1000, SaveSteps = 1000, Seed = 1 }, TempDir(), null),
+            pmRep, CancellationToken.None);
+        Assert.Equal(TrainingOutcome.Completed, pm.Outcome);
+        var last = pmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics;
+        var cyclic = pmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/cyclic_triples")).Metrics["eval/cyclic_triples"];
+        var rmRep = new RecordingReporter();
+        RewardModelTrainer.Train(new RewardModelRun(Tiny, train, held,
+            new RewardModelConfig { NEpochs = 6, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 1 }, TempDir(), null), rmRep, CancellationToken.None);
+        var rm = rmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics["eval/accuracy"];
+        Assert.True(last["eval/accuracy"] >= 0.95, $"preference model held-out accuracy {last["eval/accuracy"]:F3} (reward model {rm:F3}, cyclic {cyclic:F3}), train accuracy {pmRep.Metrics[^1].Metrics.GetValueOrDefault("accuracy"):F3}");
+        Assert.True(rm <= 0.75, $"a reward model cannot order a cycle: {rm:F3}");
+        Assert.True(last["eval/accuracy"] >= rm + 0.15, $"preference model {last["eval/accuracy"]:F3} vs reward model {rm:F3}");
+        Assert.True(cyclic >= 0.9, $"held-out triples ordered in a cycle: {cyclic:F3}");
+        // The folder reloads as a preference model (marker, num_labels) and answers in both orders consistently.
+        var source = Tiny with { Folder = pm.LastCheckpoint, ConfigJson = File.ReadAllText(Path.Combine(pm.LastCheckpoint!, "config.json")) };
+        Assert.True(source.Architecture.IsPreferenceModel);
+        Assert.Equal(4, source.Architecture.NumLabels);
+        using var oracle = PreferenceModelSource.Load(source, null);
+        var p = oracle.Matrix("Greet Ada.", ["Good day, Ada.", "Hi Ada!", "Yo Ada~"]);
+        Assert.True(p[0, 1] > 0.5 && p[1, 2] > 0.5 && p[2, 0] > 0.5, $"{p[0, 1]:F2} {p[1, 2]:F2} {p[2, 0]:F2}");
+        Assert.Equal(1, p[0, 1] + p[1, 0], 6);
+    }
+}
