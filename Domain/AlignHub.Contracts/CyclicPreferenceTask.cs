@@ -44,14 +44,25 @@ public static class CyclicPreferenceTask
         return (sa.Value + 1) % 3 == sb.Value ? 1 : 0;
     }
 
-    /// <summary><paramref name="n"/> pairs: a random name, each of the three (winner, loser) style pairs equally often, in random order.</summary>
+    /// <summary>
+    /// <paramref name="n"/> pairs: a random name; three in four compare two styles (each of the three (winner, loser) style
+    /// pairs equally often), one in four a style against a corrupted reply (cut short or with a wrong name), which loses
+    /// to every style by the hidden rule, so a model also learns what is no greeting at all. In random order.
+    /// </summary>
     public static List<PreferencePair> Pairs(int n, int seed)
     {
         var rng = new Random(seed);
         return Enumerable.Range(0, n).Select(i =>
         {
             var name = Names[rng.Next(Names.Count)];
-            int winner = i % 3; // 0 beats 1, 1 beats 2, 2 beats 0
+            if (i % 4 == 3)
+            {
+                var styled = Reply(rng.Next(3), name);
+                var other = Names[(Names.ToList().IndexOf(name) + 1 + rng.Next(Names.Count - 1)) % Names.Count];
+                var corrupted = rng.Next(2) == 0 ? styled[..rng.Next(1, styled.Length - 1)] : Reply(rng.Next(3), other);
+                return new PreferencePair(Prompt(name), styled, corrupted);
+            }
+            int winner = i % 4; // 0 beats 1, 1 beats 2, 2 beats 0, equally often
             return new PreferencePair(Prompt(name), Reply(winner, name), Reply((winner + 1) % 3, name));
         }).OrderBy(_ => rng.Next()).ToList();
     }

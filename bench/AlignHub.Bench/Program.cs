@@ -24,6 +24,7 @@ switch (command)
         double.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture)); return;
     case "rto": Rl2026Benchmarks.Rto(int.Parse(args[1]), int.Parse(args[2]), double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Length > 4 && args[4] == "grader",
         args.Length > 5 ? double.Parse(args[5], System.Globalization.CultureInfo.InvariantCulture) : 1e-3, args.Length > 6 ? double.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture) : 0.1); return;
+    case "cyclic": Rl2026Benchmarks.Cyclic(int.Parse(args[1]), double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture)); return;
     case "rl-step-cost": RlStepCost.Run(args.Length > 1 ? int.Parse(args[1]) : 60); return;
     // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
     // smollm2-flops [batch] [seq]: SFT FLOP/s at SmolLM2-135M's shape vs a large matmul

@@ -159,4 +159,78 @@ static class Rl2026Benchmarks
             new AlignHub.Training.Generation.GenerationOptions { MaxNewTokens = 4, Temperature = 0 });
         return held.Zip(outs).Count(x => x.Second.Text == x.First.Row!.Value.GetProperty("answer").GetString()) / (double)held.Count;
     }
+
+    /// <summary>
+    /// The intransitive task: an SFT start that mostly answers formally (weights 0.7 formal, 0.2 warm, 0.1 playful), a
+    /// general preference model and a Bradley-Terry reward model trained on the same pairs, then SPPO against the
+    /// preference model and GRPO on the reward model with the same budget; each final policy's win rate over the start
+    /// under the hidden rule (8 samples of each of 160 prompts, both policies, every pair of a prompt), 95% bootstrap CI
+    /// over prompts, and the styles each samples.
+    /// </summary>
+    public static void Cyclic(int steps, double eta, double lr)
+    {
+        torch.set_num_threads(Environment.ProcessorCount);
+        var tiny = new ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
+        var sft = SftTrainer.Train(new SftRun(tiny, CyclicPreferenceTask.Demonstrations(2000, 1, [0.7, 0.2, 0.1]), null,
+            new SftConfig { NEpochs = 100, MaxSteps = 400, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
+        var start = tiny with { Folder = sft.LastCheckpoint };
+        var train = CyclicPreferenceTask.Pairs(480, 1);
+        var held = CyclicPreferenceTask.Pairs(240, 2);
+        var pmLog = new BenchReporter();
+        var pm = AlignHub.Training.Preference.PreferenceModelTrainer.Train(new AlignHub.Training.Preference.PreferenceModelRun(tiny, train, held,
+            new PreferenceModelConfig { NEpochs = 30, BatchSize = 16, LearningRate = 1e-3, PreferenceDim = 8, WarmupRatio = 0.05, EvalSteps = 1000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
+            pmLog, CancellationToken.None);
+        var rmLog = new BenchReporter();
+        var rm = AlignHub.Training.Preference.RewardModelTrainer.Train(new AlignHub.Training.Preference.RewardModelRun(tiny, train, held,
+            new RewardModelConfig { NEpochs = 30, BatchSize = 16, LearningRate = 1e-3, WarmupRatio = 0.05, EvalSteps = 1000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
+            rmLog, CancellationToken.None);
+        double Last(BenchReporter log, string name) => log.Rows.Last(r => r.Metrics.ContainsKey(name)).Metrics[name];
+        Console.WriteLine($"preference model: held-out accuracy {Last(pmLog, "eval/accuracy"):F3}, cyclic triples {Last(pmLog, "eval/cyclic_triples"):F3}; " +
+            $"reward model: held-out accuracy {Last(rmLog, "eval/accuracy"):F3}");
+        var pmSource = tiny with { Folder = pm.LastCheckpoint, ConfigJson = File.ReadAllText(Path.Combine(pm.LastCheckpoint!, "config.json")) };
+        var prompts = CyclicPreferenceTask.Prompts(512);
+        var sppo = new SppoConfig { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, Eta = eta, MaxCompletionLength = 16, LearningRate = lr,
+            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, PreferenceModel = "pm" };
+        var sw = Stopwatch.StartNew();
+        var sppoRun = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, sppo, Temp(), null,
+            new GroupWinRateSource(PreferenceModelSource.Load(pmSource, null), sppo.NumGenerations)), new BenchReporter(), CancellationToken.None);
+        double sppoSeconds = sw.Elapsed.TotalSeconds;
+        var grpo = new GrpoConfig { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, MaxCompletionLength = 16, LearningRate = lr,
+            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, RewardModel = "rm" };
+        sw.Restart();
+        var grpoRun = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, grpo, Temp(), null,
+            RewardEnsembleSource.Load(tiny with { Folder = rm.LastCheckpoint }, 0, 64, null)), new BenchReporter(), CancellationToken.None);
+        double grpoSeconds = sw.Elapsed.TotalSeconds;
+        Console.WriteLine("policy\twin_rate_over_start\tci95\tformal\twarm\tplayful\tother\tseconds");
+        var startSamples = StyleSamples(start);
+        foreach (var (name, folder, sec) in new[] { ("start", sft.LastCheckpoint!, 0.0), ("sppo vs preference model", sppoRun.LastCheckpoint!, sppoSeconds), ("grpo vs reward model", grpoRun.LastCheckpoint!, grpoSeconds) })
+        {
+            var samples = StyleSamples(tiny with { Folder = folder });
+            var (w, lo, hi) = WinRate(samples, startSamples);
+            var all = samples.SelectMany(x => x.Replies).ToList();
+            double Share(int? s) => all.Count(r => CyclicPreferenceTask.StyleOf(r.Prompt, r.Text) == s) / (double)all.Count;
+            Console.WriteLine($"{name}\t{w:F3}\t[{lo:F3}, {hi:F3}]\t{Share(0):F2}\t{Share(1):F2}\t{Share(2):F2}\t{Share(null):F2}\t{sec:F1}");
+        }
+    }
+
+    /// <summary>Eight samples (temperature 1) of each of 160 prompts, per prompt.</summary>
+    static List<(string Prompt, List<(string Prompt, string Text)> Replies)> StyleSamples(ModelSource source)
+    {
+        var prompts = CyclicPreferenceTask.Prompts(160);
+        using var model = source.CreateModel();
+        var tok = source.CreateTokenizer();
+        var ids = prompts.Select(p => new[] { tok.BosId }.Concat(tok.Encode(p.Text)).ToArray()).ToList();
+        var rs = AlignHub.Training.Generation.Rollouts.Sample(model, tok, ids, Enumerable.Range(0, prompts.Count).ToList(), 8,
+            new AlignHub.Training.Generation.GenerationOptions { MaxNewTokens = 16, Temperature = 1 }, 77, 0, 256);
+        return rs.GroupBy(r => r.PromptIndex).Select(g => (prompts[g.Key].Text, g.Select(r => (prompts[g.Key].Text, r.Completion.Text)).ToList())).ToList();
+    }
+
+    /// <summary>Mean P(a &gt; b) under the hidden rule over every (a, b) pair of a prompt's samples, and a 95% bootstrap interval over prompts.</summary>
+    static (double Mean, double Low, double High) WinRate(List<(string Prompt, List<(string Prompt, string Text)> Replies)> a, List<(string Prompt, List<(string Prompt, string Text)> Replies)> b)
+    {
+        var per = a.Zip(b, (x, y) => x.Replies.SelectMany(r => y.Replies.Select(s => CyclicPreferenceTask.Preference(x.Prompt, r.Text, s.Text))).Average()).ToArray();
+        var rng = new Random(5);
+        var boot = Enumerable.Range(0, 2000).Select(_ => Enumerable.Range(0, per.Length).Average(_ => per[rng.Next(per.Length)])).Order().ToArray();
+        return (per.Average(), boot[50], boot[1949]);
+    }
 }

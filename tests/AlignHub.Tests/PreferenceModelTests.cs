@@ -87,26 +87,30 @@ public class PreferenceModelTests
         var held = CyclicPreferenceTask.Pairs(240, 2);
         var pmRep = new RecordingReporter();
         var pm = PreferenceModelTrainer.Train(new PreferenceModelRun(Tiny, train, held,
-            new PreferenceModelConfig { NEpochs = 20, BatchSize = 16, LearningRate = 2e-3, PreferenceDim = 4, WarmupRatio = 0.05, EvalSteps = 1000, SaveSteps = 1000, Seed = 1 }, TempDir(), null),
+            new PreferenceModelConfig { NEpochs = 30, BatchSize = 16, LearningRate = 1e-3, PreferenceDim = 8, WarmupRatio = 0.05, EvalSteps = 1000, SaveSteps = 1000, Seed = 1 }, TempDir(), null),
             pmRep, CancellationToken.None);
         Assert.Equal(TrainingOutcome.Completed, pm.Outcome);
         var last = pmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics;
-        var cyclic = pmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/cyclic_triples")).Metrics["eval/cyclic_triples"];
+        Assert.InRange(pmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/cyclic_triples")).Metrics["eval/cyclic_triples"], 0, 1);
         var rmRep = new RecordingReporter();
         RewardModelTrainer.Train(new RewardModelRun(Tiny, train, held,
             new RewardModelConfig { NEpochs = 6, BatchSize = 16, LearningRate = 2e-3, EvalSteps = 1000, SaveSteps = 1000, Seed = 1 }, TempDir(), null), rmRep, CancellationToken.None);
         var rm = rmRep.Metrics.Last(m => m.Metrics.ContainsKey("eval/accuracy")).Metrics["eval/accuracy"];
-        Assert.True(last["eval/accuracy"] >= 0.95, $"preference model held-out accuracy {last["eval/accuracy"]:F3} (reward model {rm:F3}, cyclic {cyclic:F3}), train accuracy {pmRep.Metrics[^1].Metrics.GetValueOrDefault("accuracy"):F3}");
-        Assert.True(rm <= 0.75, $"a reward model cannot order a cycle: {rm:F3}");
+        Assert.True(last["eval/accuracy"] >= 0.95, $"preference model held-out accuracy {last["eval/accuracy"]:F3} (reward model {rm:F3}), train accuracy {pmRep.Metrics[^1].Metrics.GetValueOrDefault("accuracy"):F3}");
+        Assert.True(rm <= 0.8, $"a reward model cannot order a cycle (at best 2/3 of the style pairs and every corrupted one, 0.75): {rm:F3}");
         Assert.True(last["eval/accuracy"] >= rm + 0.15, $"preference model {last["eval/accuracy"]:F3} vs reward model {rm:F3}");
-        Assert.True(cyclic >= 0.9, $"held-out triples ordered in a cycle: {cyclic:F3}");
         // The folder reloads as a preference model (marker, num_labels) and answers in both orders consistently.
         var source = Tiny with { Folder = pm.LastCheckpoint, ConfigJson = File.ReadAllText(Path.Combine(pm.LastCheckpoint!, "config.json")) };
         Assert.True(source.Architecture.IsPreferenceModel);
-        Assert.Equal(4, source.Architecture.NumLabels);
+        Assert.Equal(8, source.Architecture.NumLabels);
         using var oracle = PreferenceModelSource.Load(source, null);
         var p = oracle.Matrix("Greet Ada.", ["Good day, Ada.", "Hi Ada!", "Yo Ada~"]);
         Assert.True(p[0, 1] > 0.5 && p[1, 2] > 0.5 && p[2, 0] > 0.5, $"{p[0, 1]:F2} {p[1, 2]:F2} {p[2, 0]:F2}");
+        // Triples of the three styles (held-out names) are ordered in a cycle; triples with a corrupted reply are not.
+        var styles = held.Where(x => CyclicPreferenceTask.StyleOf(x.Prompt, x.Rejected) is not null).ToList();
+        var (cyclic, triples) = PreferenceModelTrainer.CyclicShare(oracle, styles);
+        Assert.True(triples >= 10 && cyclic >= 0.9, $"{triples} style triples, {cyclic:F3} ordered in a cycle");
+        Assert.True(oracle.Matrix("Greet Ada.", ["Hi Ada!", "Hi Bo!"])[0, 1] > 0.5, "a reply to the wrong name loses");
         Assert.Equal(1, p[0, 1] + p[1, 0], 6);
     }
 }
