@@ -46,8 +46,8 @@ public static class CyclicPreferenceTask
 
     /// <summary>
     /// <paramref name="n"/> pairs: a random name; three in four compare two styles (each of the three (winner, loser) style
-    /// pairs equally often), one in four a style against a corrupted reply (cut short or with a wrong name), which loses
-    /// to every style by the hidden rule, so a model also learns what is no greeting at all. In random order.
+    /// pairs equally often), one in four a style against a corrupted reply (<see cref="Corrupted"/>), which loses to every
+    /// style by the hidden rule, so a model also learns what is no greeting at all. In random order.
     /// </summary>
     public static List<PreferencePair> Pairs(int n, int seed)
     {
@@ -58,13 +58,43 @@ public static class CyclicPreferenceTask
             if (i % 4 == 3)
             {
                 var styled = Reply(rng.Next(3), name);
-                var other = Names[(Names.ToList().IndexOf(name) + 1 + rng.Next(Names.Count - 1)) % Names.Count];
-                var corrupted = rng.Next(2) == 0 ? styled[..rng.Next(1, styled.Length - 1)] : Reply(rng.Next(3), other);
-                return new PreferencePair(Prompt(name), styled, corrupted);
+                return new PreferencePair(Prompt(name), styled, Corrupted(rng, name));
             }
             int winner = i % 4; // 0 beats 1, 1 beats 2, 2 beats 0, equally often
             return new PreferencePair(Prompt(name), Reply(winner, name), Reply((winner + 1) % 3, name));
         }).OrderBy(_ => rng.Next()).ToList();
+    }
+
+    /// <summary>
+    /// A reply of no style: a style's reply with one character edited, cut short, with extra characters, with a wrong
+    /// name, or the head of one style joined to the tail of another (near misses, as a policy drifts into them).
+    /// </summary>
+    public static string Corrupted(Random rng, string name)
+    {
+        var styled = Reply(rng.Next(3), name);
+        string result = rng.Next(6) switch
+        {
+            4 or 5 => Edit(rng, styled),
+            0 => styled[..rng.Next(1, styled.Length - 1)],
+            1 => styled + new string(Enumerable.Range(0, rng.Next(1, 4)).Select(_ => "!~. ao"[rng.Next(6)]).ToArray()),
+            2 => Reply(rng.Next(3), Names[(Names.ToList().IndexOf(name) + 1 + rng.Next(Names.Count - 1)) % Names.Count]),
+            _ => Reply(rng.Next(3), name) is var other && rng.Next(2) == 0 ? styled[..(styled.Length / 2)] + other[(other.Length / 2)..] : other[..(other.Length / 2)] + styled[(styled.Length / 2)..],
+        };
+        return StyleOf(Prompt(name), result) is null ? result : result + "~";
+    }
+
+    /// <summary>One character deleted, inserted, replaced or doubled.</summary>
+    static string Edit(Random rng, string s)
+    {
+        int i = rng.Next(s.Length);
+        char c = "abdegilnoyGHY .,!~"[rng.Next(18)];
+        return rng.Next(4) switch
+        {
+            0 => s.Remove(i, 1),
+            1 => s.Insert(i, c.ToString()),
+            2 => s[..i] + c + s[(i + 1)..],
+            _ => s.Insert(i, s[i].ToString()),
+        };
     }
 
     /// <summary>SFT demonstrations drawing each style with the given weights (the start favours one, so self-play has somewhere to go).</summary>

@@ -190,10 +190,11 @@ static class Rl2026Benchmarks
         var pmSource = tiny with { Folder = pm.LastCheckpoint, ConfigJson = File.ReadAllText(Path.Combine(pm.LastCheckpoint!, "config.json")) };
         var prompts = CyclicPreferenceTask.Prompts(512);
         var sppo = new SppoConfig { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, Eta = eta, MaxCompletionLength = 16, LearningRate = lr,
-            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, PreferenceModel = "pm" };
+            SaveSteps = Math.Max(1, steps / 4), EvalSteps = 100_000, Seed = 1, PreferenceModel = "pm" };
         var sw = Stopwatch.StartNew();
+        var sppoSaved = new List<(int Step, string Dir)>();
         var sppoRun = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, sppo, Temp(), null,
-            new GroupWinRateSource(PreferenceModelSource.Load(pmSource, null), sppo.NumGenerations)), new BenchReporter(), CancellationToken.None);
+            new GroupWinRateSource(PreferenceModelSource.Load(pmSource, null), sppo.NumGenerations)), new SavingReporter(new BenchReporter(), sppoSaved), CancellationToken.None);
         double sppoSeconds = sw.Elapsed.TotalSeconds;
         var grpo = new GrpoConfig { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, MaxCompletionLength = 16, LearningRate = lr,
             SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, RewardModel = "rm" };
@@ -203,13 +204,16 @@ static class Rl2026Benchmarks
         double grpoSeconds = sw.Elapsed.TotalSeconds;
         Console.WriteLine("policy\twin_rate_over_start\tci95\tformal\twarm\tplayful\tother\tseconds");
         var startSamples = StyleSamples(start);
-        foreach (var (name, folder, sec) in new[] { ("start", sft.LastCheckpoint!, 0.0), ("sppo vs preference model", sppoRun.LastCheckpoint!, sppoSeconds), ("grpo vs reward model", grpoRun.LastCheckpoint!, grpoSeconds) })
+        foreach (var (name, folder, sec) in new[] { ("start", sft.LastCheckpoint!, 0.0) }
+            .Concat(sppoSaved.Select(x => ($"sppo vs preference model, step {x.Step}", x.Dir, sppoSeconds * x.Step / steps)))
+            .Append(("grpo vs reward model", grpoRun.LastCheckpoint!, grpoSeconds)))
         {
             var samples = StyleSamples(tiny with { Folder = folder });
             var (w, lo, hi) = WinRate(samples, startSamples);
             var all = samples.SelectMany(x => x.Replies).ToList();
             double Share(int? s) => all.Count(r => CyclicPreferenceTask.StyleOf(r.Prompt, r.Text) == s) / (double)all.Count;
-            Console.WriteLine($"{name}\t{w:F3}\t[{lo:F3}, {hi:F3}]\t{Share(0):F2}\t{Share(1):F2}\t{Share(2):F2}\t{Share(null):F2}\t{sec:F1}");
+            Console.WriteLine($"{name}\t{w:F3}\t[{lo:F3}, {hi:F3}]\t{Share(0):F2}\t{Share(1):F2}\t{Share(2):F2}\t{Share(null):F2}\t{sec:F1}\t" +
+                string.Join(" | ", all.Where(r => CyclicPreferenceTask.StyleOf(r.Prompt, r.Text) is null).Take(3).Select(r => r.Text)));
         }
     }
 
