@@ -46,7 +46,7 @@ public class PreferenceModelTests
     /// <summary>
     /// Win rates within a group, worked by hand: an exact-match grader through Bradley-Terry scores ("7", "3", "7")
     /// against the answer 7 as (1, 0, 1); each right answer wins (sigmoid(1) + 1/2) / 2 = 0.61553 against the other two,
-    /// the wrong one sigmoid(-1) = 0.26894 against both. SPPO's targets are eta (P - 1/2).
+    /// the wrong one sigmoid(-1) = 0.26894 against both. SPPO's targets are eta (P - 1/2); DNO pairs the best with the worst.
     /// </summary>
     [Fact]
     public void Group_win_rates_and_SPPO_targets_on_a_hand_worked_group()
@@ -66,6 +66,14 @@ public class PreferenceModelTests
             Rewards = tensor(r.Select(x => (float)x).ToArray()), RewardValues = r, Mask = ones(3, 1), K = 3, Beta = 0,
         }).Advantages;
         Assert.Equal(r.Select(x => 2 * (x - 0.5)), targets.data<float>().Select(x => (double)x), new ToleranceComparer(1e-6));
+        // DNO: the best (the first right answer, on a tie) against the worst; with a gap filter above 0.61553 - 0.26894 no pair.
+        var view = new AlignHub.Training.Rl.RolloutTensors { Rewards = tensor(r.Select(x => (float)x).ToArray()), RewardValues = r, Mask = ones(3, 1), K = 3, Beta = 0 };
+        var dno = new AlignHub.Training.Rl.Dno(new DnoConfig { NumGenerations = 3 }).Targets(view);
+        Assert.Equal([1f, -1f, 0f], dno.Advantages.data<float>().ToArray());
+        Assert.Equal([1f, 1f, 0f], dno.Weights!.data<float>().ToArray());
+        var filtered = new AlignHub.Training.Rl.Dno(new DnoConfig { NumGenerations = 3, MinWinRateGap = 0.35 }).Targets(view);
+        Assert.All(filtered.Advantages.data<float>().ToArray(), x => Assert.Equal(0f, x));
+        Assert.Equal(0.34659, right - wrong, 5);
         Assert.Throws<InvalidDataException>(() => rates.Score([new RewardInput("p", "x", row)])); // not a whole group
     }
 

@@ -82,6 +82,11 @@ public class RlStepOracleTests
         yield return new("rto", "rto", new RtoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.05, DpoBeta = 0.2, DpoModel = "d",
             Gamma = 0.99, Lam = 0.9, VfCoef = 0.3, Grader = grader });
         yield return new("sppo", "sppo", new SppoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Eta = 2.0, Temperature = 0.9, Grader = grader });
+        yield return new("dno", "dno", new DnoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.3, Temperature = 0.9, Grader = grader });
+        yield return new("dno with a win-rate gap", "dno", new DnoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.3, MinWinRateGap = 0.8, Grader = grader });
+        yield return new("online_ipo", "online_ipo", new OnlineIpoConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.5, Temperature = 0.9, Grader = grader });
+        yield return new("p3o", "p3o", new P3oConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.05, Temperature = 0.9, Grader = grader });
+        yield return new("p3o without KL", "p3o", new P3oConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Grader = grader });
         yield return new("distill", "distill", new DistillConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, TeacherModel = "t" });
         yield return new("distill with beta", "distill", new DistillConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, TeacherModel = "t", Beta = 0.1, Temperature = 0.8 });
     }
@@ -179,18 +184,24 @@ public class RlStepOracleTests
         }
     }
 
-    /// <summary>REBEL regresses reward differences: adding a constant to every reward leaves its loss and gradient unchanged (1e-6).</summary>
+    /// <summary>REBEL and P3O train on reward differences: adding a constant to every reward leaves their loss and gradient unchanged (1e-6).</summary>
     [Fact]
-    public void REBEL_ignores_a_constant_added_to_every_reward()
+    public void REBEL_and_P3O_ignore_a_constant_added_to_every_reward()
     {
-        var c = new RebelConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Eta = 0.5,
-            Grader = JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader) };
+        var grader = JsonSerializer.SerializeToElement(ArithmeticTask.ExactMatchGrader);
         float[][] head = [new float[32], [0f]];
-        var (a, b) = (Step(c, 1, "", head), Step(c, 1, "", head, rewardShift: 5));
-        Assert.Equal(a.Loss, b.Loss, 1e-6);
-        foreach (var (name, g) in a.Grads)
-            Assert.True(g.Zip(b.Grads[name]).All(x => Math.Abs(x.First - x.Second) <= 1e-6), name);
-        Assert.Contains(a.Grads.Values, g => g.Any(x => x != 0));
+        foreach (OnlineRlConfig c in new OnlineRlConfig[]
+        {
+            new RebelConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Eta = 0.5, Grader = grader },
+            new P3oConfig { NumGenerations = K, BatchSize = Prompts, MaxCompletionLength = MaxCompletion, Beta = 0.05, Grader = grader },
+        })
+        {
+            var (a, b) = (Step(c, 1, "", head), Step(c, 1, "", head, rewardShift: 5));
+            Assert.Equal(a.Loss, b.Loss, 1e-6);
+            foreach (var (name, g) in a.Grads)
+                Assert.True(g.Zip(b.Grads[name]).All(x => Math.Abs(x.First - x.Second) <= 1e-6), $"{c.GetType().Name}: {name}");
+            Assert.Contains(a.Grads.Values, g => g.Any(x => x != 0));
+        }
     }
 
     /// <summary>Runs a tests/oracles script with Debian's python3 (python3-torch), stdin to stdout.</summary>

@@ -179,6 +179,34 @@ def step(req):
         # SPPO (Wu et al., 2024): the rewards are win rates within the group; regress each log-ratio onto eta (P - 1/2).
         log_ratio = ((logps - old) * mask).sum(-1)
         loss = ((log_ratio - c["eta"] * (rewards - 0.5)) ** 2).mean()
+    elif method == "dno":
+        # DNO (Rosset et al., 2024): the rewards are win rates in the group; DPO of the best against the worst,
+        # the round's sampling policy (pi_old) as the reference, raw logits, mean over groups that have a pair.
+        lp = token_logps(logits, ids, 1.0)
+        h = ((lp - lp.detach()) * mask).sum(-1).view(-1, k)
+        g = rewards.view(-1, k)
+        terms = []
+        for i in range(g.shape[0]):
+            best, worst = int(torch.argmax(g[i])), int(torch.argmin(g[i]))
+            gap = float(g[i, best] - g[i, worst])
+            if gap > 0 and gap >= c.get("min_win_rate_gap", 0):
+                terms.append(-torch.nn.functional.logsigmoid(beta * (h[i, best] - h[i, worst])))
+        loss = torch.stack(terms).mean()
+    elif method == "online_ipo":
+        # Online IPO (Calandriello et al., 2024): (h - (P(y > y') - 1/2) / beta)^2 per pair, h the log-ratio margin to the reference, raw logits.
+        lp = token_logps(logits, ids, 1.0)
+        with torch.no_grad():
+            ref_raw = token_logps(gpt2(read_safetensors(req["reference"]), ids, cfg)[1], ids, 1.0)
+        h = ((lp - ref_raw) * mask).sum(-1).view(-1, 2)
+        r = rewards.view(-1, 2)
+        loss = ((h[:, 0] - h[:, 1] - (r[:, 0] - 0.5) / beta) ** 2).mean()
+    elif method == "p3o":
+        # P3O (Wu et al., 2023), joint clipping: rho = pi(y)pi_old(y') / (pi_old(y)pi(y')), D the KL-shaped reward difference.
+        R = (rewards - beta * seq_kl()).view(-1, 2)
+        D = R[:, 0] - R[:, 1]
+        lr = ((logps - old) * mask).sum(-1).view(-1, 2)
+        rho = torch.exp(lr[:, 0] - lr[:, 1])
+        loss = (-0.5 * torch.min(rho * D, torch.clamp(rho, 1 - eps_low, 1 + eps_high) * D)).mean()
     elif method in ("ppo", "rto"):
         vh = req["value_head"]
         vw, vb = torch.tensor(vh["weight"]).requires_grad_(True), torch.tensor(vh["bias"]).requires_grad_(True)

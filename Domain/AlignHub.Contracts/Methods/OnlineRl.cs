@@ -640,28 +640,65 @@ public sealed class RebelMethod : OnlineRlMethod<RebelConfig>
 }
 
 /// <summary>
-/// SPPO (<c>method.type = "sppo"</c>; Wu et al., 2024, "Self-Play Preference Optimization for Language Model
-/// Alignment"): each prompt's K samples play against each other; a pairwise oracle (a general preference model, or
-/// the reward source through Bradley-Terry) estimates each sample's win rate against the rest of its group, P(y &gt; pi),
-/// and each sample's log-ratio to the sampling policy is regressed onto eta (P(y &gt; pi) - 1/2). Iterated, this
-/// approaches the Nash equilibrium of the preference, which need not be any reward's maximiser.
+/// What the self-play methods share (SPPO, DNO, online IPO): a prompt's samples play each other, judged by a pairwise
+/// oracle (a general preference model named as <c>preference_model</c>, or the grader or reward model through
+/// Bradley-Terry, sigmoid(r_a - r_b)); each completion's reward is its estimated win rate within its group. A round is
+/// one batch of rollouts (its <c>num_iterations</c> updates); at its end the new policy's sample of each of the round's
+/// prompts is judged against the previous policy's, in both orders: the win rate over the previous round with a 95%
+/// interval (metrics <c>round/*</c> and an event per round).
 /// </summary>
-public sealed record SppoConfig : OnlineRlConfig
+public abstract record SelfPlayConfig : OnlineRlConfig
 {
     [Hyperparameter("Samples per prompt that play against each other (the group whose win rates are estimated).", Min = 2, Max = 64)]
     public override int NumGenerations { get; init; } = 4;
 
-    [Hyperparameter("SPPO's eta: the target of a sample's log-ratio is eta x (its win rate - 1/2); one update's size grows with it.", Min = 1e-6, Max = 1e6)]
-    public double Eta { get; init; } = 1.0;
-
     [Hyperparameter("A general preference model (a preference_model job's model) as the pairwise oracle; none: the grader or reward model through Bradley-Terry, sigmoid(r_a - r_b).")]
     public string? PreferenceModel { get; init; }
 
+    [Hyperparameter("At the end of each round, judge one new sample of each of the round's prompts against the previous policy's (both orders): the round's win rate and its 95% interval (costs one sample per prompt).")]
+    public bool RoundWinRate { get; init; } = true;
+
+    /// <summary>Completions compared with each other for a win rate: the whole group (SPPO, DNO) or consecutive pairs (online IPO).</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public virtual int WinRateGroupSize => NumGenerations;
     [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
-    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => false;
     [System.Text.Json.Serialization.JsonIgnore] public override bool RewardsAreGroupWinRates => true;
     [System.Text.Json.Serialization.JsonIgnore] public override bool RequiresRewardSource => PreferenceModel is null;
     [System.Text.Json.Serialization.JsonIgnore] public override string? PairwiseOracle => PreferenceModel;
+}
+
+/// <summary>The API side of a self-play method: the preference model, when one is named, must be a general preference model.</summary>
+public abstract class SelfPlayMethod<TConfig> : OnlineRlMethod<TConfig> where TConfig : SelfPlayConfig
+{
+    public override IReadOnlyList<MetricChart> Charts =>
+    [
+        new("Win rate over the previous round", "round-win-rate-chart", ["round/win_rate", "round/win_rate_low", "round/win_rate_high"]),
+        .. base.Charts,
+    ];
+
+    public override async Task ValidateAsync(JobCheck check, CancellationToken ct)
+    {
+        await base.ValidateAsync(check, ct);
+        if (((SelfPlayConfig)check.Config).PreferenceModel is { } id)
+        {
+            var m = await check.FindModelAsync(id, ct);
+            if (m is null) check.Error("preference_model", $"model \"{id}\" is not registered");
+            else if (!ModelArchitecture.Parse(m.ConfigJson).IsPreferenceModel) check.Error("preference_model", $"model \"{id}\" is not a general preference model (train one with method preference_model)");
+        }
+    }
+}
+
+/// <summary>
+/// SPPO (<c>method.type = "sppo"</c>; Wu et al., 2024, "Self-Play Preference Optimization for Language Model
+/// Alignment"): each prompt's K samples play against each other; each sample's estimated win rate against the rest of
+/// its group, P(y &gt; pi), is the target of its log-ratio to the sampling policy, eta (P(y &gt; pi) - 1/2). Iterated, this
+/// approaches the Nash equilibrium of the preference, which need not be any reward's maximiser.
+/// </summary>
+public sealed record SppoConfig : SelfPlayConfig
+{
+    [Hyperparameter("SPPO's eta: the target of a sample's log-ratio is eta x (its win rate - 1/2); one update's size grows with it.", Min = 1e-6, Max = 1e6)]
+    public double Eta { get; init; } = 1.0;
+
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => false;
 
     public override void Validate(string prefix, Action<string, string> err)
     {
@@ -670,7 +707,7 @@ public sealed record SppoConfig : OnlineRlConfig
     }
 }
 
-public sealed class SppoMethod : OnlineRlMethod<SppoConfig>
+public sealed class SppoMethod : SelfPlayMethod<SppoConfig>
 {
     public override int Order => 61;
     public override string Name => "sppo";
@@ -678,17 +715,111 @@ public sealed class SppoMethod : OnlineRlMethod<SppoConfig>
     public override string Summary =>
         "SPPO (Wu et al., 2024): K samples of a prompt play each other; with P_i = mean_{j != i} P(y_i > y_j) from the pairwise oracle, " +
         "L = mean_i (log pi(y_i)/pi_old(y_i) - eta (P_i - 1/2))^2, log-probs summed over each completion, pi_old the sampling policy.";
-    public override IReadOnlyList<string> FileFormats(MethodConfig config) => [JsonlRows.Prompts, JsonlRows.Supervised];
     public override object Example => ExampleWith(new { num_generations = 4, eta = 1.0, preference_model = "ft:alignhub/tiny:pm:ftjob-jkl012", max_completion_length = 8 });
+}
 
-    public override async Task ValidateAsync(JobCheck check, CancellationToken ct)
+/// <summary>
+/// DNO (<c>method.type = "dno"</c>; Rosset et al., 2024, "Direct Nash Optimization"), its batched on-policy form: per
+/// round, K samples per prompt from the current policy, each sample's win rate against the others from the oracle, and a
+/// contrastive DPO update of the best sample against the worst (when their win rates differ by at least
+/// <c>min_win_rate_gap</c>), the round's sampling policy (the previous round's result) as the reference. A round is
+/// one batch of rollouts trained <c>num_iterations</c> times.
+/// </summary>
+public sealed record DnoConfig : SelfPlayConfig
+{
+    [Hyperparameter("DPO's beta against the previous round's policy (the round's sampling policy is the reference).", Min = 1e-6, Max = 100)]
+    public override double Beta { get; init; } = 0.1;
+
+    [Hyperparameter("A group trains only when its best and worst samples' win rates differ by at least this (DNO's margin filter); 0: whenever they differ.", Min = 0, Max = 1)]
+    public double MinWinRateGap { get; init; }
+
+    /// <summary>The reference is the round's sampling policy (pi_old), not the starting model: no reference model is loaded.</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => false;
+
+    public override void Validate(string prefix, Action<string, string> err)
     {
-        await base.ValidateAsync(check, ct);
-        if (((SppoConfig)check.Config).PreferenceModel is { } id)
-        {
-            var m = await check.FindModelAsync(id, ct);
-            if (m is null) check.Error("preference_model", $"model \"{id}\" is not registered");
-            else if (!ModelArchitecture.Parse(m.ConfigJson).IsPreferenceModel) check.Error("preference_model", $"model \"{id}\" is not a general preference model (train one with method preference_model)");
-        }
+        base.Validate(prefix, err);
+        if (KlTarget is not null) err(prefix + "kl_target", "DNO's beta is DPO's against the previous round's policy; adaptive KL control does not apply");
     }
+}
+
+public sealed class DnoMethod : SelfPlayMethod<DnoConfig>
+{
+    public override int Order => 62;
+    public override string Name => "dno";
+    public override string Title => "Direct Nash optimisation (self-play rounds)";
+    public override string Summary =>
+        "DNO (Rosset et al., 2024): per round, K samples of each prompt from pi_t; with P_i = mean_{j != i} P(y_i > y_j) from the pairwise oracle, y+ = argmax P_i and y- = argmin P_i " +
+        "(a group trains when P+ - P- >= min_win_rate_gap); L = mean over groups of -log sigmoid(beta [log pi(y+)/pi_t(y+) - log pi(y-)/pi_t(y-)]), pi_t the round's sampling policy, trained num_iterations times.";
+    public override object Example => ExampleWith(new { num_generations = 4, beta = 0.1, num_iterations = 2, preference_model = "ft:alignhub/tiny:pm:ftjob-jkl012", max_completion_length = 8 });
+}
+
+/// <summary>
+/// Online IPO (<c>method.type = "online_ipo"</c>; Calandriello et al., 2024, "Human Alignment of Large Language Models
+/// through Online Preference Optimisation"; IPO: Azar et al., 2023): pairs of samples from the current policy (samples
+/// 2i and 2i + 1 of a prompt), the oracle's P(y &gt; y') as a soft label, and IPO's squared loss on the pair's log-ratio
+/// difference to the reference (the starting model): (h - (P(y &gt; y') - 1/2) / beta)^2, which for a sure preference is
+/// IPO's (h - 1/(2 beta))^2.
+/// </summary>
+public sealed record OnlineIpoConfig : SelfPlayConfig
+{
+    [Hyperparameter("Completions per prompt, taken as consecutive pairs (an even number).", Min = 2, Max = 64)]
+    public override int NumGenerations { get; init; } = 2;
+
+    [Hyperparameter("IPO's beta (tau): a sure preference's log-ratio margin to the reference is regressed onto 1/(2 beta).", Min = 1e-6, Max = 100)]
+    public override double Beta { get; init; } = 0.1;
+
+    [System.Text.Json.Serialization.JsonIgnore] public override int WinRateGroupSize => 2;
+    [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => true;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (NumGenerations % 2 != 0) err(prefix + "num_generations", "must be even: online IPO compares completions in pairs");
+        if (KlTarget is not null) err(prefix + "kl_target", "IPO's beta is its regression target's scale; adaptive KL control does not apply");
+    }
+}
+
+public sealed class OnlineIpoMethod : SelfPlayMethod<OnlineIpoConfig>
+{
+    public override int Order => 63;
+    public override string Name => "online_ipo";
+    public override string Title => "Online IPO (self-play pairs)";
+    public override string Summary =>
+        "Online IPO (Calandriello et al., 2024): pairs (y, y') of each prompt's samples from the current policy, p = P(y > y') from the pairwise oracle; " +
+        "L = mean over pairs of (log pi(y)/pi_ref(y) - log pi(y')/pi_ref(y') - (p - 1/2)/beta)^2, log-probs summed over each completion.";
+    public override object Example => ExampleWith(new { num_generations = 2, beta = 0.1, preference_model = "ft:alignhub/tiny:pm:ftjob-jkl012", max_completion_length = 8 });
+}
+
+/// <summary>
+/// P3O (<c>method.type = "p3o"</c>; Wu et al., 2023, "Pairwise Proximal Policy Optimization: Harnessing Relative
+/// Feedback for LLM Alignment"), its joint-clipping form: completions pair up as samples 2i and 2i + 1 of a prompt; the
+/// pair's relative ratio rho = [pi(y)/pi_old(y)] / [pi(y')/pi_old(y')] and reward difference D = r(y) - r(y') (each reward
+/// less beta x its completion's k1 to the reference when beta &gt; 0) give L = -(1/2) min(rho D, clip(rho, 1 - eps,
+/// 1 + eps_high) D), averaged over pairs: the clipped form of the pairwise policy gradient (1/2) D grad[log pi(y) - log pi(y')].
+/// Only reward differences enter, so a constant added to every reward changes nothing. No critic.
+/// </summary>
+public sealed record P3oConfig : OnlineRlConfig
+{
+    [Hyperparameter("Completions per prompt, taken as consecutive pairs (an even number).", Min = 2, Max = 64)]
+    public override int NumGenerations { get; init; } = 2;
+
+    [System.Text.Json.Serialization.JsonIgnore] public override bool UsesLossType => false;
+
+    public override void Validate(string prefix, Action<string, string> err)
+    {
+        base.Validate(prefix, err);
+        if (NumGenerations % 2 != 0) err(prefix + "num_generations", "must be even: P3O compares completions in pairs");
+    }
+}
+
+public sealed class P3oMethod : OnlineRlMethod<P3oConfig>
+{
+    public override int Order => 64;
+    public override string Name => "p3o";
+    public override string Title => "P3O (pairwise proximal policy optimisation)";
+    public override string Summary =>
+        "P3O (Wu et al., 2023), joint clipping: for each pair (y, y') of a prompt's samples, rho = exp(sum_t [log pi - log pi_old](y) - sum_t [log pi - log pi_old](y')), " +
+        "D = (r(y) - beta KL(y)) - (r(y') - beta KL(y')); L = mean over pairs of -(1/2) min(rho D, clip(rho, 1 - eps, 1 + eps_high) D).";
+    public override object Example => ExampleWith(new { num_generations = 4, max_completion_length = 8, grader = ArithmeticTask.ExactMatchGrader });
 }

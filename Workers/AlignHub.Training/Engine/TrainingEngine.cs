@@ -81,6 +81,12 @@ public interface ITrainingMethod
     /// </summary>
     void AfterStep(int step, IReadOnlyDictionary<string, double> metrics, ITrainingReporter reporter) { }
 
+    /// <summary>
+    /// After a step's optimizer update (1-based <paramref name="step"/>), before its metrics are reported: where a method
+    /// measures the updated model and adds to the step's metrics (self-play's win rate over the previous round).
+    /// </summary>
+    void AfterUpdate(int step, Dictionary<string, double> metrics, ITrainingReporter reporter) { }
+
     /// <summary>State the method adds to a checkpoint (RL: KL controller, sampler position, reward statistics); null: none.</summary>
     JsonObject? SaveState() => null;
     void LoadState(JsonObject? state) { }
@@ -211,6 +217,7 @@ public static class TrainingEngine
                 }
             }
             long batchTokens = m.Tokens(batch);
+            m.AfterUpdate(step + 1, stepMetrics, reporter);
             step++;
             tokens += batchTokens;
             if (step % perEpoch == 0 || step == total)

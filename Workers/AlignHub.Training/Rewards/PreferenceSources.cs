@@ -83,6 +83,8 @@ public sealed class BradleyTerryPreference(IRewardSource rewards) : IPairwisePre
 public sealed class GroupWinRateSource(IPairwisePreference oracle, int k) : IRewardSource
 {
     public string Name => oracle.Name + "/win_rate";
+    /// <summary>The pairwise oracle behind the win rates (self-play's round evaluation asks it directly).</summary>
+    public IPairwisePreference Oracle => oracle;
 
     public double[] Score(IReadOnlyList<RewardInput> batch)
     {

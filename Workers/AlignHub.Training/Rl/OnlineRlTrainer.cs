@@ -599,6 +599,50 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     }
 
     /// <summary>
+    /// Self-play's round evaluation, after a block's last update: one new sample of each of the round's prompts (its
+    /// own seed stream) against the round's first sample of the prompt (the previous policy's), the oracle asked in
+    /// both orders, P(new &gt; old) = (P[new, old] + P[new, old | old shown first]) / 2; the mean over prompts with a normal
+    /// 95% interval goes to the step's metrics (<c>round/*</c>) and an event.
+    /// </summary>
+    public void AfterUpdate(int completedStep, Dictionary<string, double> metrics, ITrainingReporter reporter)
+    {
+        if (c is not SelfPlayConfig { RoundWinRate: true } || reward is not GroupWinRateSource wr) return;
+        if (block is not { Skipped: false } b || completedStep != b.FirstStep + c.UpdatesPerBatch) return;
+        var firsts = b.Rollouts.Where(r => r.Sample == 0).ToList();
+        if (firsts.Count == 0) return;
+        List<Rollout> fresh;
+        SetTraining(false);
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            fresh = Rollouts.Sample(policy, tok, firsts.Select(r => r.PromptIds).ToList(), firsts.Select(r => r.PromptIndex).ToList(), 1, Sampling,
+                unchecked(c.Seed * 1_000_003L + 17), completedStep, Math.Max(1, microPrompts * c.NumGenerations));
+        }
+        finally { SetTraining(true); }
+        var wins = new double[firsts.Count];
+        for (int i = 0; i < firsts.Count; i++)
+        {
+            var row = train[firsts[i].PromptIndex];
+            var input = new RewardInput(row.Text, "", row.Row);
+            var newFirst = wr.Oracle.Matrix(input, [fresh[i].Completion.Text, firsts[i].Completion.Text]);
+            var oldFirst = wr.Oracle.Matrix(input, [firsts[i].Completion.Text, fresh[i].Completion.Text]);
+            wins[i] = (newFirst[0, 1] + oldFirst[1, 0]) / 2;
+        }
+        double mean = wins.Average();
+        double sd = wins.Length < 2 ? 0 : Math.Sqrt(wins.Sum(x => (x - mean) * (x - mean)) / (wins.Length - 1));
+        double half = 1.96 * sd / Math.Sqrt(wins.Length);
+        int round = completedStep / c.UpdatesPerBatch;
+        metrics["round"] = round;
+        metrics["round/win_rate"] = mean;
+        metrics["round/win_rate_low"] = Math.Max(0, mean - half);
+        metrics["round/win_rate_high"] = Math.Min(1, mean + half);
+        reporter.Event("info", $"Round {round}: win rate over the previous round {mean:F3} [{Math.Max(0, mean - half):F3}, {Math.Min(1, mean + half):F3}] " +
+            $"on its {wins.Length} prompts, {wr.Oracle.Name} asked in both orders",
+            new Dictionary<string, object> { ["round"] = round, ["step"] = completedStep, ["win_rate"] = mean, ["low"] = Math.Max(0, mean - half), ["high"] = Math.Min(1, mean + half) });
+    }
+
+    /// <summary>
     /// What a resume needs beyond weights and optimizer state: the first step's entropy (the collapse warning compares
     /// with it), the KL controller's beta, the value head, and the current block of rollouts when the checkpoint falls inside one.
     /// </summary>
@@ -653,7 +697,8 @@ public sealed class OnlineRlRunner : Methods.IMethodRunner
         // Self-play methods' rewards are win rates within each group, from a general preference model or the pointwise source through Bradley-Terry.
         using IRewardSource? source = !c.RewardsAreGroupWinRates ? pointwise
             : new GroupWinRateSource(c.PairwiseOracle is { } pm ? PreferenceModelSource.Load(ctx.Model(pm), ctx.Device)
-                : new BradleyTerryPreference(pointwise ?? throw new InvalidDataException("a pairwise oracle is required: a preference_model, a grader or a reward_model")), c.NumGenerations);
+                : new BradleyTerryPreference(pointwise ?? throw new InvalidDataException("a pairwise oracle is required: a preference_model, a grader or a reward_model")),
+                c is SelfPlayConfig sp ? sp.WinRateGroupSize : c.NumGenerations);
         var policy = ctx.Model(ctx.Job.Model);
         var chat = policy.ChatFormat();
         // Win rates need a group; the greedy evaluation has one completion per prompt, so self-play methods evaluate outside the run.
