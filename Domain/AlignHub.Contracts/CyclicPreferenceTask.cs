@@ -45,24 +45,27 @@ public static class CyclicPreferenceTask
     }
 
     /// <summary>
-    /// <paramref name="n"/> pairs: a random name; three in four compare two styles (each of the three (winner, loser) style
-    /// pairs equally often), one in four a style against a corrupted reply (<see cref="Corrupted"/>), which loses to every
-    /// style by the hidden rule, so a model also learns what is no greeting at all. In random order.
+    /// <paramref name="n"/> pairs: a random name; a share <paramref name="corrupted"/> (default one in four) compare a
+    /// style against a corrupted reply (<see cref="Corrupted"/>), which loses to every style by the hidden rule, so a model
+    /// also learns what is no greeting at all; the rest compare two styles, each of the three (winner, loser) style pairs
+    /// equally often. In random order.
     /// </summary>
-    public static List<PreferencePair> Pairs(int n, int seed)
+    public static List<PreferencePair> Pairs(int n, int seed, double corrupted = 0.25)
     {
+        if (corrupted is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(corrupted));
         var rng = new Random(seed);
+        int styledPairs = 0;
         return Enumerable.Range(0, n).Select(i =>
         {
             var name = Names[rng.Next(Names.Count)];
-            if (i % 4 == 3)
+            if (Math.Floor((i + 1) * corrupted + 1e-9) > Math.Floor(i * corrupted + 1e-9))
             {
                 var styled = Reply(rng.Next(3), name);
                 return new PreferencePair(Prompt(name), styled, Corrupted(rng, name));
             }
-            int winner = i % 4; // 0 beats 1, 1 beats 2, 2 beats 0, equally often
+            int winner = styledPairs++ % 3; // 0 beats 1, 1 beats 2, 2 beats 0, equally often
             return new PreferencePair(Prompt(name), Reply(winner, name), Reply((winner + 1) % 3, name));
-        }).OrderBy(_ => rng.Next()).ToList();
+        }).ToList().OrderBy(_ => rng.Next()).ToList();
     }
 
     /// <summary>

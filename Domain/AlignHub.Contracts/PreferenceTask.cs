@@ -19,6 +19,27 @@ public static class PreferenceTask
         response.Split([' ', '\n', '.', ',', '!'], StringSplitOptions.RemoveEmptyEntries)
             .Sum(w => Positive.Contains(w) ? 1 : Negative.Contains(w) ? -1 : 0);
 
+    /// <summary>
+    /// The hidden reward as a grader in OpenAI's shape (a <c>multi</c> grader of six <c>regex_match</c> graders, one per
+    /// word position and sign): equal to <see cref="TrueReward"/> on responses of up to three space-separated words, as
+    /// the task's are; the gold reward source of the overoptimisation diagnostics.
+    /// </summary>
+    public static object TrueRewardGrader
+    {
+        get
+        {
+            string Word(string[] words) => "(" + string.Join("|", words) + ")";
+            string At(int position, string[] words) => "^\\s*" + string.Concat(Enumerable.Repeat("\\S+\\s+", position)) + Word(words) + "(\\s|$)";
+            var graders = new Dictionary<string, object>();
+            for (int i = 0; i < 3; i++)
+            {
+                graders[$"p{i}"] = new { type = "regex_match", name = $"positive {i + 1}", input = "{{sample.output_text}}", pattern = At(i, Positive) };
+                graders[$"n{i}"] = new { type = "regex_match", name = $"negative {i + 1}", input = "{{sample.output_text}}", pattern = At(i, Negative) };
+            }
+            return new { type = "multi", name = "true_reward", graders, calculate_output = "p0 + p1 + p2 - n0 - n1 - n2" };
+        }
+    }
+
     public static string Prompt(Random rng) => $"Review the {Topics[rng.Next(Topics.Length)]}: ";
 
     public static string Response(Random rng) => string.Join(' ', Enumerable.Range(0, 3).Select(_ => Words[rng.Next(Words.Length)]));

@@ -24,7 +24,8 @@ switch (command)
         double.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture)); return;
     case "rto": Rl2026Benchmarks.Rto(int.Parse(args[1]), int.Parse(args[2]), double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Length > 4 && args[4] == "grader",
         args.Length > 5 ? double.Parse(args[5], System.Globalization.CultureInfo.InvariantCulture) : 1e-3, args.Length > 6 ? double.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture) : 0.1); return;
-    case "cyclic": Rl2026Benchmarks.Cyclic(int.Parse(args[1]), double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture)); return;
+    // cyclic method=dno|sppo|online_ipo steps=200 lr=1e-4 eta=1 beta=0.1 iterations=1 sft=400 pairs=480 corrupt=0.25 grpo=1
+    case "cyclic": Rl2026Benchmarks.Cyclic(args[1..]); return;
     case "rl-step-cost": RlStepCost.Run(args.Length > 1 ? int.Parse(args[1]) : 60); return;
     // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
     // smollm2-flops [batch] [seq]: SFT FLOP/s at SmolLM2-135M's shape vs a large matmul

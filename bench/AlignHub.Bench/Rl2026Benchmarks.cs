@@ -161,52 +161,76 @@ static class Rl2026Benchmarks
     }
 
     /// <summary>
-    /// The intransitive task: an SFT start that mostly answers formally (weights 0.7 formal, 0.2 warm, 0.1 playful), a
-    /// general preference model and a Bradley-Terry reward model trained on the same pairs, then SPPO against the
-    /// preference model and GRPO on the reward model with the same budget; each final policy's win rate over the start
-    /// under the hidden rule (8 samples of each of 160 prompts, both policies, every pair of a prompt), 95% bootstrap CI
-    /// over prompts, and the styles each samples.
+    /// The intransitive task: an SFT start (weights 0.7 formal, 0.2 warm, 0.1 playful; <c>sft</c> steps, so a short one
+    /// also answers with near misses), a general preference model and a Bradley-Terry reward model trained on the same
+    /// <c>pairs</c> pairs, then a self-play method (<c>method</c> sppo or dno) against the preference model and GRPO on
+    /// the reward model with the same budget; each checkpoint's and the final policy's win rate over the start under the
+    /// hidden rule (8 samples of each of 160 prompts, both policies, every pair of a prompt), 95% bootstrap CI over
+    /// prompts, and the styles each samples. Arguments as key=value: method, steps, lr, eta (SPPO), beta (DNO),
+    /// iterations (num_iterations), sft, pairs, corrupt (share of pairs against a near miss), grpo (0: skip the baseline).
     /// </summary>
-    public static void Cyclic(int steps, double eta, double lr)
+    public static void Cyclic(string[] args)
     {
+        var o = args.Select(a => a.Split('=', 2)).ToDictionary(x => x[0], x => x[1]);
+        string Opt(string k, string d) => o.GetValueOrDefault(k, d);
+        double D(string k, double d) => double.Parse(Opt(k, d.ToString(System.Globalization.CultureInfo.InvariantCulture)), System.Globalization.CultureInfo.InvariantCulture);
+        string method = Opt("method", "dno");
+        int steps = (int)D("steps", 200), sftSteps = (int)D("sft", 400), pairs = (int)D("pairs", 480), iterations = (int)D("iterations", 1);
+        double lr = D("lr", 1e-4);
         torch.set_num_threads(Environment.ProcessorCount);
         var tiny = new ModelSource(ModelPresets.ConfigJson(ModelPresets.All["alignhub/tiny"]), "byte", null);
         var sft = SftTrainer.Train(new SftRun(tiny, CyclicPreferenceTask.Demonstrations(2000, 1, [0.7, 0.2, 0.1]), null,
-            new SftConfig { NEpochs = 100, MaxSteps = 400, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
+            new SftConfig { NEpochs = 100, MaxSteps = sftSteps, BatchSize = 32, LearningRate = 3e-3, SaveSteps = 100_000, Seed = 1 }, Temp(), null), new BenchReporter(), CancellationToken.None);
         var start = tiny with { Folder = sft.LastCheckpoint };
-        var train = CyclicPreferenceTask.Pairs(480, 1);
+        var train = CyclicPreferenceTask.Pairs(pairs, 1, D("corrupt", 0.25));
         var held = CyclicPreferenceTask.Pairs(240, 2);
+        var sw = Stopwatch.StartNew();
         var pmLog = new BenchReporter();
         var pm = AlignHub.Training.Preference.PreferenceModelTrainer.Train(new AlignHub.Training.Preference.PreferenceModelRun(tiny, train, held,
-            new PreferenceModelConfig { NEpochs = 30, BatchSize = 16, LearningRate = 1e-3, PreferenceDim = 8, WarmupRatio = 0.05, EvalSteps = 1000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
+            new PreferenceModelConfig { NEpochs = Math.Max(1, 14400 / pairs), BatchSize = 16, LearningRate = 1e-3, PreferenceDim = 8, WarmupRatio = 0.05, EvalSteps = 100_000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
             pmLog, CancellationToken.None);
+        double pmSeconds = sw.Elapsed.TotalSeconds;
         var rmLog = new BenchReporter();
         var rm = AlignHub.Training.Preference.RewardModelTrainer.Train(new AlignHub.Training.Preference.RewardModelRun(tiny, train, held,
-            new RewardModelConfig { NEpochs = 30, BatchSize = 16, LearningRate = 1e-3, WarmupRatio = 0.05, EvalSteps = 1000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
+            new RewardModelConfig { NEpochs = Math.Max(1, 14400 / pairs), BatchSize = 16, LearningRate = 1e-3, WarmupRatio = 0.05, EvalSteps = 100_000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
             rmLog, CancellationToken.None);
         double Last(BenchReporter log, string name) => log.Rows.Last(r => r.Metrics.ContainsKey(name)).Metrics[name];
-        Console.WriteLine($"preference model: held-out accuracy {Last(pmLog, "eval/accuracy"):F3}, cyclic triples {Last(pmLog, "eval/cyclic_triples"):F3}; " +
+        Console.WriteLine($"preference model: held-out accuracy {Last(pmLog, "eval/accuracy"):F3}, cyclic triples {Last(pmLog, "eval/cyclic_triples"):F3} ({pmSeconds:F0} s); " +
             $"reward model: held-out accuracy {Last(rmLog, "eval/accuracy"):F3}");
         var pmSource = tiny with { Folder = pm.LastCheckpoint, ConfigJson = File.ReadAllText(Path.Combine(pm.LastCheckpoint!, "config.json")) };
         var prompts = CyclicPreferenceTask.Prompts(512);
-        var sppo = new SppoConfig { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, Eta = eta, MaxCompletionLength = 16, LearningRate = lr,
+        SelfPlayConfig selfPlay = method switch
+        {
+            "sppo" => new SppoConfig { Eta = D("eta", 1.0) },
+            "dno" => new DnoConfig { Beta = D("beta", 0.1) },
+            "online_ipo" => new OnlineIpoConfig { Beta = D("beta", 0.1), NumGenerations = 4 },
+            _ => throw new ArgumentException(method),
+        };
+        selfPlay = selfPlay with { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, NumIterations = iterations, MaxCompletionLength = 16, LearningRate = lr,
             SaveSteps = Math.Max(1, steps / 4), EvalSteps = 100_000, Seed = 1, PreferenceModel = "pm" };
-        var sw = Stopwatch.StartNew();
-        var sppoSaved = new List<(int Step, string Dir)>();
-        var sppoRun = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, sppo, Temp(), null,
-            new GroupWinRateSource(PreferenceModelSource.Load(pmSource, null), sppo.NumGenerations)), new SavingReporter(new BenchReporter(), sppoSaved), CancellationToken.None);
-        double sppoSeconds = sw.Elapsed.TotalSeconds;
-        var grpo = new GrpoConfig { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, MaxCompletionLength = 16, LearningRate = lr,
-            SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, RewardModel = "rm" };
         sw.Restart();
-        var grpoRun = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, grpo, Temp(), null,
-            RewardEnsembleSource.Load(tiny with { Folder = rm.LastCheckpoint }, 0, 64, null)), new BenchReporter(), CancellationToken.None);
-        double grpoSeconds = sw.Elapsed.TotalSeconds;
+        var saved = new List<(int Step, string Dir)>();
+        var selfLog = new BenchReporter();
+        OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, selfPlay, Temp(), null,
+            new GroupWinRateSource(PreferenceModelSource.Load(pmSource, null), selfPlay.WinRateGroupSize)), new SavingReporter(selfLog, saved), CancellationToken.None);
+        double selfSeconds = sw.Elapsed.TotalSeconds;
+        var rounds = selfLog.Rows.Where(r => r.Metrics.ContainsKey("round/win_rate")).ToList();
+        Console.WriteLine("round win rates over the previous round (preference model, both orders), every 10th: " +
+            string.Join(", ", rounds.Where((_, i) => i % 10 == 9).Select(r => $"{r.Metrics["round"]:F0}: {r.Metrics["round/win_rate"]:F2}")));
+        var policies = new List<(string Name, string Folder, double Seconds)> { ("start", sft.LastCheckpoint!, 0.0) };
+        policies.AddRange(saved.Select(x => ($"{method} vs preference model, step {x.Step}", x.Dir, selfSeconds * x.Step / steps)));
+        if (D("grpo", 1) != 0)
+        {
+            var grpo = new GrpoConfig { NEpochs = 100, MaxSteps = steps * iterations, BatchSize = 16, NumGenerations = 4, MaxCompletionLength = 16, LearningRate = lr,
+                SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, RewardModel = "rm" };
+            sw.Restart();
+            var grpoRun = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, grpo, Temp(), null,
+                RewardEnsembleSource.Load(tiny with { Folder = rm.LastCheckpoint }, 0, 64, null)), new BenchReporter(), CancellationToken.None);
+            policies.Add(("grpo vs reward model (same completions sampled)", grpoRun.LastCheckpoint!, sw.Elapsed.TotalSeconds));
+        }
         Console.WriteLine("policy\twin_rate_over_start\tci95\tformal\twarm\tplayful\tother\tseconds");
         var startSamples = StyleSamples(start);
-        foreach (var (name, folder, sec) in new[] { ("start", sft.LastCheckpoint!, 0.0) }
-            .Concat(sppoSaved.Select(x => ($"sppo vs preference model, step {x.Step}", x.Dir, sppoSeconds * x.Step / steps)))
-            .Append(("grpo vs reward model", grpoRun.LastCheckpoint!, grpoSeconds)))
+        foreach (var (name, folder, sec) in policies)
         {
             var samples = StyleSamples(tiny with { Folder = folder });
             var (w, lo, hi) = WinRate(samples, startSamples);

@@ -24,6 +24,12 @@ public sealed record FrontierConfig : MethodConfig
     [Hyperparameter("A reward model (or ensemble) scoring prompt + completion (used when no grader is given).")]
     public string? RewardModel { get; init; }
 
+    [Hyperparameter("A gold reward source, a grader in OpenAI's shape, scored on the same samples (gold_reward per point): proxy and gold reward against KL show overoptimisation (Gao et al., 2023).")]
+    public JsonElement? GoldGrader { get; init; }
+
+    [Hyperparameter("A reward model as the gold source (used when no gold_grader is given).")]
+    public string? GoldRewardModel { get; init; }
+
     [Hyperparameter("Completions sampled per prompt and point.", Min = 1, Max = 256)]
     public int NumSamples { get; init; } = 4;
 
@@ -45,10 +51,14 @@ public sealed record FrontierConfig : MethodConfig
         if (Models.Count > 100) err(prefix + "models", "at most 100 models");
         if (Grader is { } g) Domain.Grader.Parse(g, prefix + "grader", err);
         else if (RewardModel is null) err(prefix + "grader", "a reward source is required: a grader or a reward_model");
+        if (GoldGrader is { } gold) Domain.Grader.Parse(gold, prefix + "gold_grader", err);
     }
 
     /// <summary>The parsed grader (the config was validated at creation).</summary>
     public Grader? ParsedGrader() => Grader is { } g ? Domain.Grader.Parse(g, "grader", (_, m) => throw new InvalidDataException(m)) : null;
+
+    /// <summary>The parsed gold grader.</summary>
+    public Grader? ParsedGoldGrader() => GoldGrader is { } g ? Domain.Grader.Parse(g, "gold_grader", (_, m) => throw new InvalidDataException(m)) : null;
 }
 
 public sealed class FrontierMethod : JobMethod
@@ -69,6 +79,7 @@ public sealed class FrontierMethod : JobMethod
     [
         new("Reward by checkpoint step", "frontier-reward-chart", ["reward"]),
         new("KL to the reference by checkpoint step", "frontier-kl-chart", ["kl", "kl_per_token"]),
+        new("Proxy and gold reward by checkpoint step", "frontier-gold-chart", ["reward", "gold_reward"]),
     ];
     public override object Example => new
     {
@@ -96,5 +107,7 @@ public sealed class FrontierMethod : JobMethod
         }
         if (c.Grader is null) await check.RewardModelAsync(c.RewardModel, ct);
         else await check.GraderModelsAsync(c.ParsedGrader(), "grader", ct);
+        if (c.GoldGrader is null) await check.RewardModelAsync(c.GoldRewardModel, ct, "gold_reward_model");
+        else await check.GraderModelsAsync(c.ParsedGoldGrader(), "gold_grader", ct);
     }
 }

@@ -112,12 +112,12 @@ public sealed class JobCheck(IJobLookup lookup, ModelRecord? model, MethodConfig
     }
 
     /// <summary>A method's <c>reward_model</c> (read when it has no grader): registered, and a reward model.</summary>
-    public async Task RewardModelAsync(string? id, CancellationToken ct)
+    public async Task RewardModelAsync(string? id, CancellationToken ct, string field = "reward_model")
     {
         if (id is null) return;
         var rm = await FindModelAsync(id, ct);
-        if (rm is null) Error("reward_model", $"model \"{id}\" is not registered");
-        else if (!ModelArchitecture.Parse(rm.ConfigJson).IsRewardModel) Error("reward_model", $"model \"{id}\" is not a reward model");
+        if (rm is null) Error(field, $"model \"{id}\" is not registered");
+        else if (!ModelArchitecture.Parse(rm.ConfigJson).IsRewardModel) Error(field, $"model \"{id}\" is not a reward model");
     }
 }
 

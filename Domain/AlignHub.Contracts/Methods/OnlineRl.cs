@@ -97,6 +97,15 @@ public abstract record OnlineRlConfig : TrainingConfig
     [Hyperparameter("Horizon of the adaptive KL controller: after a batch of n completions, beta *= 1 + clip(kl / kl_target - 1, -0.2, 0.2) * n / kl_horizon.", Min = 1, Max = 100_000_000)]
     public int KlHorizon { get; init; } = 10_000;
 
+    [Hyperparameter("A gold reward source that is never trained on, a grader in OpenAI's shape: scored on every step's completions (and the greedy evaluation) and logged as gold/reward beside the proxy reward, so proxy up while gold falls (overoptimisation) shows; the built-in review task's hidden reward is PreferenceTask.TrueRewardGrader.")]
+    public JsonElement? GoldGrader { get; init; }
+
+    [Hyperparameter("A reward model as the gold source (used when no gold_grader is given).")]
+    public string? GoldRewardModel { get; init; }
+
+    [Hyperparameter("Early warning (an event, once): the gold reward's mean over the last 10 steps is this far below its best 10-step mean while the proxy reward's is above its own at that best (overoptimisation); needs a gold source.", Min = 0, Max = 1e6)]
+    public double GoldDropWarning { get; init; } = 0.1;
+
     [Hyperparameter("Peak learning rate of AdamW before the multiplier.", Min = 1e-8, Max = 1)]
     public override double LearningRate { get; init; } = 5e-4;
 
@@ -131,6 +140,7 @@ public abstract record OnlineRlConfig : TrainingConfig
             err(prefix + "kl_target", "adaptive KL control needs beta > 0 (its starting value; beta 0 loads no reference model)");
         if (Grader is { } g) Domain.Grader.Parse(g, prefix + "grader", err);
         else if (RewardModel is null && RequiresRewardSource) err(prefix + "grader", "a reward source is required: a grader or a reward_model");
+        if (GoldGrader is { } gold) Domain.Grader.Parse(gold, prefix + "gold_grader", err);
         if (!UsesLossType && LossType != "dapo")
             err(prefix + "loss_type", "this method has a loss of its own (see its summary); loss_type does not apply");
         if (LossType == "cispo" && EpsilonHigh is null)
@@ -143,6 +153,9 @@ public abstract record OnlineRlConfig : TrainingConfig
 
     /// <summary>The parsed grader (the config was validated at creation).</summary>
     public Grader? ParsedGrader() => Grader is { } g ? Domain.Grader.Parse(g, "grader", (_, m) => throw new InvalidDataException(m)) : null;
+
+    /// <summary>The parsed gold grader (the config was validated at creation).</summary>
+    public Grader? ParsedGoldGrader() => GoldGrader is { } g ? Domain.Grader.Parse(g, "gold_grader", (_, m) => throw new InvalidDataException(m)) : null;
 }
 
 /// <summary>A method that runs as GRPO (GRPO itself, OpenAI's reinforcement): how advantages are scaled and ratios taken.</summary>
@@ -203,6 +216,8 @@ public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : Online
     public override IReadOnlyList<MetricChart> Charts =>
     [
         new("Reward", "reward-chart", ["reward", "eval/reward"]),
+        new("Proxy and gold reward", "gold-chart", ["reward", "gold/reward", "eval/reward", "eval/gold/reward"]),
+        new("Next-token top-10 mass and entropy", "topk-chart", ["diagnostics/top10_mass", "diagnostics/top10_entropy"]),
         new("Reward spread", "reward-std-chart", ["reward_std", "frac_reward_zero_std"]),
         new("Loss", "loss-chart", [MetricNames.Loss]),
         new("KL to the reference", "kl-chart", ["kl"]),
@@ -227,6 +242,8 @@ public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : Online
         check.FitsContext(c.MaxCompletionLength, "max_completion_length", below: true);
         if (c.Grader is null) await check.RewardModelAsync(c.RewardModel, ct);
         else await check.GraderModelsAsync(c.ParsedGrader(), "grader", ct);
+        if (c.GoldGrader is null) await check.RewardModelAsync(c.GoldRewardModel, ct, "gold_reward_model");
+        else await check.GraderModelsAsync(c.ParsedGoldGrader(), "gold_grader", ct);
         if (c.ScoringModel is { } scorer) await ScoringModelAsync(check, scorer, ScoringModelField, ct);
     }
 

@@ -38,6 +38,9 @@ public sealed record DpoConfig : PairConfig
     [Hyperparameter("KL strength: how far the policy may move from the reference (OpenAI's beta).", Min = 1e-6, Max = 100, Auto = true)]
     public double Beta { get; init; } = 0.1;
 
+    [Hyperparameter("Early warning (an event, once): likelihood displacement, when over 10 steps both the chosen and the rejected responses' log-probs fell more than this many nats (per sequence) below the reference's (needs a reference; not for kto).", Min = 0, Max = 1e6)]
+    public double LikelihoodDisplacementWarning { get; init; } = 1.0;
+
     [Hyperparameter("sigmoid (DPO), robust, hinge, ipo, simpo, orpo, or kto (unpaired rows, or pairs split into them).",
         OneOf = ["sigmoid", "robust", "hinge", "ipo", "simpo", "orpo", "kto"])]
     public string LossType { get; init; } = "sigmoid";
@@ -97,6 +100,8 @@ public sealed class DpoMethod : JobMethod
         new("Rewards", "rewards-chart", ["rewards/chosen", "rewards/rejected", "rewards/margins"]),
         new("Reward accuracy", "accuracy-chart", ["rewards/accuracies", "eval/rewards/accuracies"]),
         new("Log-probs", "logps-chart", ["logps/chosen", "logps/rejected"]),
+        new("Log-prob change from the reference", "logps-change-chart", ["logps/chosen_change", "logps/rejected_change"]),
+        new("Held-out next-token top-10 mass and entropy", "topk-chart", ["eval/diagnostics/top10_mass", "eval/diagnostics/top10_entropy"]),
         new("KL estimate (KTO)", "kl-chart", ["kl"]),
         .. Methods.OptimizerCharts,
     ];

@@ -16,7 +16,7 @@ public sealed record FrontierPoint(string Name, int? Step, ModelSource Source);
 
 /// <summary>What a frontier evaluation needs: the reference, the points, held-out prompts, the reward source, where the result goes.</summary>
 public sealed record FrontierRun(ModelSource Reference, string ReferenceName, IReadOnlyList<FrontierPoint> Points, IReadOnlyList<GenerationPrompt> Prompts,
-    FrontierConfig Config, IRewardSource Reward, string OutputPath, Device? Device = null);
+    FrontierConfig Config, IRewardSource Reward, string OutputPath, Device? Device = null, IRewardSource? Gold = null);
 
 /// <summary>
 /// The KL-reward frontier (<see cref="FrontierConfig"/>). For the reference and then each point: <c>num_samples</c>
@@ -44,11 +44,13 @@ public sealed class FrontierRunner : IMethodRunner
             points.Add(new FrontierPoint(name, ctx.CheckpointStepOf(name), ctx.Model(name)));
         if (points.Count == 0) throw new InvalidDataException($"job {c.Run} has no checkpoints to evaluate");
         using IRewardSource reward = c.ParsedGrader() is { } g ? new GraderSource(ctx.Bind(g)) : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, c.BatchSize, ctx.Device);
+        using IRewardSource? gold = c.ParsedGoldGrader() is { } gg ? new GraderSource(ctx.Bind(gg))
+            : c.GoldRewardModel is { } grm ? RewardEnsembleSource.Load(ctx.Model(grm), 0, c.BatchSize, ctx.Device) : null;
         var chat = ctx.Model(job.Model).ChatFormat();
         var prompts = ctx.Rows(job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat));
         reporter.Event("info", $"Evaluating the KL-reward frontier of {points.Count} point(s) against {job.Model} on {prompts.Count} prompts, " +
-            $"{c.NumSamples} samples each, reward {reward.Name}");
-        var frontier = new FrontierRun(ctx.Model(job.Model), job.Model, points, prompts, c, reward, ctx.Output("frontier.jsonl"), ctx.Device);
+            $"{c.NumSamples} samples each, reward {reward.Name}{(gold is null ? "" : $", gold {gold.Name}")}");
+        var frontier = new FrontierRun(ctx.Model(job.Model), job.Model, points, prompts, c, reward, ctx.Output("frontier.jsonl"), ctx.Device, gold);
         var (result, rows) = Evaluate(frontier, reporter, ct);
         if (result.Outcome != TrainingOutcome.Completed) return new MethodOutcome(result);
         var best = rows.MaxBy(r => (double)r["reward"])!;
@@ -84,7 +86,9 @@ public sealed class FrontierRunner : IMethodRunner
             {
                 policy.eval();
                 var rollouts = Rollouts.Sample(policy, tok, ids, indexes, c.NumSamples, o, c.Seed, 0, c.BatchSize);
-                var rewards = run.Reward.Score(rollouts.Select(r => new RewardInput(run.Prompts[r.PromptIndex].Text, r.Completion.Text, run.Prompts[r.PromptIndex].Row)).ToList());
+                var inputs = rollouts.Select(r => new RewardInput(run.Prompts[r.PromptIndex].Text, r.Completion.Text, run.Prompts[r.PromptIndex].Row)).ToList();
+                var rewards = run.Reward.Score(inputs);
+                var goldRewards = run.Gold?.Score(inputs);
                 var (kl, k3Tokens, tokens) = source is null ? (new double[rollouts.Count], 0.0, 0L) : Kl(rollouts, reference, tok.PadId, c.Temperature, c.BatchSize, device);
                 // Per-prompt means (rollouts come prompt by prompt, num_samples each): the units the bootstrap resamples.
                 double[] PerPrompt(double[] x) => x.Chunk(c.NumSamples).Select(g => g.Average()).ToArray();
@@ -97,6 +101,11 @@ public sealed class FrontierRunner : IMethodRunner
                     ["kl_per_token"] = tokens == 0 ? 0 : k3Tokens / tokens,
                     ["completions/mean_length"] = rollouts.Average(r => r.Completion.Tokens.Length),
                 };
+                if (goldRewards is not null)
+                {
+                    var (gLo, gHi) = EvaluateRunner.Bootstrap(PerPrompt(goldRewards), c.BootstrapSamples, c.Seed);
+                    (metrics["gold_reward"], metrics["gold_reward_ci_low"], metrics["gold_reward_ci_high"]) = (goldRewards.Average(), gLo, gHi);
+                }
                 if (step is int s) metrics["checkpoint_step"] = s;
                 reporter.Step(clock.Tick(i + 1, 0, 0), metrics);
                 var row = new Dictionary<string, object> { ["model"] = name, ["step"] = step is int st ? st : (object)"none" };

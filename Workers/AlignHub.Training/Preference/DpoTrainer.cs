@@ -1,6 +1,7 @@
 using AlignHub.Domain;
 using AlignHub.Training.Data;
 using AlignHub.Training.Engine;
+using AlignHub.Training.Evaluation;
 using AlignHub.Training.Losses;
 using AlignHub.Training.Models;
 using AlignHub.Training.Tokenizers;
@@ -78,7 +79,10 @@ sealed class DpoMethod(CausalLM policy, List<TokenizedPair> train, List<Tokenize
     public int ValidRows => valid.Count;
     public IReadOnlyList<string> StatNames { get; } = c.LossType == "kto"
         ? ["loss", "rewards_chosen", "rewards_rejected", "logps_chosen", "logps_rejected", "kl", "desirable", "rows"]
-        : ["loss", "rewards_chosen", "rewards_rejected", "correct", "logps_chosen", "logps_rejected", "rows"];
+        : ["loss", "rewards_chosen", "rewards_rejected", "correct", "logps_chosen", "logps_rejected", "rows",
+            "chosen_change", "rejected_change", "top_mass", "top_entropy", "top_tokens"];
+    LikelihoodMonitor likelihood = new() { Drop = c.LikelihoodDisplacementWarning };
+    bool warned;
 
     public void SetTraining(bool on) { if (on) policy.train(); else policy.eval(); }
     public double Weight(IReadOnlyList<int> rows, bool valid) => rows.Count;
@@ -109,8 +113,23 @@ sealed class DpoMethod(CausalLM policy, List<TokenizedPair> train, List<Tokenize
             reference is null ? null : PairData.Pick(reference.ChosenMean, idx, device), reference is null ? null : PairData.Pick(reference.RejectedMean, idx, device));
         var o = PreferenceLosses.Compute(c.LossType, x, c.Beta, c.LabelSmoothing, c.SimpoGamma, c.OrpoLambda);
         var (rc, rr) = (o.ChosenRewards.detach(), o.RejectedRewards.detach());
+        var zero = zeros_like(rc).sum();
+        // The change of each side's log-prob from the reference on these pairs (likelihood displacement when both fall).
+        var (cc, rcng) = x.ReferenceChosen is null ? (zero, zero) : ((pc.Sum.detach() - x.ReferenceChosen).sum(), (pr.Sum.detach() - x.ReferenceRejected!).sum());
+        var (mass, entropy, tokens) = isValid ? TopK(data, idx) : (zero, zero, zero);
         return (o.Losses.mean(), stack([o.Losses.detach().sum(), rc.sum(), rr.sum(), rc.gt(rr).to_type(ScalarType.Float32).sum(),
-            pc.Sum.detach().sum(), pr.Sum.detach().sum(), ones_like(rc).sum()]));
+            pc.Sum.detach().sum(), pr.Sum.detach().sum(), ones_like(rc).sum(), cc, rcng, mass, entropy, tokens]));
+    }
+
+    /// <summary>Held-out next-token health: top-10 mass and entropy at every chosen-response position (teacher-forced), summed, and the positions.</summary>
+    (Tensor Mass, Tensor Entropy, Tensor Tokens) TopK(List<TokenizedPair> data, IReadOnlyList<int> idx)
+    {
+        using var batch = Collator.PromptCompletions(PairData.Side(data, idx, true), pad, policy.Device, maxLen);
+        using var logits = policy.forward(batch.InputIds);
+        using var logp = logits[.., ..^1, ..].log_softmax(-1);
+        var (m, h) = NextTokenDiagnostics.TopK(logp, NextTokenDiagnostics.K);
+        var mask = batch.CompletionMask[.., 1..].to_type(ScalarType.Float32);
+        return ((m * mask).sum(), (h * mask).sum(), mask.sum());
     }
 
     public Dictionary<string, double> Metrics(double[] s)
@@ -127,12 +146,37 @@ sealed class DpoMethod(CausalLM policy, List<TokenizedPair> train, List<Tokenize
             };
         }
         double rows = Math.Max(1, s[6]);
-        return new()
+        var m = new Dictionary<string, double>
         {
             ["loss"] = s[0] / rows, ["rewards/chosen"] = s[1] / rows, ["rewards/rejected"] = s[2] / rows,
             ["rewards/accuracies"] = s[3] / rows, ["rewards/margins"] = (s[1] - s[2]) / rows,
             ["logps/chosen"] = s[4] / rows, ["logps/rejected"] = s[5] / rows,
         };
+        if (refTrain is not null) { m["logps/chosen_change"] = s[7] / rows; m["logps/rejected_change"] = s[8] / rows; }
+        if (s[11] > 0) { m["diagnostics/top10_mass"] = s[9] / s[11]; m["diagnostics/top10_entropy"] = s[10] / s[11]; }
+        return m;
+    }
+
+    /// <summary>The likelihood displacement warning (an event, once a run), from the step's change of both sides' log-probs.</summary>
+    public void AfterStep(int step, IReadOnlyDictionary<string, double> metrics, ITrainingReporter reporter)
+    {
+        if (warned || !metrics.TryGetValue("logps/chosen_change", out var chosen) || !metrics.TryGetValue("logps/rejected_change", out var rejected)) return;
+        if (likelihood.Add(step, chosen, rejected) is { } message)
+        {
+            warned = true;
+            reporter.Event("warn", message, new Dictionary<string, object> { ["warning"] = "likelihood_displacement", ["step"] = step });
+        }
+    }
+
+    public System.Text.Json.Nodes.JsonObject? SaveState() => kto ? null : new()
+    {
+        ["likelihood"] = System.Text.Json.JsonSerializer.SerializeToNode(likelihood), ["likelihood_warned"] = warned,
+    };
+
+    public void LoadState(System.Text.Json.Nodes.JsonObject? state)
+    {
+        if (state?["likelihood"] is { } l) likelihood = System.Text.Json.JsonSerializer.Deserialize<LikelihoodMonitor>(l)!;
+        warned = state?["likelihood_warned"]?.GetValue<bool>() ?? warned;
     }
 
     public string StartMessage(int totalSteps) =>

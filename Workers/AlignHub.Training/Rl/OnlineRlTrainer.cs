@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using AlignHub.Domain;
 using AlignHub.Training.Data;
 using AlignHub.Training.Engine;
+using AlignHub.Training.Evaluation;
 using AlignHub.Training.Generation;
 using AlignHub.Training.Losses;
 using AlignHub.Training.Models;
@@ -28,7 +29,8 @@ public sealed record OnlineRlRun(
     string? ResumeFrom,
     IRewardSource? Reward,
     Device? Device = null,
-    ModelSource? Teacher = null);
+    ModelSource? Teacher = null,
+    IRewardSource? Gold = null);
 
 /// <summary>Sampled, scored completions of some prompts (prompt-major, K each), with each prompt's greedy completion's reward where the method asks for one.</summary>
 /// <param name="Timing">Seconds spent sampling and scoring (null: not measured apart; the caller times the whole as sampling).</param>
@@ -66,7 +68,7 @@ public static class OnlineRlTrainer
                 teacher = run.Teacher!.CreateModel(device);
                 teacher.eval();
             }
-            using var method = new OnlineRlMethod(policy, reference, teacher, tok, run.Train, run.Validation ?? [], encoder, run.Reward, c);
+            using var method = new OnlineRlMethod(policy, reference, teacher, tok, run.Train, run.Validation ?? [], encoder, run.Reward, c, gold: run.Gold);
             return TrainingEngine.Run(method, new EngineRun(run.Model, c, run.CheckpointRoot, run.ResumeFrom), reporter, ct);
         }
         finally { reference?.Dispose(); teacher?.Dispose(); }
@@ -143,7 +145,8 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     const string Prompts = "prompts", RewardSum = "reward_sum", SourceRewardSum = "source_reward_sum", Completions = "completions",
         GroupStdSum = "group_std_sum", Groups = "groups", ZeroStdGroups = "zero_std_groups", LengthSum = "length_sum", Truncated = "truncated",
         TimingGenerate = "timing_generate", TimingReward = "timing_reward", Training = "training", FirstUpdate = "first_update",
-        OverlongSum = "overlong_penalty_sum", ExtraRounds = "extra_rounds", SampledCompletions = "sampled_completions", Skipped = "skipped";
+        OverlongSum = "overlong_penalty_sum", ExtraRounds = "extra_rounds", SampledCompletions = "sampled_completions", Skipped = "skipped",
+        GoldSum = "gold_sum", TopMassSum = "top10_mass_sum", TopEntropySum = "top10_entropy_sum";
 
     readonly CausalLM policy;
     readonly CausalLM? reference, teacher;
@@ -151,8 +154,9 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     readonly ITokenizer tok;
     readonly IReadOnlyList<GenerationPrompt> train, valid;
     readonly List<int[]> trainIds, validIds;
-    readonly IRewardSource? reward;
+    readonly IRewardSource? reward, gold;
     readonly OnlineRlConfig c;
+    GoldProxyMonitor goldMonitor;
     readonly IRlStrategy strategy;
     readonly RlNeeds needs;
     readonly StatLayout layout;
@@ -173,9 +177,11 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     /// <param name="sampler">Sampled and scored completions of a batch's prompts at a step (null: sample from the policy and score with <paramref name="reward"/>); tests give fixed rollouts.</param>
     public OnlineRlMethod(CausalLM policy, CausalLM? reference, CausalLM? teacher, ITokenizer tok, IReadOnlyList<GenerationPrompt> train,
         IReadOnlyList<GenerationPrompt> valid, PromptEncoder encoder, IRewardSource? reward, OnlineRlConfig c,
-        Func<IReadOnlyList<int>, int, ScoredRollouts>? sampler = null)
+        Func<IReadOnlyList<int>, int, ScoredRollouts>? sampler = null, IRewardSource? gold = null)
     {
         (this.policy, this.reference, this.teacher, this.tok, this.train, this.valid, this.reward, this.c) = (policy, reference, teacher, tok, train, valid, reward, c);
+        this.gold = gold;
+        goldMonitor = new GoldProxyMonitor { Drop = c.GoldDropWarning };
         strategy = RlStrategies.For(c);
         needs = strategy.Needs;
         if (reward is null && sampler is null && c.RequiresRewardSource) throw new InvalidDataException("a reward source is required: a grader or a reward_model");
@@ -200,7 +206,7 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         policyPass = needs.PolicyLogProbs || needs.ValueHead || c.UpdatesPerBatch > 1 || (c.KlTarget is not null && hasReference);
         beta = c.Beta;
         sampleAndScore = sampler ?? SampleAndScore;
-        layout = new StatLayout([Loss, KlSum, EntropySum, TokenCount, LogprobDiffSum, .. strategy.StatNames,
+        layout = new StatLayout([Loss, KlSum, EntropySum, TokenCount, LogprobDiffSum, TopMassSum, TopEntropySum, GoldSum, .. strategy.StatNames,
             Prompts, RewardSum, SourceRewardSum, Completions, GroupStdSum, Groups, ZeroStdGroups, LengthSum, Truncated,
             TimingGenerate, TimingReward, Training, FirstUpdate, OverlongSum, ExtraRounds, SampledCompletions, Skipped]);
     }
@@ -229,8 +235,10 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
 
     GenerationOptions Sampling => new() { MaxNewTokens = c.MaxCompletionLength, Temperature = c.Temperature, TopP = c.TopP, TopK = c.TopK };
 
-    double[] Score(IReadOnlyList<GenerationPrompt> data, List<Rollout> rs) => reward is null ? new double[rs.Count] :
-        reward.Score(rs.Select(r => new RewardInput(data[r.PromptIndex].Text, r.Completion.Text, data[r.PromptIndex].Row)).ToList());
+    double[] Score(IReadOnlyList<GenerationPrompt> data, List<Rollout> rs) => reward is null ? new double[rs.Count] : ScoreWith(reward, data, rs);
+
+    static double[] ScoreWith(IRewardSource source, IReadOnlyList<GenerationPrompt> data, List<Rollout> rs) =>
+        source.Score(rs.Select(r => new RewardInput(data[r.PromptIndex].Text, r.Completion.Text, data[r.PromptIndex].Row)).ToList());
 
     /// <summary>The default sampler: K completions of each prompt from the policy (and ReMax's greedy ones), scored by the reward source.</summary>
     ScoredRollouts SampleAndScore(IReadOnlyList<int> prompts, int atStep)
@@ -302,6 +310,7 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         Set(Truncated, rollouts.Count(r => r.Completion.FinishReason == "length"));
         Set(OverlongSum, rollouts.Sum(Overlong));
         Set(ExtraRounds, rounds - 1);
+        if (gold is not null && rollouts.Count > 0) Set(GoldSum, ScoreWith(gold, train, rollouts).Sum());
         Set(SampledCompletions, sampled);
         Set(Training, 1);
         string? message = null;
@@ -515,6 +524,9 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             if (micro.RefLogps is not null) stats.Add(KlSum, (KlEstimators.K3(logps, micro.RefLogps) * completion).sum()); // k3 for every method
             using var logpAll = logits[.., ..^1, ..].log_softmax(-1);
             stats.Add(EntropySum, (-(logpAll.exp() * logpAll).sum(-1) * completion).sum());
+            var (mass, topEntropy) = NextTokenDiagnostics.TopK(logpAll, NextTokenDiagnostics.K);
+            stats.Add(TopMassSum, (mass * completion).sum());
+            stats.Add(TopEntropySum, (topEntropy * completion).sum());
             // The sampler's log-probs of its tokens against the trainer's recomputation of them (one distribution when unfiltered).
             if (s.First) stats.Add(LogprobDiffSum, ((logps - Pick(s.Batch.SamplingLogProbs)).abs() * completion).sum());
         }
@@ -534,6 +546,7 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         stats.Add(RewardSum, rewards.Sum());
         stats.Add(SourceRewardSum, rewards.Sum());
         stats.Add(Completions, rewards.Length);
+        if (gold is not null) stats.Add(GoldSum, ScoreWith(gold, valid, rollouts).Sum());
         stats.Add(LengthSum, rollouts.Sum(r => r.Completion.Tokens.Length));
         stats.Add(Truncated, rollouts.Count(r => r.Completion.FinishReason == "length"));
         stats.Add(TimingGenerate, tGenerate);
@@ -550,6 +563,7 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             m["reward"] = s.Mean(RewardSum, Completions);
             m[$"rewards/{reward.Name}/mean"] = s.Mean(SourceRewardSum, Completions);
         }
+        if (gold is not null) m["gold/reward"] = s.Mean(GoldSum, Completions);
         m["completions/mean_length"] = s.Mean(LengthSum, Completions);
         m["completions/clipped_ratio"] = s.Mean(Truncated, Completions);
         if (s[Training] == 0) return m; // evaluation: rewards of greedy completions only
@@ -560,6 +574,8 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             m["frac_reward_zero_std"] = s.Mean(ZeroStdGroups, Groups);
         }
         m["entropy"] = s.Mean(EntropySum, TokenCount);
+        m["diagnostics/top10_mass"] = s.Mean(TopMassSum, TokenCount);
+        m["diagnostics/top10_entropy"] = s.Mean(TopEntropySum, TokenCount);
         if (hasReference) { m["kl"] = s.Mean(KlSum, TokenCount); m["beta"] = block?.Beta ?? beta; }
         if (Comparable && s[FirstUpdate] > 0 && s[Skipped] == 0) m["sampling/logprob_diff"] = s.Mean(LogprobDiffSum, TokenCount); // measured at a block's first update
         strategy.Metrics(s, m);
@@ -594,6 +610,8 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
             Warn("kl", $"KL to the reference is {kl:G3} per token at step {completedStep}, above kl_warning {c.KlWarning:G3}: the policy is drifting; lower the learning rate or raise beta");
         if (metrics.TryGetValue("entropy", out var h) && firstEntropy is > 0 && h > 0 && h < c.EntropyCollapse * firstEntropy)
             Warn("entropy", $"Entropy collapsed to {h:G3} at step {completedStep}, below {c.EntropyCollapse:P0} of its start ({firstEntropy:G3}): samples are becoming deterministic");
+        if (metrics.TryGetValue("gold/reward", out var g) && metrics.TryGetValue("reward", out var proxy) && goldMonitor.Add(completedStep, proxy, g) is { } over)
+            Warn("overoptimisation", over);
         if (metrics.TryGetValue("sampling/logprob_diff", out var d) && d > c.LogprobMismatchTolerance)
             Warn("logprob_mismatch", $"The trainer's log-probs of the sampled tokens differ from the sampler's by {d:G3} on average at step {completedStep} (tolerance {c.LogprobMismatchTolerance:G3})");
     }
@@ -651,6 +669,7 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         var state = new JsonObject();
         if (firstEntropy is double e) state["first_entropy"] = e;
         if (c.KlTarget is not null) state["beta"] = beta;
+        if (gold is not null) state["gold_monitor"] = JsonSerializer.SerializeToNode(goldMonitor);
         if (valueHead is not null)
             state["value_head"] = JsonSerializer.SerializeToNode(new[] { Host(valueHead.weight!), Host(valueHead.bias!) });
         if (block is not null && step + 1 < block.FirstStep + c.UpdatesPerBatch) // the next step still trains on this block
@@ -663,6 +682,7 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
         if (state is null) return;
         firstEntropy = state["first_entropy"]?.GetValue<double>() ?? firstEntropy;
         beta = state["beta"]?.GetValue<double>() ?? beta;
+        if (state["gold_monitor"]?.Deserialize<GoldProxyMonitor>() is { } gm) goldMonitor = gm;
         if (valueHead is not null && state["value_head"]?.Deserialize<float[][]>() is { } vh)
             using (no_grad())
             {
@@ -705,8 +725,10 @@ public sealed class OnlineRlRunner : Methods.IMethodRunner
         var validation = c.RewardsAreGroupWinRates ? null : ctx.ValidationRows(p => JsonlRows.LoadPrompts(p, chat));
         if (c is ReinforcementConfig { EvalSamples: int n }) validation = validation?.Take(n).ToList();
         var teacher = c.NeedsTeacher && c.ScoringModel is { } t ? ctx.Model(t) : null;
+        using IRewardSource? gold = c.ParsedGoldGrader() is { } gg ? new GraderSource(ctx.Bind(gg))
+            : c.GoldRewardModel is { } grm ? RewardEnsembleSource.Load(ctx.Model(grm), 0, 64, ctx.Device) : null;
         var result = OnlineRlTrainer.Train(new OnlineRlRun(policy, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat)),
-            validation, c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device, teacher), reporter, ct);
+            validation, c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device, teacher, gold), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);
     }
 }
