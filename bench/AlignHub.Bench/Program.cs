@@ -26,6 +26,8 @@ switch (command)
         args.Length > 5 ? double.Parse(args[5], System.Globalization.CultureInfo.InvariantCulture) : 1e-3, args.Length > 6 ? double.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture) : 0.1); return;
     // cyclic method=dno|sppo|online_ipo steps=200 lr=1e-4 eta=1 beta=0.1 iterations=1 sft=400 pairs=480 corrupt=0.25 grpo=1
     case "cyclic": Rl2026Benchmarks.Cyclic(args[1..]); return;
+    // overoptimisation [svg path] [grpo steps]: proxy and gold reward against KL for GRPO on a reward model and DPO (issue 23)
+    case "overoptimisation": OveroptimisationBenchmark.Run(args.Length > 1 ? args[1] : "overoptimisation.svg", args.Length > 2 ? int.Parse(args[2]) : 200); return;
     case "rl-step-cost": RlStepCost.Run(args.Length > 1 ? int.Parse(args[1]) : 60); return;
     // oracle-export DIR [tokenizer folders, comma-separated]: cases for bench/device/oracle_check.py (transformers + PEFT)
     // smollm2-flops [batch] [seq]: SFT FLOP/s at SmolLM2-135M's shape vs a large matmul
