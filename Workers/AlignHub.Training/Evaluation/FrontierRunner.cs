@@ -43,9 +43,8 @@ public sealed class FrontierRunner : IMethodRunner
         foreach (var name in c.Models.Where(m => points.All(p => p.Name != m)))
             points.Add(new FrontierPoint(name, ctx.CheckpointStepOf(name), ctx.Model(name)));
         if (points.Count == 0) throw new InvalidDataException($"job {c.Run} has no checkpoints to evaluate");
-        using IRewardSource reward = c.ParsedGrader() is { } g ? new GraderSource(ctx.Bind(g)) : RewardEnsembleSource.Load(ctx.Model(c.RewardModel!), 0, c.BatchSize, ctx.Device);
-        using IRewardSource? gold = c.ParsedGoldGrader() is { } gg ? new GraderSource(ctx.Bind(gg))
-            : c.GoldRewardModel is { } grm ? RewardEnsembleSource.Load(ctx.Model(grm), 0, c.BatchSize, ctx.Device) : null;
+        using IRewardSource reward = ctx.RewardSource(c.ParsedGrader(), c.RewardModel, c.BatchSize)!;
+        using IRewardSource? gold = ctx.RewardSource(c.ParsedGoldGrader(), c.GoldRewardModel, c.BatchSize);
         var chat = ctx.Model(job.Model).ChatFormat();
         var prompts = ctx.Rows(job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat));
         reporter.Event("info", $"Evaluating the KL-reward frontier of {points.Count} point(s) against {job.Model} on {prompts.Count} prompts, " +

@@ -53,6 +53,11 @@ public sealed class MethodContext
     /// <summary>A grader ready to grade here: its score_model graders bound to <see cref="GraderAsk"/>.</summary>
     public Grader Bind(Grader g) => GraderAsk is null ? g : g.Bind(GraderAsk);
 
+    /// <summary>A reward source from a config's pair of fields: the grader (bound here) when given, else the reward model (or ensemble), else null.</summary>
+    public Rewards.IRewardSource? RewardSource(Grader? grader, string? rewardModel, int batchSize) =>
+        grader is not null ? new Rewards.GraderSource(Bind(grader))
+            : rewardModel is { } id ? Rewards.RewardEnsembleSource.Load(Model(id), 0, batchSize, Device) : null;
+
     public ModelSource Model(string id) => Source(FindModel(id));
     public string FilePath(string fileId) => Resolve(FindFile(fileId).StoragePath);
     public T ConfigAs<T>() where T : MethodConfig => (T)Config;

@@ -712,8 +712,7 @@ public sealed class OnlineRlRunner : Methods.IMethodRunner
     public Methods.MethodOutcome Run(Methods.MethodContext ctx, ITrainingReporter reporter, CancellationToken ct)
     {
         var c = ctx.ConfigAs<OnlineRlConfig>();
-        IRewardSource? pointwise = c.ParsedGrader() is { } g ? new GraderSource(ctx.Bind(g))
-            : c.RewardModel is { } rm ? RewardEnsembleSource.Load(ctx.Model(rm), 0, 64, ctx.Device) : null;
+        IRewardSource? pointwise = ctx.RewardSource(c.ParsedGrader(), c.RewardModel, 64);
         // Self-play methods' rewards are win rates within each group, from a general preference model or the pointwise source through Bradley-Terry.
         using IRewardSource? source = !c.RewardsAreGroupWinRates ? pointwise
             : new GroupWinRateSource(c.PairwiseOracle is { } pm ? PreferenceModelSource.Load(ctx.Model(pm), ctx.Device)
@@ -725,8 +724,7 @@ public sealed class OnlineRlRunner : Methods.IMethodRunner
         var validation = c.RewardsAreGroupWinRates ? null : ctx.ValidationRows(p => JsonlRows.LoadPrompts(p, chat));
         if (c is ReinforcementConfig { EvalSamples: int n }) validation = validation?.Take(n).ToList();
         var teacher = c.NeedsTeacher && c.ScoringModel is { } t ? ctx.Model(t) : null;
-        using IRewardSource? gold = c.ParsedGoldGrader() is { } gg ? new GraderSource(ctx.Bind(gg))
-            : c.GoldRewardModel is { } grm ? RewardEnsembleSource.Load(ctx.Model(grm), 0, 64, ctx.Device) : null;
+        using IRewardSource? gold = ctx.RewardSource(c.ParsedGoldGrader(), c.GoldRewardModel, 64);
         var result = OnlineRlTrainer.Train(new OnlineRlRun(policy, ctx.Rows(ctx.Job.TrainingFile, p => JsonlRows.LoadPrompts(p, chat)),
             validation, c, ctx.CheckpointRoot, ctx.ResumeFrom, source, ctx.Device, teacher, gold), reporter, ct);
         return new Methods.MethodOutcome(result, result.LastCheckpoint);

@@ -101,6 +101,18 @@ public sealed class RolloutTensors
     public Tensor? GreedyRewards { get; init; }
     /// <summary>pi_old's per-sequence k1 KL to the reference, sum_t (log pi_old - log ref) (zeros without a reference).</summary>
     public Tensor SequenceKl() => OldLogps is null || RefLogps is null ? zeros_like(Rewards) : (KlEstimators.K1(OldLogps, RefLogps) * Mask).sum(1);
+    /// <summary>
+    /// [N] each completion's reward less its pair partner's (completions 2i and 2i + 1 pair up): r(y) - r(y') for the
+    /// first, its negative for the second, taken in double precision so a constant added to every reward cancels exactly.
+    /// </summary>
+    public Tensor PairRewardGaps()
+    {
+        var r = RewardValues;
+        var gap = new float[r.Count];
+        for (int i = 0; i + 1 < r.Count; i += 2) (gap[i], gap[i + 1]) = ((float)(r[i] - r[i + 1]), (float)(r[i + 1] - r[i]));
+        return tensor(gap, device: Rewards.device);
+    }
+
     public Tensor TokenKl() => OldLogps is null || RefLogps is null ? zeros_like(Mask) : KlEstimators.K1(OldLogps, RefLogps) * Mask;
 }
 

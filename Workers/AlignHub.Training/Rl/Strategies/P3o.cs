@@ -17,10 +17,7 @@ public sealed class P3o(P3oConfig c) : ClippedStrategy<P3oConfig>(c)
     /// <summary>Each completion's target: its pair's shaped reward difference, D for the first and -D for the second.</summary>
     public override RlTargets Targets(RolloutTensors b)
     {
-        var r = b.RewardValues;
-        var gap = new float[r.Count];
-        for (int i = 0; i + 1 < r.Count; i += 2) (gap[i], gap[i + 1]) = ((float)(r[i] - r[i + 1]), (float)(r[i + 1] - r[i]));
-        var d = tensor(gap, device: b.Rewards.device);
+        var d = b.PairRewardGaps();
         if (b.Beta == 0 || b.RefLogps is null) return new(d);
         using var kl = b.SequenceKl().view(-1, 2);
         using var klGap = (kl[.., 0] - kl[.., 1]).unsqueeze(1);

@@ -16,13 +16,7 @@ public sealed class Rebel(RebelConfig c) : RlStrategy<RebelConfig>(c)
     public override IReadOnlyList<string> StatNames => [TargetAbs, Residual, Pairs];
 
     /// <summary>Each completion's target is its pair's reward difference, r(y) - r(y') for the first and its negative for the second.</summary>
-    public override RlTargets Targets(RolloutTensors b)
-    {
-        var r = b.RewardValues;
-        var gap = new float[r.Count];
-        for (int i = 0; i + 1 < r.Count; i += 2) (gap[i], gap[i + 1]) = ((float)(r[i] - r[i + 1]), (float)(r[i + 1] - r[i]));
-        return new(tensor(gap, device: b.Rewards.device));
-    }
+    public override RlTargets Targets(RolloutTensors b) => new(b.PairRewardGaps());
 
     public override Tensor Loss(RlMicroBatch m, StatSink stats)
     {
