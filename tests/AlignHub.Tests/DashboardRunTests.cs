@@ -227,6 +227,79 @@ public class DashboardRunTests
         Assert.Contains("similar", await page.Locator("#samples table").InnerTextAsync());
     }
 
+    /// <summary>
+    /// Issue 23's diagnostics on the job page: a GRPO job with a proxy grader and a gold grader (the review task's hidden
+    /// reward) draws both curves against the step and against KL, and the table view of the KL chart holds the API's
+    /// (kl, reward, gold/reward) of every step.
+    /// </summary>
+    [ChromiumFact]
+    public async Task The_job_page_draws_proxy_and_gold_reward_against_the_step_and_against_KL()
+    {
+        var data = TempDir();
+        await using var app = await AlignHubProcess.StartAsync(data);
+        // A start that speaks the review task's words (so the gold reward moves), then GRPO on a proxy that rewards "awful".
+        var rng = new Random(4);
+        var demos = string.Join("\n", Enumerable.Range(0, 512).Select(_ => JsonSerializer.Serialize(new { prompt = AlignHub.Domain.PreferenceTask.Prompt(rng), completion = AlignHub.Domain.PreferenceTask.Response(rng) })));
+        var demoFile = (await app.Upload(demos, "reviews-sft.jsonl")).Body.GetProperty("id").GetString()!;
+        var (ss, sft) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = demoFile, seed = 1,
+            method = new { type = "supervised", supervised = new { hyperparameters = new { n_epochs = 2, batch_size = 16, learning_rate = 3e-3 } } },
+        });
+        Assert.True(ss == HttpStatusCode.OK, sft.ToString());
+        var start = (await app.WaitForStatus(sft.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(3))).GetProperty("fine_tuned_model").GetString()!;
+        var rows = string.Join("\n", Enumerable.Range(0, 32).Select(_ => JsonSerializer.Serialize(new { prompt = AlignHub.Domain.PreferenceTask.Prompt(rng) })));
+        var file = (await app.Upload(rows, "reviews.jsonl")).Body.GetProperty("id").GetString()!;
+        const int steps = 6;
+        var (s, created) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = start, training_file = file, seed = 3,
+            method = new { type = "grpo", grpo = new { hyperparameters = new { max_steps = steps, batch_size = 4, num_generations = 8, max_completion_length = 16, beta = 0.02,
+                learning_rate = 1e-3,
+                grader = new { type = "regex_match", name = "says_awful", input = "{{sample.output_text}}", pattern = "awful" },
+                gold_grader = AlignHub.Domain.PreferenceTask.TrueRewardGrader } } },
+        });
+        Assert.True(s == HttpStatusCode.OK, created.ToString());
+        var job = created.GetProperty("id").GetString()!;
+        await app.WaitForStatus(job, "succeeded", TimeSpan.FromMinutes(3));
+        async Task<Dictionary<int, double>> Metric(string name) =>
+            (await app.GetJson($"/v1/fine_tuning/jobs/{job}/metrics?name={Uri.EscapeDataString(name)}")).GetProperty("data").EnumerateArray()
+                .ToDictionary(m => m.GetProperty("step").GetInt32(), m => m.GetProperty("value").GetDouble());
+        var (proxy, gold, kl) = (await Metric("reward"), await Metric("gold/reward"), await Metric("kl"));
+        Assert.Equal(steps, gold.Count);
+        Assert.Equal(steps, kl.Count);
+
+        using var pw = await Playwright.CreateAsync();
+        await using var browser = await DashboardBrowserTests.LaunchAsync(pw);
+        var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 1440, Height = 900 } });
+        await DashboardBrowserTests.SignInAsync(page, app, $"jobs/{job}");
+        await InteractiveAsync(page);
+        foreach (var chart in new[] { "#gold-chart", "#gold-kl-chart" })
+            foreach (var name in new[] { "reward", "gold/reward" })
+            {
+                var line = page.Locator($"{chart} polyline.series[data-name='{name}']");
+                await line.WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 30_000 }); // a flat line has no height
+                Assert.Equal(steps.ToString(), await line.GetAttributeAsync("data-points"));
+            }
+        Assert.Contains("against KL", await page.Locator("#gold-kl-chart").InnerTextAsync());
+        await page.Locator("#gold-chart").ScreenshotAsync(new() { Path = Shot(data, "job-gold-proxy.png") });
+        await page.Locator("#gold-kl-chart").ScreenshotAsync(new() { Path = Shot(data, "job-gold-proxy-kl.png") });
+
+        // The table view: one row per step keyed by that step's KL, holding its proxy and gold reward.
+        await page.Locator("#gold-kl-chart .chart-table-toggle").ClickAsync();
+        var cells = page.Locator("#gold-kl-chart table.chart-table tbody tr");
+        await cells.First.WaitForAsync(new() { Timeout = 15_000 });
+        var header = await page.Locator("#gold-kl-chart table.chart-table thead th").AllInnerTextsAsync();
+        Assert.Equal(["kl", "reward", "gold/reward"], header);
+        var table = new List<double[]>();
+        foreach (var row in await cells.AllAsync())
+            table.Add((await row.Locator("td").AllInnerTextsAsync()).Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToArray());
+        Assert.Equal(kl.Values.Distinct().Count(), table.Count);
+        static bool Near(double a, double b) => Math.Abs(a - b) <= 1e-3 * Math.Max(1, Math.Abs(b));
+        foreach (var step in kl.Keys)
+            Assert.Contains(table, r => Near(r[0], kl[step]) && Near(r[1], proxy[step]) && Near(r[2], gold[step]));
+    }
+
     /// <summary>The Files page shows a file's first rows; the Models page shows a fine-tuned model's lineage; the Workers page its worker.</summary>
     [ChromiumFact]
     public async Task Files_models_and_workers_pages_show_rows_lineage_and_the_worker()

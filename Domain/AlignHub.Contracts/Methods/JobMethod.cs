@@ -1,7 +1,11 @@
 namespace AlignHub.Domain;
 
-/// <summary>A chart on the job page: metric names plotted together (the first one drawn the most).</summary>
-public sealed record MetricChart(string Title, string Id, IReadOnlyList<string> Metrics);
+/// <summary>
+/// A chart on the job page: metric names plotted together (the first one drawn the most), against the step or, when
+/// <paramref name="Against"/> names a metric, against that metric's value at the same step (in step order, so the line
+/// is the run's path, as a proxy-and-gold reward against KL plot is read).
+/// </summary>
+public sealed record MetricChart(string Title, string Id, IReadOnlyList<string> Metrics, string? Against = null);
 
 /// <summary>
 /// One method a job can run (<c>method.type</c>): its config record, what files and models it reads, how it is

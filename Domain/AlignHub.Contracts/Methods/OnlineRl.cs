@@ -217,6 +217,7 @@ public abstract class OnlineRlMethod<TConfig> : JobMethod where TConfig : Online
     [
         new("Reward", "reward-chart", ["reward", "eval/reward"]),
         new("Proxy and gold reward", "gold-chart", ["reward", "gold/reward", "eval/reward", "eval/gold/reward"]),
+        new("Proxy and gold reward against KL", "gold-kl-chart", ["reward", "gold/reward"], Against: "kl"),
         new("Next-token top-10 mass and entropy", "topk-chart", ["diagnostics/top10_mass", "diagnostics/top10_entropy"]),
         new("Reward spread", "reward-std-chart", ["reward_std", "frac_reward_zero_std"]),
         new("Loss", "loss-chart", [MetricNames.Loss]),
