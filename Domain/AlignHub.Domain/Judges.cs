@@ -33,7 +33,14 @@ public sealed class JudgeService(IDbContextFactory<AlignHubDb> dbs)
         int maxTokens = r.MaxTokens ?? 8;
         if (maxTokens is < 1 or > 1024) return new Invalid("max_tokens", "max_tokens must be from 1 to 1024");
         await using var db = await dbs.CreateDbContextAsync(ct);
-        if (local && await ModelService.FindAsync(db, r.Model!, ct) is null) return new Invalid("model", $"model \"{r.Model}\" is not registered");
+        if (local)
+        {
+            if (await ModelService.FindAsync(db, r.Model!, ct) is not { } m) return new Invalid("model", $"model \"{r.Model}\" is not registered");
+            var arch = ModelArchitecture.Parse(m.ConfigJson);
+            if (arch.IsPreferenceModel && mode != "pairwise") return new Invalid("mode", "a general preference model judges pairs: mode must be pairwise");
+            if (arch.IsRewardModel && !arch.IsPreferenceModel)
+                return new Invalid("model", $"model \"{r.Model}\" is a reward model: name it as reward_model (evaluate, online jobs, frontier), or train a general preference model (method preference_model) to judge pairs");
+        }
         var j = new Judge
         {
             Id = Ids.New("judge-"), Name = r.Name, Mode = mode, Model = local ? r.Model : null, BaseUrl = remote ? r.BaseUrl!.TrimEnd('/') : null,

@@ -178,6 +178,103 @@ public class JudgeTests
     }
 
     /// <summary>
+    /// A general preference model (issue 23) is a pairwise judge wherever one is named: trained by a preference_model job
+    /// on the intransitive task, it labels a campaign in both orders (its answers are P(A &gt; B), its verdicts the hidden
+    /// cycle's) and decides an evaluation's win rate: a formal greeter beats a warm one and loses to a playful one, which
+    /// no single reward could judge. A scalar reward model is refused as a judge, and a preference model as a pointwise one.
+    /// </summary>
+    [Fact]
+    public async Task A_preference_model_judges_a_campaign_and_an_evaluation_by_the_cycle()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-pmjudge-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data);
+        string Rows(IEnumerable<PreferencePair> pairs) => string.Join("\n", pairs.Select(x => JsonSerializer.Serialize(new { prompt = x.Prompt, chosen = x.Chosen, rejected = x.Rejected })));
+        var (_, train) = await app.Upload(Rows(CyclicPreferenceTask.Pairs(480, 1)), "cyclic.jsonl");
+        var (s1, pmJob) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = train.GetProperty("id").GetString(), seed = 1,
+            method = new { type = "preference_model", preference_model = new { hyperparameters = new { n_epochs = 30, batch_size = 16, learning_rate = 1e-3, preference_dim = 8, warmup_ratio = 0.05 } } },
+        });
+        Assert.True(s1 == HttpStatusCode.OK, pmJob.ToString());
+        var pm = (await app.WaitForStatus(pmJob.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(6))).GetProperty("fine_tuned_model").GetString()!;
+
+        var (bad, badBody) = await app.PostJson("/v1/judges", new { name = "pm", mode = "pointwise", model = pm });
+        Assert.Equal(HttpStatusCode.BadRequest, bad);
+        Assert.Equal("mode", badBody.GetProperty("error").GetProperty("param").GetString());
+        var (s2, judge) = await app.PostJson("/v1/judges", new { name = "cycle judge", model = pm });
+        Assert.True(s2 == HttpStatusCode.OK, judge.ToString());
+        var judgeId = judge.GetProperty("id").GetString()!;
+
+        // A campaign of 12 style pairs of held-out draws, each (winner, loser) order of the cycle on either side.
+        var rng = new Random(9);
+        var items = Enumerable.Range(0, 12).Select(i =>
+        {
+            var name = CyclicPreferenceTask.Names[rng.Next(CyclicPreferenceTask.Names.Count)];
+            int winner = i % 3;
+            string w = CyclicPreferenceTask.Reply(winner, name), l = CyclicPreferenceTask.Reply((winner + 1) % 3, name);
+            bool first = rng.Next(2) == 0;
+            return (Prompt: CyclicPreferenceTask.Prompt(name), A: first ? w : l, B: first ? l : w, Winner: first ? "a" : "b");
+        }).ToList();
+        var (_, file) = await app.Upload(string.Join("\n", items.Select(x => JsonSerializer.Serialize(new { prompt = x.Prompt, response_a = x.A, response_b = x.B }))), "items.jsonl");
+        var (_, campaign) = await app.PostJson("/v1/annotation/campaigns", new { name = "cycle", file = file.GetProperty("id").GetString(), annotators_per_item = 1 });
+        var campaignId = campaign.GetProperty("id").GetString()!;
+        var (s3, set) = await app.PostJson($"/v1/annotation/campaigns/{campaignId}/judge", new { judge = judgeId, visibility = "after" });
+        Assert.True(s3 == HttpStatusCode.OK, set.ToString());
+        var until = DateTime.UtcNow.AddMinutes(3);
+        JsonElement c;
+        do { await Task.Delay(500); c = await app.GetJson($"/v1/annotation/campaigns/{campaignId}"); }
+        while (c.GetProperty("judged_items").GetInt32() < 12 && c.GetProperty("judge_error").ValueKind == JsonValueKind.Null && DateTime.UtcNow < until);
+        Assert.True(c.GetProperty("judged_items").GetInt32() == 12, c.ToString());
+        var judgements = (await app.GetJson($"/v1/annotation/campaigns/{campaignId}/judgements")).GetProperty("data").EnumerateArray().ToList();
+        foreach (var j in judgements)
+        {
+            var (first, second) = (j.GetProperty("orders").GetProperty("first").GetProperty("answer").GetString()!, j.GetProperty("orders").GetProperty("second").GetProperty("answer").GetString()!);
+            double P(string answer) => double.Parse(answer.Replace("P(A > B) = ", ""), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(1, P(first) + P(second), 3); // the same pair asked the other way round
+            Assert.Equal(items[j.GetProperty("index").GetInt32()].Winner, j.GetProperty("verdict").GetString());
+        }
+
+        // An evaluation's win rate by the same judge: formal beats warm, playful beats formal.
+        async Task<string> Greeter(int style)
+        {
+            var rows = string.Join("\n", CyclicPreferenceTask.Names.Select(n => JsonSerializer.Serialize(new { prompt = CyclicPreferenceTask.Prompt(n), completion = CyclicPreferenceTask.Reply(style, n) })));
+            var (st, f) = await app.Upload(rows, $"greet-{style}.jsonl");
+            Assert.True(st == HttpStatusCode.OK, f.ToString());
+            var id = await app.CreateSftJob(f.GetProperty("id").GetString()!, new { n_epochs = 60, batch_size = 4, learning_rate_multiplier = 3, save_steps = 1000, logging_steps = 50 }, seed: 3);
+            return (await app.WaitForStatus(id, "succeeded", TimeSpan.FromMinutes(4))).GetProperty("fine_tuned_model").GetString()!;
+        }
+        var (formal, warm, playful) = (await Greeter(0), await Greeter(1), await Greeter(2));
+        var (_, held) = await app.Upload(Rows(CyclicPreferenceTask.Names.Select(n => new PreferencePair(CyclicPreferenceTask.Prompt(n), CyclicPreferenceTask.Reply(0, n), CyclicPreferenceTask.Reply(1, n)))), "held.jsonl");
+        async Task<double> WinRate(string policy, string reference)
+        {
+            var (st, eval) = await app.PostJson("/v1/fine_tuning/jobs", new
+            {
+                model = policy, training_file = held.GetProperty("id").GetString(),
+                method = new { type = "evaluate", evaluate = new { hyperparameters = new { reference_model = reference, judge = judgeId, max_new_tokens = 16 } } },
+            });
+            Assert.True(st == HttpStatusCode.OK, eval.ToString());
+            var id = eval.GetProperty("id").GetString()!;
+            await app.WaitForStatus(id, "succeeded", TimeSpan.FromMinutes(3));
+            return (await app.GetJson($"/v1/fine_tuning/jobs/{id}/metrics?name=win_rate")).GetProperty("data")[0].GetProperty("value").GetDouble();
+        }
+        double overWarm = await WinRate(formal, warm), overPlayful = await WinRate(formal, playful);
+        Assert.True(overWarm >= 0.9 && overPlayful <= 0.1, $"formal over warm {overWarm}, formal over playful {overPlayful}");
+
+        // A scalar reward model is no pairwise judge here: it is named as reward_model instead.
+        var (_, rmFile) = await app.Upload(Rows(CyclicPreferenceTask.Pairs(32, 3)), "rm.jsonl");
+        var (s4, rmJob) = await app.PostJson("/v1/fine_tuning/jobs", new
+        {
+            model = "alignhub/tiny", training_file = rmFile.GetProperty("id").GetString(),
+            method = new { type = "reward_model", reward_model = new { hyperparameters = new { n_epochs = 1, batch_size = 8 } } },
+        });
+        Assert.True(s4 == HttpStatusCode.OK, rmJob.ToString());
+        var rm = (await app.WaitForStatus(rmJob.GetProperty("id").GetString()!, "succeeded", TimeSpan.FromMinutes(3))).GetProperty("fine_tuned_model").GetString()!;
+        var (s5, rmJudge) = await app.PostJson("/v1/judges", new { name = "rm", model = rm });
+        Assert.Equal(HttpStatusCode.BadRequest, s5);
+        Assert.Contains("reward_model", rmJudge.GetProperty("error").GetProperty("message").GetString());
+    }
+
+    /// <summary>
     /// A cancel reaches a grader that waits on a judge that never answers: the job shows cancelling, its worker's
     /// heartbeat sees it and abandons the call (the HTTP client would wait two minutes), and the job is cancelled
     /// within seconds, saying why.

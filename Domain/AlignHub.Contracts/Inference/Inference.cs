@@ -45,6 +45,13 @@ public interface IInferenceService
 {
     /// <summary>Starts a request and yields its events; cancelling <paramref name="ct"/> (the client went away) ends its generation.</summary>
     IAsyncEnumerable<InferenceEvent> GenerateAsync(InferenceRequest request, CancellationToken ct);
+
+    /// <summary>
+    /// P(<paramref name="a"/> &gt; <paramref name="b"/> | <paramref name="prompt"/>) from a general preference model
+    /// (method <c>preference_model</c>), the prompt as text the way its training rows gave it; antisymmetric by
+    /// construction, so P(b &gt; a) = 1 - P(a &gt; b).
+    /// </summary>
+    Task<double> PreferenceAsync(ModelRecord model, string prompt, string a, string b, CancellationToken ct);
 }
 
 /// <summary>A request the serving side refuses (a prompt longer than the model's context, a model it cannot load).</summary>

@@ -59,9 +59,21 @@ public sealed class JudgeClient(IInferenceService? inference, Func<string, Model
         return doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString() ?? "";
     }
 
-    /// <summary>A pairwise verdict: asked with a as A and b as B, then the other way round; a side wins only when both orders pick it.</summary>
+    /// <summary>
+    /// A pairwise verdict: asked with a as A and b as B, then the other way round; a side wins only when both orders pick
+    /// it. A judge whose model is a general preference model is asked for P(A &gt; B) in each order instead of a letter,
+    /// and picks the side above 1/2 (its answers read <c>P(A &gt; B) = 0.73</c>).
+    /// </summary>
     public async Task<PairVerdict> CompareAsync(Judge judge, string prompt, string a, string b, CancellationToken ct)
     {
+        if (judge.Model is { } local && findModel(local) is { } record && ModelArchitecture.Parse(record.ConfigJson).IsPreferenceModel)
+        {
+            if (inference is null) throw new InvalidOperationException($"judge \"{judge.Name}\" runs on a local model, and this process serves none (it needs the worker role)");
+            double pab = await inference.PreferenceAsync(record, prompt, a, b, ct), pba = await inference.PreferenceAsync(record, prompt, b, a, ct);
+            static string Side(double p) => p > 0.5 ? "a" : p < 0.5 ? "b" : "none";
+            static string Said(double p) => "P(A > B) = " + p.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture);
+            return new PairVerdict(JudgePrompts.Verdict(Side(pab), Side(pba)), Side(pab), Side(pba), Said(pab), Said(pba));
+        }
         var first = await AskAsync(judge, JudgePrompts.Pairwise(judge.PromptTemplate, prompt, a, b), ct);
         var second = await AskAsync(judge, JudgePrompts.Pairwise(judge.PromptTemplate, prompt, b, a), ct);
         var (p1, p2) = (JudgePrompts.Pick(first), JudgePrompts.Pick(second));

@@ -28,6 +28,7 @@ public sealed class InferenceHost : IInferenceService, IDisposable
     readonly ILogger? log;
     readonly ConcurrentDictionary<string, Lazy<Task<Loaded>>> loads = new();
     readonly List<Loaded> engines = [];
+    readonly ConcurrentDictionary<string, Lazy<Rewards.PreferenceModelSource>> preferenceModels = new();
     readonly SemaphoreSlim signal = new(0);
     readonly Thread thread;
     volatile bool disposed;
@@ -70,6 +71,35 @@ public sealed class InferenceHost : IInferenceService, IDisposable
         signal.Release();
         using var wake = ct.Register(() => signal.Release()); // a client that leaves frees its rows at the next step
         await foreach (var e in job.Events.ReadAllAsync(ct)) yield return e;
+    }
+
+    /// <summary>
+    /// A general preference model's P(a &gt; b | prompt), on the host's device: the model loads on first use and stays (it
+    /// is one small scorer, outside the generation cache's budget); calls to one model take turns, each in one dispose scope.
+    /// </summary>
+    public async Task<double> PreferenceAsync(ModelRecord model, string prompt, string a, string b, CancellationToken ct)
+    {
+        if (model.WeightsPath is null) throw new InferenceException($"model \"{model.Id}\" has no weights", "model");
+        if (!ModelArchitecture.Parse(model.ConfigJson).IsPreferenceModel)
+            throw new InferenceException($"model \"{model.Id}\" is not a general preference model (train one with method preference_model)", "model");
+        var key = model.Id + "\n" + model.WeightsPath;
+        var lazy = preferenceModels.GetOrAdd(key, _ => new Lazy<Rewards.PreferenceModelSource>(() =>
+        {
+            var pm = Rewards.PreferenceModelSource.Load(resolve(model), device, model.Id);
+            log?.LogInformation("Loaded preference model {Model} on {Device}", model.Id, device);
+            return pm;
+        }));
+        return await Task.Run(() =>
+        {
+            Rewards.PreferenceModelSource pm;
+            try { pm = lazy.Value; }
+            catch (Exception e) when (e is not InferenceException)
+            {
+                preferenceModels.TryRemove(key, out _);
+                throw new InferenceException($"model \"{model.Id}\" could not be loaded: {e.Message}", "model");
+            }
+            lock (pm) return pm.Matrix(prompt, [a, b])[0, 1];
+        }, ct);
     }
 
     async Task<Loaded> Load(ModelRecord model, CancellationToken ct)
@@ -155,5 +185,6 @@ public sealed class InferenceHost : IInferenceService, IDisposable
         signal.Release();
         thread.Join(TimeSpan.FromSeconds(10));
         foreach (var l in Snapshot()) { l.Engine.FailAll(new ObjectDisposedException("the inference host stopped")); l.Engine.Dispose(); }
+        foreach (var pm in preferenceModels.Values.Where(x => x.IsValueCreated)) { try { pm.Value.Dispose(); } catch (Exception) { } }
     }
 }
