@@ -18,6 +18,45 @@ public class GenerationTests
         [256, 65],
     ];
 
+    /// <summary>
+    /// Nash-MD's geometric mixture, checked against full forward passes of both models (no cache) over each finished
+    /// sequence: a mixed row's sampling log-probs are log_softmax((1 - c) l_model + c l_ref) at its tokens and its
+    /// log-probs the model's; an unmixed row in the same batch samples exactly what the model alone samples; at c = 1 a
+    /// row samples exactly what the reference alone samples.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void Geometric_mixture_sampling_draws_from_the_renormalised_product_of_model_and_reference(string config)
+    {
+        using var model = TinyConfigs.Create(config, 11);
+        using var reference = TinyConfigs.Create(config, 12);
+        var o = new GenerationOptions { MaxNewTokens = 24, Temperature = 1 };
+        long[] seeds = [5, 6, 7];
+        var mixed = TextGenerator.Generate(model, Tok, Prompts, o, seeds, new GeometricMixture(reference, 0.5, [true, false, true]));
+        var alone = TextGenerator.Generate(model, Tok, Prompts, o, seeds);
+        Assert.Equal(alone[1].Tokens, mixed[1].Tokens);
+        Assert.Equal(alone[1].SamplingLogProbs, mixed[1].SamplingLogProbs);
+        using (TorchSharp.torch.no_grad())
+            foreach (int row in new[] { 0, 2 })
+            {
+                var seq = Prompts[row].Concat(mixed[row].Tokens).Select(t => (long)t).ToArray();
+                using var ids = TorchSharp.torch.tensor(seq, [1, seq.Length]);
+                using var lm = model.forward(ids, null, null).log_softmax(-1);
+                using var lr = reference.forward(ids, null, null).log_softmax(-1);
+                using var mix = (lm * 0.5 + lr * 0.5).log_softmax(-1);
+                for (int j = 0; j < mixed[row].Tokens.Length; j++)
+                {
+                    int at = Prompts[row].Length - 1 + j, token = mixed[row].Tokens[j];
+                    Assert.InRange(mixed[row].SamplingLogProbs[j] - mix[0, at, token].item<float>(), -1e-3f, 1e-3f);
+                    Assert.InRange(mixed[row].LogProbs[j] - lm[0, at, token].item<float>(), -1e-3f, 1e-3f);
+                }
+            }
+        Assert.NotEqual(alone[0].Tokens, mixed[0].Tokens); // the mixture is not the model (two random models differ)
+        var allRef = TextGenerator.Generate(model, Tok, Prompts, o, seeds, new GeometricMixture(reference, 1.0, [true, true, true]));
+        var refAlone = TextGenerator.Generate(reference, Tok, Prompts, o, seeds);
+        for (int i = 0; i < Prompts.Length; i++) Assert.Equal(refAlone[i].Tokens, allRef[i].Tokens);
+    }
+
     [Theory]
     [MemberData(nameof(Configs))]
     public void Greedy_generation_with_the_KV_cache_yields_exactly_the_tokens_without_it(string config)

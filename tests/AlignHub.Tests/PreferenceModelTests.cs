@@ -5,6 +5,7 @@ using AlignHub.Training.Losses;
 using AlignHub.Training.Models;
 using AlignHub.Training.Preference;
 using AlignHub.Training.Rewards;
+using AlignHub.Training.Rl;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -120,5 +121,43 @@ public class PreferenceModelTests
         Assert.True(triples >= 10 && cyclic >= 0.9, $"{triples} style triples, {cyclic:F3} ordered in a cycle");
         Assert.True(oracle.Matrix("Greet Ada.", ["Hi Ada!", "Hi Bo!"])[0, 1] > 0.5, "a reply to the wrong name loses");
         Assert.Equal(1, p[0, 1] + p[1, 0], 6);
+    }
+    /// <summary>
+    /// Online IPO with Nash-MD's mixture (mixture_coef 0.5): with the same seed as plain online IPO, the first step's
+    /// completions are identical (the policy still equals the reference, so the mixture is the policy), and after one
+    /// update the first completion of every pair is still the policy's own while the second ones come from the mixture.
+    /// LoRA with the mixture is refused at validation, naming the field.
+    /// </summary>
+    [Fact]
+    public void Online_IPO_draws_the_second_of_each_pair_from_the_geometric_mixture()
+    {
+        var rng = new Random(3);
+        var prompts = Enumerable.Range(0, 64).Select(_ => PreferenceTask.Prompt(rng)).Select(p => new GenerationPrompt(p, JsonSerializer.SerializeToElement(p), false)).ToList();
+        // A reward that varies on a random model's bytes, so the first update moves the policy away from the reference.
+        var graderJson = JsonSerializer.SerializeToElement(new { type = "regex_match", name = "a_to_m", input = "{{sample.output_text}}", pattern = "[a-m]" });
+        var grader = Grader.Parse(graderJson, "g", (f, m) => throw new Exception($"{f}: {m}"))!;
+        List<(int Step, SampleRecord Sample)> Run(double coef)
+        {
+            var c = new OnlineIpoConfig { NEpochs = 10, MaxSteps = 2, BatchSize = 8, NumGenerations = 2, MaxCompletionLength = 12, LearningRate = 1e-2, Beta = 0.1,
+                SaveSteps = 100_000, EvalSteps = 100_000, Seed = 4, LogCompletionsSteps = 1, NumCompletionsToLog = 16, MixtureCoef = coef,
+                Grader = graderJson };
+            var rep = new RecordingReporter();
+            var run = OnlineRlTrainer.Train(new OnlineRlRun(Tiny, prompts, null, c, TempDir(), null, new GroupWinRateSource(new BradleyTerryPreference(new GraderSource(grader)), 2)),
+                rep, CancellationToken.None);
+            Assert.Equal(TrainingOutcome.Completed, run.Outcome);
+            Assert.All(rep.Metrics, m => Assert.True(double.IsFinite(m.Metrics["loss"])));
+            return rep.SampleLog;
+        }
+        var (plain, nashMd) = (Run(0), Run(0.5));
+        string[] At(List<(int Step, SampleRecord Sample)> log, int step, int parity) =>
+            log.Where(x => x.Step == step).Select(x => x.Sample.Completion).Where((_, i) => i % 2 == parity).ToArray();
+        Assert.Equal(16, plain.Count(x => x.Step == 2));
+        Assert.Equal(At(plain, 1, 0).Concat(At(plain, 1, 1)), At(nashMd, 1, 0).Concat(At(nashMd, 1, 1)));
+        Assert.Equal(At(plain, 2, 0), At(nashMd, 2, 0));
+        Assert.NotEqual(At(plain, 2, 1), At(nashMd, 2, 1));
+
+        var errors = new List<string>();
+        new OnlineIpoConfig { MixtureCoef = 0.5, UsePeft = true, PreferenceModel = "pm" }.Validate("", (f, _) => errors.Add(f));
+        Assert.Contains("mixture_coef", errors);
     }
 }

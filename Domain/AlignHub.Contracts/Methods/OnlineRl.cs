@@ -787,6 +787,9 @@ public sealed record OnlineIpoConfig : SelfPlayConfig
     [Hyperparameter("IPO's beta (tau): a sure preference's log-ratio margin to the reference is regressed onto 1/(2 beta).", Min = 1e-6, Max = 100)]
     public override double Beta { get; init; } = 0.1;
 
+    [Hyperparameter("Nash-MD's mixture (TRL's NashMDConfig.mixture_coef): the second completion of each pair is drawn token by token from pi^(1-coef) pi_ref^coef, renormalised (Munos et al., 2023); 0: both from the policy (online IPO). TRL's default is 0.5.", Min = 0, Max = 1)]
+    public double MixtureCoef { get; init; }
+
     [System.Text.Json.Serialization.JsonIgnore] public override int WinRateGroupSize => 2;
     [System.Text.Json.Serialization.JsonIgnore] public override bool NeedsReference => true;
 
@@ -794,6 +797,7 @@ public sealed record OnlineIpoConfig : SelfPlayConfig
     {
         base.Validate(prefix, err);
         if (NumGenerations % 2 != 0) err(prefix + "num_generations", "must be even: online IPO compares completions in pairs");
+        if (MixtureCoef > 0 && UsePeft) err(prefix + "mixture_coef", "the geometric mixture samples from a separate reference model; with use_peft the reference is the policy with its adapters off, which this sampler does not mix");
         if (KlTarget is not null) err(prefix + "kl_target", "IPO's beta is its regression target's scale; adaptive KL control does not apply");
     }
 }
@@ -805,7 +809,8 @@ public sealed class OnlineIpoMethod : SelfPlayMethod<OnlineIpoConfig>
     public override string Title => "Online IPO (self-play pairs)";
     public override string Summary =>
         "Online IPO (Calandriello et al., 2024): pairs (y, y') of each prompt's samples from the current policy, p = P(y > y') from the pairwise oracle; " +
-        "L = mean over pairs of (log pi(y)/pi_ref(y) - log pi(y')/pi_ref(y') - (p - 1/2)/beta)^2, log-probs summed over each completion.";
+        "L = mean over pairs of (log pi(y)/pi_ref(y) - log pi(y')/pi_ref(y') - (p - 1/2)/beta)^2, log-probs summed over each completion. " +
+        "With mixture_coef, y' is drawn from Nash-MD's geometric mixture pi^(1-coef) pi_ref^coef (Munos et al., 2023).";
     public override object Example => ExampleWith(new { num_generations = 2, beta = 0.1, preference_model = "ft:alignhub/tiny:pm:ftjob-jkl012", max_completion_length = 8 });
 }
 

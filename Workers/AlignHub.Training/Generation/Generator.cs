@@ -70,9 +70,17 @@ public static class Seeds
 public static class TextGenerator
 {
     /// <param name="rowSeeds">One seed per prompt (<see cref="Seeds.Row"/>); null: (options.Seed, 0, i, 0) for row i.</param>
+    /// <param name="mixture">
+    /// Nash-MD's geometric mixture (Munos et al., 2023), token by token as TRL's GeometricMixtureWrapper: the rows it marks
+    /// draw each token from softmax((1 - coef) * logits_model + coef * logits_reference), i.e. pi^(1-coef) pi_ref^coef
+    /// renormalised per token; their <see cref="GeneratedSequence.SamplingLogProbs"/> are under that mixture and their
+    /// <see cref="GeneratedSequence.LogProbs"/> under the model. The reference keeps its own key-value cache.
+    /// </param>
     public static List<GeneratedSequence> Generate(CausalLM model, ITokenizer tok, IReadOnlyList<int[]> prompts, GenerationOptions o,
-        IReadOnlyList<long>? rowSeeds = null)
+        IReadOnlyList<long>? rowSeeds = null, GeometricMixture? mixture = null)
     {
+        if (mixture is not null && mixture.Rows.Count != prompts.Count) throw new ArgumentException("one mixture flag per prompt");
+        bool mixing = mixture is not null && mixture.Coef > 0 && mixture.Rows.Any(x => x);
         if (prompts.Count == 0) return [];
         if (o.MaxNewTokens < 1) throw new ArgumentException("max_new_tokens must be at least 1");
         if (rowSeeds is not null && rowSeeds.Count != prompts.Count) throw new ArgumentException("one seed per prompt");
@@ -109,6 +117,10 @@ public static class TextGenerator
         var allIds = tensor(ids, [b, longest], device: device).DetachFromDisposeScope();
         var allMask = tensor(mask, [b, longest], device: device).DetachFromDisposeScope();
         using var cache = o.UseKvCache ? new KvCache(model.Architecture.NumLayers, longest + maxNew) : null;
+        using var refCache = o.UseKvCache && mixing ? new KvCache(mixture!.Reference.Architecture.NumLayers, longest + maxNew) : null;
+        bool refWasTraining = mixing && mixture!.Reference.training;
+        if (mixing) mixture!.Reference.eval();
+        using var mixRows = mixing ? tensor(mixture!.Rows.ToArray(), device: device).unsqueeze(1).DetachFromDisposeScope() : null;
         Tensor? next = null; // [B, 1] token fed at this step (cache mode)
         try
         {
@@ -119,8 +131,16 @@ public static class TextGenerator
                 if (cache is null) logits = model.forward(allIds, allMask, null);
                 else logits = step == 0 ? model.forward(allIds, allMask, cache) : model.forward(next!, allMask, cache);
                 var last = logits[.., -1, ..]; // [B, V]
+                var drawFrom = last;
+                if (mixing)
+                {
+                    var r = mixture!.Reference;
+                    var refLogits = refCache is null ? r.forward(allIds, allMask, null) : step == 0 ? r.forward(allIds, allMask, refCache) : r.forward(next!, allMask, refCache);
+                    var mixed = last.to_type(ScalarType.Float32) * (1 - mixture.Coef) + refLogits[.., -1, ..].to_type(ScalarType.Float32) * mixture.Coef;
+                    drawFrom = where(mixRows!, mixed, last.to_type(ScalarType.Float32));
+                }
                 var u = tensor(seeds.Select(s => Seeds.Uniform(s, step)).ToArray(), device: device);
-                var (chosen, samplingLogp) = Sampler.Pick(last, o, u);
+                var (chosen, samplingLogp) = Sampler.Pick(drawFrom, o, u);
                 var modelLogp = last.log_softmax(-1).gather(1, chosen.unsqueeze(1)).squeeze(1);
                 // One host copy per step: the tokens and both log-probs.
                 using var host = stack([chosen.to_type(ScalarType.Float64), modelLogp.to_type(ScalarType.Float64), samplingLogp.to_type(ScalarType.Float64)]).cpu();
@@ -157,6 +177,7 @@ public static class TextGenerator
         {
             allIds.Dispose(); allMask.Dispose(); next?.Dispose();
             if (wasTraining) model.train();
+            if (refWasTraining) mixture!.Reference.train();
         }
         return Enumerable.Range(0, b).Select(i =>
         {
@@ -165,6 +186,9 @@ public static class TextGenerator
         }).ToList();
     }
 }
+
+/// <summary>Nash-MD's geometric mixture of a model with <paramref name="Reference"/> for the rows flagged in <paramref name="Rows"/> (0 &lt;= coef &lt;= 1; 0: the model itself).</summary>
+public sealed record GeometricMixture(CausalLM Reference, double Coef, IReadOnlyList<bool> Rows);
 
 /// <summary>The sampling step, a pure function of logits, settings and one uniform number per row.</summary>
 public static class Sampler

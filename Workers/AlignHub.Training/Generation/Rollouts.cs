@@ -28,8 +28,9 @@ public static class Rollouts
     /// sample k of prompt p at <paramref name="step"/> is <see cref="Seeds.Row"/>(seed, step, p, k), so a resumed job
     /// samples the same completions, whatever the batching.
     /// </summary>
+    /// <param name="mixture">Samples whose index k it accepts are drawn from Nash-MD's geometric mixture of the model with the reference (<see cref="GeometricMixture"/>).</param>
     public static List<Rollout> Sample(CausalLM model, ITokenizer tok, IReadOnlyList<int[]> prompts, IReadOnlyList<int> promptIndexes,
-        int k, GenerationOptions o, long seed, int step, int batchSize)
+        int k, GenerationOptions o, long seed, int step, int batchSize, (CausalLM Reference, double Coef, Func<int, bool> Sample)? mixture = null)
     {
         if (promptIndexes.Count != prompts.Count) throw new ArgumentException("one index per prompt");
         var work = Enumerable.Range(0, prompts.Count).SelectMany(p => Enumerable.Range(0, k).Select(s => (P: p, S: s))).ToList();
@@ -38,7 +39,8 @@ public static class Rollouts
         {
             var slice = work.Skip(i).Take(batchSize).ToList();
             var outs = TextGenerator.Generate(model, tok, slice.Select(w => prompts[w.P]).ToList(), o,
-                slice.Select(w => Seeds.Row(seed, step, promptIndexes[w.P], w.S)).ToList());
+                slice.Select(w => Seeds.Row(seed, step, promptIndexes[w.P], w.S)).ToList(),
+                mixture is { } mx ? new GeometricMixture(mx.Reference, mx.Coef, slice.Select(w => mx.Sample(w.S)).ToList()) : null);
             for (int j = 0; j < slice.Count; j++) result.Add(new Rollout(promptIndexes[slice[j].P], slice[j].S, prompts[slice[j].P], outs[j]));
         }
         return result;

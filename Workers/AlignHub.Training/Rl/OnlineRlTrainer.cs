@@ -245,7 +245,8 @@ public sealed class OnlineRlMethod : ITrainingMethod, IDisposable
     {
         var clock = Stopwatch.StartNew();
         var ids = prompts.Select(i => trainIds[i]).ToList();
-        var rollouts = Rollouts.Sample(policy, tok, ids, prompts, c.NumGenerations, Sampling, c.Seed, atStep, microPrompts * c.NumGenerations);
+        var rollouts = Rollouts.Sample(policy, tok, ids, prompts, c.NumGenerations, Sampling, c.Seed, atStep, microPrompts * c.NumGenerations,
+            needs.MixtureCoef > 0 ? (reference ?? throw new InvalidOperationException("the geometric mixture needs a reference model"), needs.MixtureCoef, k => k % 2 == 1) : null);
         var greedy = needs.GreedyBaseline ? Rollouts.Sample(policy, tok, ids, prompts, 1, Sampling with { Temperature = 0 }, c.Seed, atStep, microPrompts) : null;
         double generate = clock.Elapsed.TotalSeconds;
         clock.Restart();

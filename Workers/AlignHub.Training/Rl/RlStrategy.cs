@@ -22,6 +22,8 @@ public sealed record RlNeeds
     public bool WholeGroups { get; init; }
     /// <summary>Log-probs of logits / temperature (TRL's GRPO, RLOO, PPO); false: of the raw logits (TRL's online DPO).</summary>
     public bool TemperatureScaledLogProbs { get; init; } = true;
+    /// <summary>Nash-MD: samples 2i + 1 of each prompt come from the geometric mixture pi^(1-coef) pi_ref^coef (0: all from the policy).</summary>
+    public double MixtureCoef { get; init; }
 }
 
 /// <summary>

@@ -7,12 +7,14 @@ namespace AlignHub.Training.Rl;
 /// Online IPO (Calandriello et al., 2024; IPO: Azar et al., 2023): completions pair up as samples 2i and 2i + 1 of a
 /// prompt and their rewards are the oracle's P(y &gt; y') and P(y' &gt; y) (<see cref="Rewards.GroupWinRateSource"/> over
 /// pairs); with h = log pi(y)/pi_ref(y) - log pi(y')/pi_ref(y') (summed over each completion, raw logits), each pair's loss is
-/// (h - (P(y &gt; y') - 1/2) / beta)^2, averaged over the batch's pairs.
+/// (h - (P(y &gt; y') - 1/2) / beta)^2, averaged over the batch's pairs. With <c>mixture_coef</c> &gt; 0, y' is drawn from
+/// Nash-MD's geometric mixture of the policy and the reference (Munos et al., 2023), as TRL's NashMDTrainer draws its
+/// second completion; the loss is the same.
 /// </summary>
 public sealed class OnlineIpo(OnlineIpoConfig c) : RlStrategy<OnlineIpoConfig>(c)
 {
     const string Pairs = "ipo_pairs", Margin = "ipo_margin_sum", Residual = "ipo_residual_sum";
-    public override RlNeeds Needs => new() { Reference = true, WholeGroups = true, TemperatureScaledLogProbs = false };
+    public override RlNeeds Needs => new() { Reference = true, WholeGroups = true, TemperatureScaledLogProbs = false, MixtureCoef = Config.MixtureCoef };
     public override IReadOnlyList<string> StatNames => [Pairs, Margin, Residual];
 
     /// <summary>Each completion's target: (its P of beating the other - 1/2) / beta, the pair's regression target read off its first.</summary>
