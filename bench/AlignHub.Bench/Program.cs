@@ -24,7 +24,8 @@ switch (command)
         double.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture)); return;
     case "rto": Rl2026Benchmarks.Rto(int.Parse(args[1]), int.Parse(args[2]), double.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), args.Length > 4 && args[4] == "grader",
         args.Length > 5 ? double.Parse(args[5], System.Globalization.CultureInfo.InvariantCulture) : 1e-3, args.Length > 6 ? double.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture) : 0.1); return;
-    // cyclic method=dno|sppo|online_ipo steps=200 lr=1e-4 eta=1 beta=0.1 iterations=1 sft=400 pairs=480 corrupt=0.25 grpo=1
+    // cyclic method=dno|sppo|online_ipo steps=200 lr=1e-4 eta=1 beta=0.1 mixture=0 iterations=1 sft=400 pairs=480 corrupt=0.25 grpo=1 rounds=1 onpolicy=0
+    //   (rounds: self-play iterations, each with a preference model retrained on the pairs so far plus onpolicy prompts of the policy's own samples labelled by the hidden rule)
     case "cyclic": Rl2026Benchmarks.Cyclic(args[1..]); return;
     // overoptimisation [svg path] [grpo steps]: proxy and gold reward against KL for GRPO on a reward model and DPO (issue 23)
     case "overoptimisation": OveroptimisationBenchmark.Run(args.Length > 1 ? args[1] : "overoptimisation.svg", args.Length > 2 ? int.Parse(args[2]) : 200); return;

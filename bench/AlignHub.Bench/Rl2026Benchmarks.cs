@@ -184,44 +184,53 @@ static class Rl2026Benchmarks
         var start = tiny with { Folder = sft.LastCheckpoint };
         var train = CyclicPreferenceTask.Pairs(pairs, 1, D("corrupt", 0.25));
         var held = CyclicPreferenceTask.Pairs(240, 2);
-        var sw = Stopwatch.StartNew();
-        var pmLog = new BenchReporter();
-        var pm = AlignHub.Training.Preference.PreferenceModelTrainer.Train(new AlignHub.Training.Preference.PreferenceModelRun(tiny, train, held,
-            new PreferenceModelConfig { NEpochs = Math.Max(1, 14400 / pairs), BatchSize = 16, LearningRate = 1e-3, PreferenceDim = 8, WarmupRatio = 0.05, EvalSteps = 100_000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
-            pmLog, CancellationToken.None);
-        double pmSeconds = sw.Elapsed.TotalSeconds;
-        var rmLog = new BenchReporter();
-        var rm = AlignHub.Training.Preference.RewardModelTrainer.Train(new AlignHub.Training.Preference.RewardModelRun(tiny, train, held,
-            new RewardModelConfig { NEpochs = Math.Max(1, 14400 / pairs), BatchSize = 16, LearningRate = 1e-3, WarmupRatio = 0.05, EvalSteps = 100_000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
-            rmLog, CancellationToken.None);
-        double Last(BenchReporter log, string name) => log.Rows.Last(r => r.Metrics.ContainsKey(name)).Metrics[name];
-        Console.WriteLine($"preference model: held-out accuracy {Last(pmLog, "eval/accuracy"):F3}, cyclic triples {Last(pmLog, "eval/cyclic_triples"):F3} ({pmSeconds:F0} s); " +
-            $"reward model: held-out accuracy {Last(rmLog, "eval/accuracy"):F3}");
-        var pmSource = tiny with { Folder = pm.LastCheckpoint, ConfigJson = File.ReadAllText(Path.Combine(pm.LastCheckpoint!, "config.json")) };
+        int rounds = (int)D("rounds", 1), onPolicy = (int)D("onpolicy", 0);
         var prompts = CyclicPreferenceTask.Prompts(512);
-        SelfPlayConfig selfPlay = method switch
-        {
-            "sppo" => new SppoConfig { Eta = D("eta", 1.0) },
-            "dno" => new DnoConfig { Beta = D("beta", 0.1) },
-            "online_ipo" => new OnlineIpoConfig { Beta = D("beta", 0.1), NumGenerations = 4 },
-            _ => throw new ArgumentException(method),
-        };
-        selfPlay = selfPlay with { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, NumIterations = iterations, MaxCompletionLength = 16, LearningRate = lr,
-            SaveSteps = Math.Max(1, steps / 4), EvalSteps = 100_000, Seed = 1, PreferenceModel = "pm" };
-        sw.Restart();
-        var saved = new List<(int Step, string Dir)>();
-        var selfLog = new BenchReporter();
-        OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, selfPlay, Temp(), null,
-            new GroupWinRateSource(PreferenceModelSource.Load(pmSource, null), selfPlay.WinRateGroupSize)), new SavingReporter(selfLog, saved), CancellationToken.None);
-        double selfSeconds = sw.Elapsed.TotalSeconds;
-        var rounds = selfLog.Rows.Where(r => r.Metrics.ContainsKey("round/win_rate")).ToList();
-        Console.WriteLine("round win rates over the previous round (preference model, both orders), every 10th: " +
-            string.Join(", ", rounds.Where((_, i) => i % 10 == 9).Select(r => $"{r.Metrics["round"]:F0}: {r.Metrics["round/win_rate"]:F2}")));
         var policies = new List<(string Name, string Folder, double Seconds)> { ("start", sft.LastCheckpoint!, 0.0) };
-        policies.AddRange(saved.Select(x => ($"{method} vs preference model, step {x.Step}", x.Dir, selfSeconds * x.Step / steps)));
+        var current = start;
+        double Last(BenchReporter log, string name) => log.Rows.Last(r => r.Metrics.ContainsKey(name)).Metrics[name];
+        var sw = Stopwatch.StartNew();
+        for (int round = 0; round < rounds; round++)
+        {
+            // Each round's oracle also learns from the hidden rule's labels of the current policy's own samples (a labelling round).
+            if (onPolicy > 0) train.AddRange(StylePairsFrom(current, onPolicy, 10 + round));
+            sw.Restart();
+            var pmLog = new BenchReporter();
+            var pm = AlignHub.Training.Preference.PreferenceModelTrainer.Train(new AlignHub.Training.Preference.PreferenceModelRun(tiny, train, held,
+                new PreferenceModelConfig { NEpochs = Math.Max(1, 14400 / train.Count), BatchSize = 16, LearningRate = 1e-3, PreferenceDim = 8, WarmupRatio = 0.05, EvalSteps = 100_000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
+                pmLog, CancellationToken.None);
+            Console.WriteLine($"round {round + 1}: preference model on {train.Count} pairs: held-out accuracy {Last(pmLog, "eval/accuracy"):F3}, cyclic triples {Last(pmLog, "eval/cyclic_triples"):F3} ({sw.Elapsed.TotalSeconds:F0} s)");
+            var pmSource = tiny with { Folder = pm.LastCheckpoint, ConfigJson = File.ReadAllText(Path.Combine(pm.LastCheckpoint!, "config.json")) };
+            SelfPlayConfig selfPlay = method switch
+            {
+                "sppo" => new SppoConfig { Eta = D("eta", 1.0) },
+                "dno" => new DnoConfig { Beta = D("beta", 0.1) },
+                "online_ipo" => new OnlineIpoConfig { Beta = D("beta", 0.1), NumGenerations = 4, MixtureCoef = D("mixture", 0) },
+                _ => throw new ArgumentException(method),
+            };
+            selfPlay = selfPlay with { NEpochs = 100, MaxSteps = steps, BatchSize = 16, NumGenerations = 4, NumIterations = iterations, MaxCompletionLength = 16, LearningRate = lr,
+                SaveSteps = Math.Max(1, steps / (rounds > 1 ? 2 : 4)), EvalSteps = 100_000, Seed = 1 + round, PreferenceModel = "pm" };
+            sw.Restart();
+            var saved = new List<(int Step, string Dir)>();
+            var selfLog = new BenchReporter();
+            OnlineRlTrainer.Train(new OnlineRlRun(current, prompts, null, selfPlay, Temp(), null,
+                new GroupWinRateSource(PreferenceModelSource.Load(pmSource, null), selfPlay.WinRateGroupSize)), new SavingReporter(selfLog, saved), CancellationToken.None);
+            double selfSeconds = sw.Elapsed.TotalSeconds;
+            var roundRates = selfLog.Rows.Where(r => r.Metrics.ContainsKey("round/win_rate")).ToList();
+            Console.WriteLine("  round win rates over the previous round (preference model, both orders), every 10th: " +
+                string.Join(", ", roundRates.Where((_, i) => i % 10 == 9).Select(r => $"{r.Metrics["round"]:F0}: {r.Metrics["round/win_rate"]:F2}")));
+            policies.AddRange(saved.Select(x => ($"{method} vs preference model{(rounds > 1 ? $", iteration {round + 1}" : "")}, step {x.Step}", x.Dir, selfSeconds * x.Step / steps)));
+            current = tiny with { Folder = saved[^1].Dir };
+        }
         if (D("grpo", 1) != 0)
         {
-            var grpo = new GrpoConfig { NEpochs = 100, MaxSteps = steps * iterations, BatchSize = 16, NumGenerations = 4, MaxCompletionLength = 16, LearningRate = lr,
+            // The baseline: a Bradley-Terry reward model on the same (final) pairs, GRPO from the start for the same number of steps.
+            var rmLog = new BenchReporter();
+            var rm = AlignHub.Training.Preference.RewardModelTrainer.Train(new AlignHub.Training.Preference.RewardModelRun(tiny, train, held,
+                new RewardModelConfig { NEpochs = Math.Max(1, 14400 / train.Count), BatchSize = 16, LearningRate = 1e-3, WarmupRatio = 0.05, EvalSteps = 100_000, SaveSteps = 100_000, Seed = 1 }, Temp(), null),
+                rmLog, CancellationToken.None);
+            Console.WriteLine($"reward model on {train.Count} pairs: held-out accuracy {Last(rmLog, "eval/accuracy"):F3}");
+            var grpo = new GrpoConfig { NEpochs = 100, MaxSteps = steps * iterations * rounds, BatchSize = 16, NumGenerations = 4, MaxCompletionLength = 16, LearningRate = lr,
                 SaveSteps = 100_000, EvalSteps = 100_000, Seed = 1, RewardModel = "rm" };
             sw.Restart();
             var grpoRun = OnlineRlTrainer.Train(new OnlineRlRun(start, prompts, null, grpo, Temp(), null,
@@ -239,6 +248,36 @@ static class Rl2026Benchmarks
             Console.WriteLine($"{name}\t{w:F3}\t[{lo:F3}, {hi:F3}]\t{Share(0):F2}\t{Share(1):F2}\t{Share(2):F2}\t{Share(null):F2}\t{sec:F1}\t" +
                 string.Join(" | ", all.Where(r => CyclicPreferenceTask.StyleOf(r.Prompt, r.Text) is null).Take(3).Select(r => r.Text)));
         }
+    }
+
+    /// <summary>
+    /// Pairs labelled by the hidden rule on a policy's own samples (temperature 1): for each of <paramref name="n"/>
+    /// prompts, its two samples against each other and the first against a random style's reply; ties are skipped.
+    /// </summary>
+    static List<PreferencePair> StylePairsFrom(ModelSource policy, int n, int seed)
+    {
+        var prompts = CyclicPreferenceTask.Prompts(n);
+        using var model = policy.CreateModel();
+        var tok = policy.CreateTokenizer();
+        var ids = prompts.Select(p => new[] { tok.BosId }.Concat(tok.Encode(p.Text)).ToArray()).ToList();
+        var rs = AlignHub.Training.Generation.Rollouts.Sample(model, tok, ids, Enumerable.Range(0, prompts.Count).ToList(), 2,
+            new AlignHub.Training.Generation.GenerationOptions { MaxNewTokens = 16, Temperature = 1 }, 1000 + seed, 0, 256);
+        var rng = new Random(seed);
+        var result = new List<PreferencePair>();
+        void Add(string prompt, string a, string b)
+        {
+            double p = CyclicPreferenceTask.Preference(prompt, a, b);
+            if (p != 0.5) result.Add(p > 0.5 ? new PreferencePair(prompt, a, b) : new PreferencePair(prompt, b, a));
+        }
+        foreach (var g in rs.GroupBy(r => r.PromptIndex))
+        {
+            var prompt = prompts[g.Key].Text;
+            var texts = g.Select(r => r.Completion.Text).ToList();
+            Add(prompt, texts[0], texts[1]);
+            Add(prompt, texts[0], CyclicPreferenceTask.Reply(rng.Next(3), prompt[6..^1]));
+        }
+        Console.WriteLine($"  {result.Count} pairs labelled by the hidden rule on the policy's samples");
+        return result;
     }
 
     /// <summary>Eight samples (temperature 1) of each of 160 prompts, per prompt.</summary>
