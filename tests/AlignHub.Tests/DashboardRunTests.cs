@@ -282,6 +282,23 @@ public class DashboardRunTests
                 Assert.Equal(steps.ToString(), await line.GetAttributeAsync("data-points"));
             }
         Assert.Contains("against KL", await page.Locator("#gold-kl-chart").InnerTextAsync());
+
+        // Hovering a step shows a tooltip with the step and each series' value there, as the API has them.
+        var column = page.Locator("#gold-chart .hover-col[data-x='3']");
+        await column.Locator("rect").First.HoverAsync(new() { Force = true });
+        var tip = column.Locator(".chart-tip");
+        await tip.WaitForAsync(new() { State = WaitForSelectorState.Visible, Timeout = 10_000 });
+        var tipText = await tip.TextContentAsync() ?? "";
+        Assert.Contains("step 3", tipText);
+        double Said(string name) => double.Parse(System.Text.RegularExpressions.Regex.Match(tipText, System.Text.RegularExpressions.Regex.Escape(name) + @": (-?[0-9.e-]+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(proxy[3], Said("reward"), 3);
+        Assert.Equal(gold[3], Said("gold/reward"), 3);
+        Assert.False(await page.Locator("#gold-chart .hover-col[data-x='4'] .chart-tip").IsVisibleAsync());
+        // A non-negative metric's axis (top-10 mass and entropy) starts at zero or above.
+        var yTicks = (await page.Locator("#topk-chart .y-tick").EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.value)"))
+            .Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.NotEmpty(yTicks);
+        Assert.True(yTicks.Min() >= 0, string.Join(", ", yTicks));
         await page.Locator("#gold-chart").ScreenshotAsync(new() { Path = Shot(data, "job-gold-proxy.png") });
         await page.Locator("#gold-kl-chart").ScreenshotAsync(new() { Path = Shot(data, "job-gold-proxy-kl.png") });
 
