@@ -21,7 +21,13 @@ await app.PrepareDatabaseAsync();
 var firstAdminKey = await app.Services.GetRequiredService<ApiKeyService>().BootstrapAsync(options.AdminKey, CancellationToken.None);
 
 app.UseExceptionHandler(new ExceptionHandlerOptions { StatusCodeSelector = ProblemShape.StatusFor });
-app.UseStatusCodePages();
+// A browser's page request that finds nothing gets the dashboard's 404 page; everything else ProblemDetails.
+if (options.HasRole("web"))
+{
+    app.UseDashboardNotFound();
+    app.UseWhen(http => !DashboardSetup.WantsPage(http), b => b.UseStatusCodePages());
+}
+else app.UseStatusCodePages();
 app.UseMiddleware<DatabaseOutageMiddleware>();
 // Every response names its request; error bodies carry the same id, and log lines carry it in their scope.
 app.Use((http, next) => { http.Response.Headers["X-Request-Id"] = http.TraceIdentifier; return next(http); });

@@ -98,6 +98,48 @@ public class DashboardBrowserTests
         await viewer.WaitForURLAsync("**/signin?*", new() { Timeout = 45_000 });
     }
 
+    /// <summary>
+    /// At 390 px the top links fold into a menu button whose menu holds them; at 1440 px the links show and the button
+    /// does not. An unknown dashboard address answers the dashboard's 404 page (status 404), while an unknown API path
+    /// still answers ProblemDetails JSON.
+    /// </summary>
+    [ChromiumFact]
+    public async Task Narrow_screens_get_a_menu_button_and_unknown_pages_a_404_page()
+    {
+        var data = Directory.CreateTempSubdirectory("alignhub-web-").FullName;
+        await using var app = await AlignHubProcess.StartAsync(data);
+        using var pw = await Playwright.CreateAsync();
+        await using var browser = await LaunchAsync(pw);
+        var page = await browser.NewPageAsync(new() { ViewportSize = new() { Width = 390, Height = 844 } });
+        await SignInAsync(page, app, "jobs");
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
+        var button = page.Locator(".nav-menu button").First;
+        Assert.True(await button.IsVisibleAsync());
+        Assert.False(await page.Locator(".nav-links").First.IsVisibleAsync());
+        await button.ClickAsync();
+        var item = page.Locator(".mud-popover-open .mud-menu-item", new() { HasText = "Models" });
+        await item.First.WaitForAsync(new() { Timeout = 15_000 });
+        await item.First.ClickAsync();
+        await page.WaitForURLAsync(u => new Uri(u).AbsolutePath == "/models", new() { Timeout = 15_000 });
+        var width = await page.EvaluateAsync<int>("() => document.documentElement.scrollWidth");
+        Assert.True(width <= 390, $"the page is {width} px wide at 390 px");
+
+        await page.SetViewportSizeAsync(1440, 900);
+        await page.Locator(".nav-links").First.WaitForAsync(new() { State = WaitForSelectorState.Visible, Timeout = 10_000 });
+        Assert.False(await button.IsVisibleAsync());
+
+        var missing = await page.GotoAsync(app.Http.BaseAddress + "no/such/page");
+        Assert.Equal(404, missing!.Status);
+        try { await page.Locator("#not-found").WaitForAsync(new() { Timeout = 15_000 }); }
+        catch (TimeoutException) { Assert.Fail("no 404 page: " + (await page.ContentAsync())[..Math.Min(3000, (await page.ContentAsync()).Length)]); }
+        Assert.Contains("does not exist", await page.Locator("#not-found").InnerTextAsync());
+        using var api = new HttpRequestMessage(HttpMethod.Get, "/v1/no-such-resource");
+        api.Headers.Accept.ParseAdd("text/html,application/json");
+        var res = await app.Http.SendAsync(api);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, res.StatusCode);
+        Assert.DoesNotContain("does not exist</", await res.Content.ReadAsStringAsync());
+    }
+
     [ChromiumFact]
     public async Task Jobs_page_shows_a_new_job_and_its_progress_without_a_reload()
     {
