@@ -104,7 +104,7 @@ public class DashboardBrowserTests
     /// still answers ProblemDetails JSON.
     /// </summary>
     [ChromiumFact]
-    public async Task Narrow_screens_get_a_menu_button_and_unknown_pages_a_404_page()
+    public async Task Narrow_screens_get_a_menu_button_revoking_asks_first_and_unknown_pages_get_a_404_page()
     {
         var data = Directory.CreateTempSubdirectory("alignhub-web-").FullName;
         await using var app = await AlignHubProcess.StartAsync(data);
@@ -127,6 +127,24 @@ public class DashboardBrowserTests
         await page.SetViewportSizeAsync(1440, 900);
         await page.Locator(".nav-links").First.WaitForAsync(new() { State = WaitForSelectorState.Visible, Timeout = 10_000 });
         Assert.False(await button.IsVisibleAsync());
+
+        // Revoking a key asks first; "Keep it" keeps it.
+        var secret = await app.CreateKey("viewer", "to-revoke");
+        await page.GotoAsync(app.Http.BaseAddress + "keys");
+        await page.Locator("#circuit[data-interactive='yes']").WaitForAsync(new() { State = WaitForSelectorState.Attached, Timeout = 45_000 });
+        var keyRow = page.Locator("tr", new() { HasText = "to-revoke" });
+        await keyRow.Locator(".revoke-key").ClickAsync();
+        var dialog = page.Locator(".mud-dialog");
+        Assert.Contains("to-revoke", await dialog.InnerTextAsync());
+        await dialog.GetByRole(AriaRole.Button, new() { Name = "Keep it" }).ClickAsync();
+        await dialog.WaitForAsync(new() { State = WaitForSelectorState.Detached, Timeout = 10_000 });
+        Assert.Contains("active", await keyRow.InnerTextAsync());
+        await keyRow.Locator(".revoke-key").ClickAsync();
+        await dialog.GetByRole(AriaRole.Button, new() { Name = "Revoke" }).ClickAsync();
+        await page.WaitForFunctionAsync("() => [...document.querySelectorAll('tr')].some(r => r.innerText.includes('to-revoke') && r.innerText.includes('revoked'))", null, new() { Timeout = 10_000 });
+        using var withRevoked = new HttpRequestMessage(HttpMethod.Get, "/v1/models");
+        withRevoked.Headers.Authorization = new("Bearer", secret);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await app.Http.SendAsync(withRevoked)).StatusCode);
 
         var missing = await page.GotoAsync(app.Http.BaseAddress + "no/such/page");
         Assert.Equal(404, missing!.Status);

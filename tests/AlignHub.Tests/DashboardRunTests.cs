@@ -78,6 +78,13 @@ public class DashboardRunTests
         Assert.Equal(1, await page.EvaluateAsync<int>("() => performance.getEntriesByType('navigation').length"));
 
         await page.ClickAsync("#cancel-job");
+        // A confirmation first: "Keep running" changes nothing, "Cancel job" cancels.
+        var dialog = page.Locator(".mud-dialog");
+        await dialog.GetByRole(AriaRole.Button, new() { Name = "Keep running" }).ClickAsync();
+        await dialog.WaitForAsync(new() { State = WaitForSelectorState.Detached, Timeout = 10_000 });
+        Assert.NotEqual("cancelled", (await web.GetJson($"/v1/fine_tuning/jobs/{job}")).GetProperty("status").GetString());
+        await page.ClickAsync("#cancel-job");
+        await dialog.GetByRole(AriaRole.Button, new() { Name = "Cancel job" }).ClickAsync();
         await page.Locator(".status-chip[data-status='cancelled']").First.WaitForAsync(new() { Timeout = 30_000 });
         Assert.Equal("cancelled", (await web.GetJson($"/v1/fine_tuning/jobs/{job}")).GetProperty("status").GetString());
         await Task.Delay(3000); // the worker stops at its next step and writes its last rows
