@@ -149,7 +149,7 @@ public class DashboardBrowserTests
         var missing = await page.GotoAsync(app.Http.BaseAddress + "no/such/page");
         Assert.Equal(404, missing!.Status);
         try { await page.Locator("#not-found").WaitForAsync(new() { Timeout = 15_000 }); }
-        catch (TimeoutException) { Assert.Fail("no 404 page: " + (await page.ContentAsync())[..Math.Min(3000, (await page.ContentAsync()).Length)]); }
+        catch (TimeoutException) { var html = await page.ContentAsync(); Assert.Fail("no 404 page: " + html[..Math.Min(3000, html.Length)]); }
         Assert.Contains("does not exist", await page.Locator("#not-found").InnerTextAsync());
         using var api = new HttpRequestMessage(HttpMethod.Get, "/v1/no-such-resource");
         api.Headers.Accept.ParseAdd("text/html,application/json");

@@ -34,6 +34,31 @@ public class JudgeTests
     static readonly string[] Names = ["Ada", "Alan", "Grace", "Linus", "Ken", "Barbara", "Edsger", "Donald"];
     const string Template = "A: {{response_a}}\nB: {{response_b}}\nBetter?";
 
+    /// <summary>A campaign of (prompt, response_a, response_b) items, one annotator each, pre-labelled by <paramref name="judgeId"/> (verdicts shown after answers); returns once every item is judged.</summary>
+    static async Task<string> JudgedCampaignAsync(AlignHubProcess app, string name, List<(string Prompt, string A, string B)> items, string judgeId)
+    {
+        var (_, file) = await app.Upload(string.Join("\n", items.Select(x => JsonSerializer.Serialize(new { prompt = x.Prompt, response_a = x.A, response_b = x.B }))), "items.jsonl");
+        var (_, campaign) = await app.PostJson("/v1/annotation/campaigns", new { name, file = file.GetProperty("id").GetString(), annotators_per_item = 1 });
+        var campaignId = campaign.GetProperty("id").GetString()!;
+        var (s, set) = await app.PostJson($"/v1/annotation/campaigns/{campaignId}/judge", new { judge = judgeId, visibility = "after" });
+        Assert.True(s == HttpStatusCode.OK, set.ToString());
+        var until = DateTime.UtcNow.AddMinutes(3);
+        JsonElement c;
+        do { await Task.Delay(500); c = await app.GetJson($"/v1/annotation/campaigns/{campaignId}"); }
+        while (c.GetProperty("judged_items").GetInt32() < items.Count && c.GetProperty("judge_error").ValueKind == JsonValueKind.Null && DateTime.UtcNow < until);
+        Assert.True(c.GetProperty("judged_items").GetInt32() == items.Count, c.ToString());
+        return campaignId;
+    }
+
+    /// <summary>alignhub/tiny fine-tuned on <paramref name="rows"/> (JSONL) until it repeats them; the model's id.</summary>
+    static async Task<string> MemorisedAsync(AlignHubProcess app, string rows, string filename, int nEpochs)
+    {
+        var (st, f) = await app.Upload(rows, filename);
+        Assert.True(st == HttpStatusCode.OK, f.ToString());
+        var id = await app.CreateSftJob(f.GetProperty("id").GetString()!, new { n_epochs = nEpochs, batch_size = 4, learning_rate_multiplier = 3, save_steps = 1000, logging_steps = 50 }, seed: 3);
+        return (await app.WaitForStatus(id, "succeeded", TimeSpan.FromMinutes(4))).GetProperty("fine_tuned_model").GetString()!;
+    }
+
     [Fact]
     public async Task A_judge_labelled_campaign_exports_pairs_that_train_DPO_and_the_judges_key_never_shows()
     {
@@ -69,16 +94,7 @@ public class JudgeTests
             bool kindFirst = rng.Next(2) == 0;
             return (Prompt: $"Greet {n}.", A: kindFirst ? $"Hello, {n}!" : $"Go away, {n}.", B: kindFirst ? $"Go away, {n}." : $"Hello, {n}!", Kind: kindFirst ? "a" : "b");
         }).ToList();
-        var (_, file) = await app.Upload(string.Join("\n", items.Select(x => JsonSerializer.Serialize(new { prompt = x.Prompt, response_a = x.A, response_b = x.B }))), "items.jsonl");
-        var (_, campaign) = await app.PostJson("/v1/annotation/campaigns", new { name = "judged", file = file.GetProperty("id").GetString(), annotators_per_item = 1 });
-        var campaignId = campaign.GetProperty("id").GetString()!;
-        var (s3, set) = await app.PostJson($"/v1/annotation/campaigns/{campaignId}/judge", new { judge = judgeId, visibility = "after" });
-        Assert.True(s3 == HttpStatusCode.OK, set.ToString());
-        var until = DateTime.UtcNow.AddMinutes(3);
-        JsonElement c;
-        do { await Task.Delay(500); c = await app.GetJson($"/v1/annotation/campaigns/{campaignId}"); }
-        while (c.GetProperty("judged_items").GetInt32() < 12 && c.GetProperty("judge_error").ValueKind == JsonValueKind.Null && DateTime.UtcNow < until);
-        Assert.True(c.GetProperty("judged_items").GetInt32() == 12, c.ToString());
+        var campaignId = await JudgedCampaignAsync(app, "judged", items.Select(x => (x.Prompt, x.A, x.B)).ToList(), judgeId);
 
         // Both orders were asked and recorded; the verdicts are right where the two orders agree.
         var judgements = (await app.GetJson($"/v1/annotation/campaigns/{campaignId}/judgements")).GetProperty("data").EnumerateArray().ToList();
@@ -127,14 +143,9 @@ public class JudgeTests
         await app.WaitForStatus(dpoId, "succeeded", TimeSpan.FromMinutes(3));
 
         // The same judge decides an evaluation's win rate: a model that greets kindly against one that does not, each prompt asked in both orders.
-        async Task<string> Greeter(string reply)
-        {
-            var greetings = string.Join("\n", Names.Select(n => JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = $"Greet {n}." }, new { role = "assistant", content = string.Format(reply, n) } } })));
-            var (st, f) = await app.Upload(greetings, "greet.jsonl");
-            Assert.True(st == HttpStatusCode.OK, f.ToString());
-            var id = await app.CreateSftJob(f.GetProperty("id").GetString()!, new { n_epochs = 100, batch_size = 4, learning_rate_multiplier = 3, save_steps = 1000, logging_steps = 50 }, seed: 3);
-            return (await app.WaitForStatus(id, "succeeded", TimeSpan.FromMinutes(4))).GetProperty("fine_tuned_model").GetString()!;
-        }
+        Task<string> Greeter(string reply) => MemorisedAsync(app,
+            string.Join("\n", Names.Select(n => JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = $"Greet {n}." }, new { role = "assistant", content = string.Format(reply, n) } } }))),
+            "greet.jsonl", 100);
         var kind = await Greeter("Hello, {0}!");
         var rude = await Greeter("Go away, {0}.");
         var prompts = string.Join("\n", Names.Select(n => JsonSerializer.Serialize(new { prompt = new[] { new { role = "user", content = $"Greet {n}." } },
@@ -215,16 +226,7 @@ public class JudgeTests
             bool first = rng.Next(2) == 0;
             return (Prompt: CyclicPreferenceTask.Prompt(name), A: first ? w : l, B: first ? l : w, Winner: first ? "a" : "b");
         }).ToList();
-        var (_, file) = await app.Upload(string.Join("\n", items.Select(x => JsonSerializer.Serialize(new { prompt = x.Prompt, response_a = x.A, response_b = x.B }))), "items.jsonl");
-        var (_, campaign) = await app.PostJson("/v1/annotation/campaigns", new { name = "cycle", file = file.GetProperty("id").GetString(), annotators_per_item = 1 });
-        var campaignId = campaign.GetProperty("id").GetString()!;
-        var (s3, set) = await app.PostJson($"/v1/annotation/campaigns/{campaignId}/judge", new { judge = judgeId, visibility = "after" });
-        Assert.True(s3 == HttpStatusCode.OK, set.ToString());
-        var until = DateTime.UtcNow.AddMinutes(3);
-        JsonElement c;
-        do { await Task.Delay(500); c = await app.GetJson($"/v1/annotation/campaigns/{campaignId}"); }
-        while (c.GetProperty("judged_items").GetInt32() < 12 && c.GetProperty("judge_error").ValueKind == JsonValueKind.Null && DateTime.UtcNow < until);
-        Assert.True(c.GetProperty("judged_items").GetInt32() == 12, c.ToString());
+        var campaignId = await JudgedCampaignAsync(app, "cycle", items.Select(x => (x.Prompt, x.A, x.B)).ToList(), judgeId);
         var judgements = (await app.GetJson($"/v1/annotation/campaigns/{campaignId}/judgements")).GetProperty("data").EnumerateArray().ToList();
         foreach (var j in judgements)
         {
@@ -235,14 +237,9 @@ public class JudgeTests
         }
 
         // An evaluation's win rate by the same judge: formal beats warm, playful beats formal.
-        async Task<string> Greeter(int style)
-        {
-            var rows = string.Join("\n", CyclicPreferenceTask.Names.Select(n => JsonSerializer.Serialize(new { prompt = CyclicPreferenceTask.Prompt(n), completion = CyclicPreferenceTask.Reply(style, n) })));
-            var (st, f) = await app.Upload(rows, $"greet-{style}.jsonl");
-            Assert.True(st == HttpStatusCode.OK, f.ToString());
-            var id = await app.CreateSftJob(f.GetProperty("id").GetString()!, new { n_epochs = 60, batch_size = 4, learning_rate_multiplier = 3, save_steps = 1000, logging_steps = 50 }, seed: 3);
-            return (await app.WaitForStatus(id, "succeeded", TimeSpan.FromMinutes(4))).GetProperty("fine_tuned_model").GetString()!;
-        }
+        Task<string> Greeter(int style) => MemorisedAsync(app,
+            string.Join("\n", CyclicPreferenceTask.Names.Select(n => JsonSerializer.Serialize(new { prompt = CyclicPreferenceTask.Prompt(n), completion = CyclicPreferenceTask.Reply(style, n) }))),
+            $"greet-{style}.jsonl", 60);
         var (formal, warm, playful) = (await Greeter(0), await Greeter(1), await Greeter(2));
         var (_, held) = await app.Upload(Rows(CyclicPreferenceTask.Names.Select(n => new PreferencePair(CyclicPreferenceTask.Prompt(n), CyclicPreferenceTask.Reply(0, n), CyclicPreferenceTask.Reply(1, n)))), "held.jsonl");
         async Task<double> WinRate(string policy, string reference)
